@@ -1,0 +1,470 @@
+//! Configuration: a raw serde structure parsed from TOML, compiled by one
+//! function ([`Config::from_toml_str`]) into a validated [`Config`].
+//!
+//! Every problem is reported at once with its key path, unknown keys included,
+//! so an operator fixes a config in one pass.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::click::MAX_NODE_ID;
+
+/// The config file name looked for when none is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// The config file as written: every field optional where a default exists.
+#[derive(Debug, Default, Deserialize)]
+struct RawConfig {
+    /// Where plugin files are looked for.
+    #[serde(default)]
+    plugins: RawPlugins,
+    /// Click ID generation.
+    #[serde(default)]
+    click_ids: RawClickIds,
+    /// One entry per provider instance.
+    #[serde(default)]
+    providers: Vec<RawProvider>,
+}
+
+/// `[plugins]`
+#[derive(Debug, Default, Deserialize)]
+struct RawPlugins {
+    /// Folders searched for plugin files, in order. Relative paths are taken
+    /// from the config file's folder. Default: the running executable's folder
+    /// and its `deps/` subfolder (where cargo puts dependency libraries).
+    #[serde(default)]
+    dirs: Vec<PathBuf>,
+}
+
+/// `[click_ids]`
+#[derive(Debug, Default, Deserialize)]
+struct RawClickIds {
+    /// This instance's node id, 0..=4095; unique per instance that shares a
+    /// store, so click IDs never collide without coordination.
+    #[serde(default)]
+    node_id: u64,
+}
+
+/// `[[providers]]`
+#[derive(Debug, Deserialize)]
+struct RawProvider {
+    /// The provider's name: how links, metrics and the API refer to it.
+    name: Option<String>,
+    /// The plugin that implements it: a name (`amazon` → `liblinkwright_amazon.so`
+    /// in the plugin folders) or a path to a shared library.
+    plugin: Option<String>,
+    /// Set to false to keep the entry but not load it.
+    #[serde(default = "default_true")]
+    enabled: bool,
+    /// The provider's own settings, handed to the plugin as a JSON object.
+    #[serde(default)]
+    config: toml::Table,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Folders searched for plugin files, in order, already resolved.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// This instance's node id for click IDs.
+    pub node_id: u16,
+    /// Enabled providers, in config order (the routing order).
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// One provider instance.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Position in the config's `providers` array, for key paths in errors.
+    pub index: usize,
+    /// The provider's name.
+    pub name: String,
+    /// The plugin: a name or a resolved path.
+    pub plugin: PluginRef,
+    /// The provider's table, as JSON for the plugin.
+    pub settings: serde_json::Value,
+}
+
+/// How a provider names its plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// Found by name in the plugin folders.
+    Name(String),
+    /// An explicit file.
+    Path(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Name(n) => f.write_str(n),
+            PluginRef::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One problem in a config: the key path and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key path (`providers[1].name`); empty for the whole file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but has problems; all of them are listed.
+    #[error("{} problem(s) in {origin}:\n{}", problems.len(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        /// Where the config came from (a file name).
+        origin: String,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+impl ConfigError {
+    /// The problems, if the config was read.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and compiles a config file. Relative paths inside it are taken
+    /// from the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().map(Path::to_owned).unwrap_or_default();
+        Self::compile(&text, &path.display().to_string(), &base)
+    }
+
+    /// Compiles a config from TOML text; relative paths are taken from the
+    /// current folder.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Self::compile(text, "config", Path::new(""))
+    }
+
+    fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            problems,
+        };
+        let mut problems = Vec::new();
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+            invalid(vec![ConfigProblem {
+                path: String::new(),
+                message: e.to_string().trim_end().to_owned(),
+            }])
+        })?;
+        let mut unknown = Vec::new();
+        let raw: RawConfig = serde_ignored::deserialize(deserializer, |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|e| {
+            invalid(vec![ConfigProblem {
+                path: String::new(),
+                message: e.to_string().trim_end().to_owned(),
+            }])
+        })?;
+        for path in unknown {
+            // Provider tables belong to their plugins, which check them.
+            if !is_provider_setting(&path) {
+                problems.push(ConfigProblem {
+                    path: bracket_indices(&path),
+                    message: "unknown key".to_owned(),
+                });
+            }
+        }
+
+        let node_id = match u16::try_from(raw.click_ids.node_id) {
+            Ok(n) if n <= MAX_NODE_ID => n,
+            _ => {
+                problems.push(ConfigProblem {
+                    path: "click_ids.node_id".to_owned(),
+                    message: format!(
+                        "must be between 0 and {MAX_NODE_ID}, got {}",
+                        raw.click_ids.node_id
+                    ),
+                });
+                0
+            }
+        };
+
+        let plugin_dirs = if raw.plugins.dirs.is_empty() {
+            default_plugin_dirs()
+        } else {
+            raw.plugins.dirs.iter().map(|d| base.join(d)).collect()
+        };
+
+        let mut providers = Vec::new();
+        let mut names = BTreeSet::new();
+        for (index, p) in raw.providers.into_iter().enumerate() {
+            let at = |key: &str| format!("providers[{index}].{key}");
+            let name = match p.name.as_deref().map(str::trim) {
+                None | Some("") => {
+                    problems.push(ConfigProblem {
+                        path: at("name"),
+                        message: "missing: every provider needs a name".to_owned(),
+                    });
+                    None
+                }
+                Some(n) if !valid_provider_name(n) => {
+                    problems.push(ConfigProblem {
+                        path: at("name"),
+                        message: format!(
+                            "`{n}` is not a valid name: use 1-32 lowercase letters, digits, `-` or `_`"
+                        ),
+                    });
+                    None
+                }
+                Some(n) if !names.insert(n.to_owned()) => {
+                    problems.push(ConfigProblem {
+                        path: at("name"),
+                        message: format!("duplicate provider name `{n}`"),
+                    });
+                    None
+                }
+                Some(n) => Some(n.to_owned()),
+            };
+            let plugin = match p.plugin.as_deref().map(str::trim) {
+                None | Some("") => {
+                    problems.push(ConfigProblem {
+                        path: at("plugin"),
+                        message: "missing: name the plugin (e.g. \"amazon\") or give a path to its file"
+                            .to_owned(),
+                    });
+                    None
+                }
+                Some(s) if s.contains('/') || s.ends_with(std::env::consts::DLL_SUFFIX) => {
+                    Some(PluginRef::Path(base.join(s)))
+                }
+                Some(s) if valid_provider_name(s) => Some(PluginRef::Name(s.to_owned())),
+                Some(s) => {
+                    problems.push(ConfigProblem {
+                        path: at("plugin"),
+                        message: format!(
+                            "`{s}` is neither a plugin name (lowercase letters, digits, `-`, `_`) nor a path"
+                        ),
+                    });
+                    None
+                }
+            };
+            let settings = match serde_json::to_value(&p.config) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    problems.push(ConfigProblem {
+                        path: at("config"),
+                        message: format!("cannot be handed to the plugin as JSON: {e}"),
+                    });
+                    None
+                }
+            };
+            if let (Some(name), Some(plugin), Some(settings), true) = (name, plugin, settings, p.enabled)
+            {
+                providers.push(ProviderConfig {
+                    index,
+                    name,
+                    plugin,
+                    settings,
+                });
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(Config {
+                plugin_dirs,
+                node_id,
+                providers,
+            })
+        } else {
+            Err(invalid(problems))
+        }
+    }
+}
+
+/// Whether an ignored key path lies inside a provider's `config` table.
+fn is_provider_setting(path: &str) -> bool {
+    path.strip_prefix("providers.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(_, rest)| rest == "config" || rest.starts_with("config."))
+}
+
+/// `providers.1.nmae` → `providers[1].nmae`.
+fn bracket_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 4);
+    for part in path.split('.') {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(part);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn valid_provider_name(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The running executable's folder and its `deps/` subfolder.
+pub fn default_plugin_dirs() -> Vec<PathBuf> {
+    match std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+        Some(dir) => vec![dir.clone(), dir.join("deps")],
+        None => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn empty_config_is_valid_with_defaults() {
+        let c = Config::from_toml_str("").expect("empty config");
+        assert_eq!(c.node_id, 0);
+        assert!(c.providers.is_empty());
+        assert_eq!(c.plugin_dirs, default_plugin_dirs());
+    }
+
+    #[test]
+    fn provider_table_becomes_json_for_the_plugin() {
+        let c = Config::from_toml_str(
+            r#"
+            [[providers]]
+            name = "amazon"
+            plugin = "amazon"
+            [providers.config]
+            default_marketplace = "amazon.de"
+            tags = { "amazon.de" = "x-21" }
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.providers.len(), 1);
+        assert_eq!(c.providers[0].plugin, PluginRef::Name("amazon".into()));
+        assert_eq!(
+            c.providers[0].settings,
+            serde_json::json!({"default_marketplace": "amazon.de", "tags": {"amazon.de": "x-21"}})
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_key_path() {
+        let got = problems(
+            r#"
+            colour = "blue"
+            [click_ids]
+            node_id = 5000
+            [plugins]
+            dris = ["x"]
+            [[providers]]
+            name = "amazon"
+            plugin = "amazon"
+            [[providers]]
+            name = "amazon"
+            plugin = "Bad Name"
+            [[providers]]
+            nmae = "typo"
+            plugin = "awin"
+            "#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                "colour: unknown key",
+                "plugins.dris: unknown key",
+                "providers[2].nmae: unknown key",
+                "click_ids.node_id: must be between 0 and 4095, got 5000",
+                "providers[1].name: duplicate provider name `amazon`",
+                "providers[1].plugin: `Bad Name` is neither a plugin name (lowercase letters, digits, `-`, `_`) nor a path",
+                "providers[2].name: missing: every provider needs a name",
+            ]
+        );
+    }
+
+    #[test]
+    fn plugin_with_a_slash_is_a_path_relative_to_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("lw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("lw.toml");
+        std::fs::write(
+            &file,
+            "[[providers]]\nname = \"c\"\nplugin = \"./plugins/libc_example.so\"\n[plugins]\ndirs = [\"lib\"]\n",
+        )
+        .expect("write");
+        let c = Config::load(&file).expect("valid");
+        assert_eq!(c.providers[0].plugin, PluginRef::Path(dir.join("./plugins/libc_example.so")));
+        assert_eq!(c.plugin_dirs, vec![dir.join("lib")]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let got = problems("[[providers]\nname = 1");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].contains("line 1"), "{got:?}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let got = problems("[click_ids]\nnode_id = \"seven\"");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].contains("node_id"), "{got:?}");
+    }
+
+    #[test]
+    fn disabled_provider_is_validated_but_not_loaded() {
+        let c = Config::from_toml_str(
+            "[[providers]]\nname = \"a\"\nplugin = \"amazon\"\nenabled = false\n",
+        )
+        .expect("valid");
+        assert!(c.providers.is_empty());
+    }
+}

@@ -1,0 +1,460 @@
+//! The only `unsafe` code in core: opening plugin libraries, checking their
+//! descriptors, and calling their entry points.
+//!
+//! Every library is opened once per process (a registry keyed by canonical
+//! path) with `RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE` and never closed: Rust
+//! cdylibs crash at thread exit if unloaded. Nothing in a descriptor is called
+//! before its magic, major version, size and function pointers are checked.
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use linkwright_plugin_sdk::abi::{self, field, status};
+use linkwright_plugin_sdk::{Status, SubIdEncoding};
+
+use super::PluginError;
+
+/// A checked, initialised plugin library. Lives for the rest of the process.
+#[derive(Debug)]
+pub struct Library {
+    /// The file it was loaded from (canonical).
+    pub path: PathBuf,
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// ABI major version.
+    pub abi_major: u16,
+    /// ABI minor version.
+    pub abi_minor: u16,
+    /// Whether the plugin declares that it catches panics.
+    pub catches_panics: bool,
+    instance_new: abi::InstanceNewFn,
+    instance_free: abi::InstanceFreeFn,
+    build: abi::BuildFn,
+    describe: Option<abi::DescribeFn>,
+}
+
+/// The smallest descriptor this host accepts: ABI 1.0 has every field up to
+/// `describe`.
+const MIN_DESCRIPTOR_SIZE: usize = size_of::<abi::PluginDescriptor>();
+
+type Registry = Mutex<HashMap<PathBuf, Result<Arc<Library>, PluginError>>>;
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Loads the plugin at `path`, or returns the result of loading it before:
+/// a file is opened and initialised at most once per process.
+pub fn load(path: &Path) -> Result<Arc<Library>, PluginError> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| PluginError::Missing {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    // Loading runs the library's initialisers and `dlerror` is not thread-safe
+    // everywhere: one load at a time, under the registry lock.
+    let mut loaded = registry().lock().unwrap_or_else(|p| p.into_inner());
+    loaded
+        .entry(canonical.clone())
+        .or_insert_with(|| open_and_check(&canonical).map(Arc::new))
+        .clone()
+}
+
+fn open_and_check(path: &Path) -> Result<Library, PluginError> {
+    let flags = libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE;
+    // SAFETY: opening a library runs its initialisers; plugins are trusted code
+    // chosen by the operator. We hold the registry lock, so no two threads load.
+    let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
+        PluginError::NotALibrary {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }
+    })?;
+    let symbol = format!("{}\0", abi::ENTRY_SYMBOL);
+    // SAFETY: the symbol's type is fixed by the ABI (`lw_entry_fn`).
+    let entry: Option<abi::EntryFn> =
+        unsafe { lib.get::<abi::EntryFn>(symbol.as_bytes()) }.ok().map(|s| *s);
+    let Some(entry) = entry else {
+        let others = other_entry_symbols(&lib);
+        // The library stays mapped (RTLD_NODELETE); forgetting the handle keeps
+        // the promise never to dlclose a plugin.
+        std::mem::forget(lib);
+        return Err(if others.is_empty() {
+            PluginError::NoEntrySymbol {
+                path: path.to_owned(),
+            }
+        } else {
+            PluginError::AbiMismatch {
+                path: path.to_owned(),
+                exports: others
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        });
+    };
+    // Never unload: the handle is leaked on purpose (see the module docs).
+    std::mem::forget(lib);
+
+    // SAFETY: the entry takes no arguments and returns a pointer; the plugin
+    // promises it points at a static descriptor, which we check below before
+    // trusting anything but its first two fields.
+    let ptr = unsafe { entry() };
+    if ptr.is_null() {
+        return Err(PluginError::NullDescriptor {
+            path: path.to_owned(),
+        });
+    }
+    // SAFETY: `magic` and `size` are the first 8 bytes of every version of
+    // the descriptor; read them before anything else.
+    let (magic, size) = unsafe {
+        let head = ptr.cast::<u32>();
+        (head.read_unaligned(), head.add(1).read_unaligned())
+    };
+    if magic != abi::PLUGIN_MAGIC {
+        return Err(PluginError::BadMagic {
+            path: path.to_owned(),
+            found: magic,
+        });
+    }
+    if (size as usize) < MIN_DESCRIPTOR_SIZE {
+        return Err(PluginError::DescriptorTooSmall {
+            path: path.to_owned(),
+            size,
+            expected: MIN_DESCRIPTOR_SIZE,
+        });
+    }
+    // SAFETY: magic and size say this is a v1 descriptor at least as large as
+    // ours, in static storage inside a library that is never unloaded.
+    let d: &'static abi::PluginDescriptor = unsafe { &*ptr };
+    if d.abi_major != abi::ABI_MAJOR {
+        return Err(PluginError::AbiMismatch {
+            path: path.to_owned(),
+            exports: format!(
+                "{} with a descriptor for ABI major {}",
+                abi::ENTRY_SYMBOL,
+                d.abi_major
+            ),
+        });
+    }
+    let missing = |which: &'static str| PluginError::MissingFunction {
+        path: path.to_owned(),
+        which,
+    };
+    let instance_new = d.instance_new.ok_or_else(|| missing("instance_new"))?;
+    let instance_free = d.instance_free.ok_or_else(|| missing("instance_free"))?;
+    let build = d.build.ok_or_else(|| missing("build"))?;
+    // SAFETY: the descriptor's strings are static data of the library.
+    let name = unsafe { str_from_abi(d.name) }.unwrap_or_default();
+    // SAFETY: as above.
+    let version = unsafe { str_from_abi(d.version) }.unwrap_or_default();
+    if name.is_empty() {
+        return Err(PluginError::MissingFunction {
+            path: path.to_owned(),
+            which: "name",
+        });
+    }
+
+    if let Some(init) = d.init {
+        let mut out = OutputBuf::default();
+        // SAFETY: checked descriptor; `out` outlives the call.
+        let code = unsafe { init(&out.abi()) };
+        if code != status::OK {
+            return Err(PluginError::InitFailed {
+                path: path.to_owned(),
+                message: out.message(code),
+            });
+        }
+    }
+
+    Ok(Library {
+        path: path.to_owned(),
+        name,
+        version,
+        abi_major: d.abi_major,
+        abi_minor: d.abi_minor,
+        catches_panics: d.flags & abi::FLAG_CATCHES_PANICS != 0,
+        instance_new,
+        instance_free,
+        build,
+        describe: d.describe,
+    })
+}
+
+/// Entry symbols of other ABI majors the library exports, for the error.
+fn other_entry_symbols(lib: &libloading::os::unix::Library) -> Vec<String> {
+    (0..=16u32)
+        .map(|major| format!("{}{major}", abi::ENTRY_SYMBOL_PREFIX))
+        .filter(|name| name != abi::ENTRY_SYMBOL)
+        .filter(|name| {
+            let c_name = format!("{name}\0");
+            // SAFETY: only the symbol's presence is checked; it is not called.
+            unsafe { lib.get::<*const c_void>(c_name.as_bytes()) }.is_ok()
+        })
+        .collect()
+}
+
+/// # Safety
+/// `s` must point at `len` readable bytes (or be null with `len` 0).
+unsafe fn str_from_abi(s: abi::Str) -> Option<String> {
+    if s.len == 0 {
+        return Some(String::new());
+    }
+    if s.ptr.is_null() {
+        return None;
+    }
+    // SAFETY: guaranteed by the caller.
+    let bytes = unsafe { std::slice::from_raw_parts(s.ptr, s.len) };
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+/// Host-owned output buffers a plugin writes into through `lw_output`.
+#[derive(Debug, Default)]
+struct OutputBuf {
+    error: Vec<u8>,
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+    destination: Vec<u8>,
+    marketplace: Vec<u8>,
+    description: Vec<u8>,
+}
+
+/// The `write` callback handed to plugins.
+///
+/// # Safety
+/// `ctx` is the `OutputBuf` of the current call and `ptr` points at `len`
+/// bytes (host/plugin contract).
+unsafe extern "C" fn write_output(ctx: *mut c_void, field_id: u32, ptr: *const u8, len: usize) {
+    if ctx.is_null() || (ptr.is_null() && len > 0) || len == 0 {
+        return;
+    }
+    // SAFETY: `ctx` is the `&mut OutputBuf` we put in `lw_output.ctx` for this
+    // call only, and no other reference to it is live during the call.
+    let buf = unsafe { &mut *ctx.cast::<OutputBuf>() };
+    // SAFETY: the plugin passes `len` readable bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+    let target = match field_id {
+        field::ERROR => &mut buf.error,
+        field::PREFIX => &mut buf.prefix,
+        field::SUFFIX => &mut buf.suffix,
+        field::DESTINATION => &mut buf.destination,
+        field::MARKETPLACE => &mut buf.marketplace,
+        field::DESCRIPTION => &mut buf.description,
+        _ => return,
+    };
+    target.extend_from_slice(bytes);
+}
+
+impl OutputBuf {
+    fn abi(&mut self) -> abi::Output {
+        abi::Output {
+            size: size_of::<abi::Output>() as u32,
+            reserved: 0,
+            ctx: (self as *mut OutputBuf).cast(),
+            write: Some(write_output),
+        }
+    }
+
+    /// The plugin's error message, or a stand-in naming the status.
+    fn message(&self, code: i32) -> String {
+        let text = String::from_utf8_lossy(&self.error).trim().to_owned();
+        if text.is_empty() {
+            format!("status {code} with no message")
+        } else {
+            text
+        }
+    }
+}
+
+/// Fields of a successful build, as the plugin wrote them.
+#[derive(Debug)]
+pub struct Built {
+    /// Template bytes before the slot.
+    pub prefix: String,
+    /// Template bytes after the slot.
+    pub suffix: String,
+    /// Canonical destination.
+    pub destination: String,
+    /// Marketplace key, if any.
+    pub marketplace: Option<String>,
+    /// Longest sub-ID kept; 0 for no limit.
+    pub subid_max_len: u32,
+    /// Allowed characters.
+    pub subid_encoding: SubIdEncoding,
+}
+
+/// A failed plugin call: the status (or an unknown code) and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    /// The status; `None` for a code the host does not know.
+    pub status: Option<Status>,
+    /// The raw code.
+    pub code: i32,
+    /// The plugin's message.
+    pub message: String,
+}
+
+/// One provider instance inside a plugin.
+#[derive(Debug)]
+pub struct Instance {
+    library: Arc<Library>,
+    raw: *mut c_void,
+    poisoned: AtomicBool,
+}
+
+// SAFETY: the ABI requires instances to be usable from several threads at once
+// (`build` takes a const pointer and the contract says instances are shared);
+// the host never mutates through `raw` except in `instance_free` on drop.
+unsafe impl Send for Instance {}
+// SAFETY: as above.
+unsafe impl Sync for Instance {}
+
+impl Instance {
+    /// Makes an instance from its JSON configuration.
+    pub fn new(library: Arc<Library>, config_json: &str) -> Result<Instance, CallError> {
+        let mut out = OutputBuf::default();
+        let mut raw: *mut c_void = std::ptr::null_mut();
+        // SAFETY: checked descriptor; the config string and `out` outlive the
+        // call; `raw` is a valid out-pointer.
+        let code = unsafe {
+            (library.instance_new)(abi::Str::from_str(config_json), &out.abi(), &mut raw)
+        };
+        if code != status::OK {
+            return Err(CallError {
+                status: Status::from_code(code),
+                code,
+                message: out.message(code),
+            });
+        }
+        if raw.is_null() {
+            return Err(CallError {
+                status: Some(Status::Internal),
+                code: status::INTERNAL,
+                message: "instance_new returned OK but no instance".to_owned(),
+            });
+        }
+        Ok(Instance {
+            library,
+            raw,
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// The library the instance lives in.
+    pub fn library(&self) -> &Arc<Library> {
+        &self.library
+    }
+
+    /// Whether a panic has poisoned the instance; it is never called again.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Calls the plugin's `build`. A panic reported by the plugin poisons the
+    /// instance.
+    pub fn build(
+        &self,
+        input: &str,
+        marketplace: Option<&str>,
+        params: &[(String, String)],
+    ) -> Result<Built, CallError> {
+        let abi_params: Vec<abi::Param> = params
+            .iter()
+            .map(|(k, v)| abi::Param {
+                key: abi::Str::from_str(k),
+                value: abi::Str::from_str(v),
+            })
+            .collect();
+        let request = abi::BuildRequest {
+            size: size_of::<abi::BuildRequest>() as u32,
+            flags: 0,
+            input: abi::Str::from_str(input),
+            marketplace: abi::Str::from_str(marketplace.unwrap_or("")),
+            params: if abi_params.is_empty() {
+                std::ptr::null()
+            } else {
+                abi_params.as_ptr()
+            },
+            params_len: abi_params.len(),
+        };
+        let mut info = abi::TemplateInfo {
+            size: size_of::<abi::TemplateInfo>() as u32,
+            ..Default::default()
+        };
+        let mut out = OutputBuf::default();
+        // SAFETY: checked descriptor; request, its strings and params, info
+        // and out all outlive the call.
+        let code = unsafe { (self.library.build)(self.raw, &request, &mut info, &out.abi()) };
+        if code != status::OK {
+            if code == status::PANIC {
+                self.poisoned.store(true, Ordering::Release);
+            }
+            return Err(CallError {
+                status: Status::from_code(code),
+                code,
+                message: out.message(code),
+            });
+        }
+        let text = |bytes: Vec<u8>, what: &str| {
+            String::from_utf8(bytes).map_err(|_| CallError {
+                status: Some(Status::Internal),
+                code: status::INTERNAL,
+                message: format!("plugin wrote a {what} that is not UTF-8"),
+            })
+        };
+        let encoding = SubIdEncoding::from_code(info.subid_encoding).ok_or_else(|| CallError {
+            status: Some(Status::Internal),
+            code: status::INTERNAL,
+            message: format!("plugin returned unknown sub-ID encoding {}", info.subid_encoding),
+        })?;
+        let marketplace = text(out.marketplace, "marketplace")?;
+        Ok(Built {
+            prefix: text(out.prefix, "template prefix")?,
+            suffix: text(out.suffix, "template suffix")?,
+            destination: text(out.destination, "destination")?,
+            marketplace: (!marketplace.is_empty()).then_some(marketplace),
+            subid_max_len: info.subid_max_len,
+            subid_encoding: encoding,
+        })
+    }
+
+    /// The instance's JSON description, if the plugin has `describe`.
+    pub fn describe(&self) -> Result<Option<String>, CallError> {
+        let Some(describe) = self.library.describe else {
+            return Ok(None);
+        };
+        let mut out = OutputBuf::default();
+        // SAFETY: checked descriptor; `out` outlives the call.
+        let code = unsafe { describe(self.raw, &out.abi()) };
+        if code != status::OK {
+            if code == status::PANIC {
+                self.poisoned.store(true, Ordering::Release);
+            }
+            return Err(CallError {
+                status: Status::from_code(code),
+                code,
+                message: out.message(code),
+            });
+        }
+        Ok(Some(String::from_utf8_lossy(&out.description).into_owned()))
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // A poisoned instance may be in any state: leak it rather than let
+        // the plugin touch it again.
+        if !self.is_poisoned() {
+            // SAFETY: `raw` came from this library's `instance_new` and is
+            // freed exactly once, here.
+            unsafe { (self.library.instance_free)(self.raw) };
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The plugin host: finds plugin files, loads and checks them
+//! ([`loader`]), makes one instance per configured provider, and routes an
+//! input to the provider that accepts it.
+//!
+//! A provider that fails to load is *refused*, with an error naming the file
+//! and the problem, and every other provider keeps working. A provider whose
+//! plugin panics is *poisoned*: it is never called again and routing skips it.
+
+pub mod loader;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use linkwright_plugin_sdk::Status;
+use tracing::{error, warn};
+
+use crate::click::CLICK_ID_LEN;
+use crate::config::{Config, PluginRef, ProviderConfig};
+use crate::error::{BuildError, ErrorCode};
+use crate::template::Template;
+pub use loader::{Instance, Library};
+
+/// Why a plugin or a provider instance could not be loaded. Every message
+/// names the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// No file for a plugin name in any plugin folder.
+    #[error("plugin `{plugin}` not found: no {file_name} in {}", list_dirs(searched))]
+    NotFound {
+        /// The plugin name from the config.
+        plugin: String,
+        /// The file name looked for.
+        file_name: String,
+        /// The folders searched.
+        searched: Vec<PathBuf>,
+    },
+    /// An explicit plugin path does not exist or cannot be read.
+    #[error("plugin file {} cannot be opened: {reason}", path.display())]
+    Missing {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
+    /// The file is not a loadable shared library.
+    #[error("{} is not a plugin: it is not a loadable shared library ({reason})", path.display())]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// The loader's message.
+        reason: String,
+    },
+    /// The library exports no entry symbol of any ABI major.
+    #[error(
+        "{} is not a linkwright plugin: it exports no `{}` symbol",
+        path.display(),
+        linkwright_plugin_sdk::abi::ENTRY_SYMBOL
+    )]
+    NoEntrySymbol {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The plugin speaks another ABI major version.
+    #[error(
+        "{} speaks another plugin ABI: it exports {exports}; this host expects `{}` (ABI major {})",
+        path.display(),
+        linkwright_plugin_sdk::abi::ENTRY_SYMBOL,
+        linkwright_plugin_sdk::abi::ABI_MAJOR
+    )]
+    AbiMismatch {
+        /// The file.
+        path: PathBuf,
+        /// What the file exports instead.
+        exports: String,
+    },
+    /// The entry symbol returned a null descriptor.
+    #[error("{} returned a null plugin descriptor", path.display())]
+    NullDescriptor {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The descriptor's magic number is wrong.
+    #[error(
+        "{} has a bad plugin descriptor: magic is {found:#010x}, expected {:#010x}",
+        path.display(),
+        linkwright_plugin_sdk::abi::PLUGIN_MAGIC
+    )]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// The magic found.
+        found: u32,
+    },
+    /// The descriptor is smaller than ABI 1.0's.
+    #[error(
+        "{} has a plugin descriptor of {size} bytes; this host needs at least {expected}",
+        path.display()
+    )]
+    DescriptorTooSmall {
+        /// The file.
+        path: PathBuf,
+        /// The size the plugin declares.
+        size: u32,
+        /// The size this host needs.
+        expected: usize,
+    },
+    /// A required function pointer (or the name) is missing.
+    #[error("{} has an incomplete plugin descriptor: `{which}` is missing", path.display())]
+    MissingFunction {
+        /// The file.
+        path: PathBuf,
+        /// The missing entry.
+        which: &'static str,
+    },
+    /// The plugin's `init` failed.
+    #[error("{} failed to initialise: {message}", path.display())]
+    InitFailed {
+        /// The file.
+        path: PathBuf,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin rejected the provider's configuration.
+    #[error("plugin {} rejected the configuration of provider `{provider}`: {message}", path.display())]
+    ConfigRejected {
+        /// The provider name.
+        provider: String,
+        /// The file.
+        path: PathBuf,
+        /// The plugin's own message.
+        message: String,
+    },
+    /// The plugin panicked while making the instance.
+    #[error("plugin {} panicked while configuring provider `{provider}`: {message}", path.display())]
+    Panicked {
+        /// The provider name.
+        provider: String,
+        /// The file.
+        path: PathBuf,
+        /// The panic message.
+        message: String,
+    },
+}
+
+fn list_dirs(dirs: &[PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "(no plugin folders configured)".to_owned();
+    }
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The file name of a plugin: `amazon` → `liblinkwright_amazon.so` on Linux.
+pub fn plugin_file_name(plugin: &str) -> String {
+    format!(
+        "{}linkwright_{}{}",
+        std::env::consts::DLL_PREFIX,
+        plugin.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Finds the file for a plugin reference.
+pub fn resolve(plugin: &PluginRef, dirs: &[PathBuf]) -> Result<PathBuf, PluginError> {
+    match plugin {
+        PluginRef::Path(p) => Ok(p.clone()),
+        PluginRef::Name(name) => {
+            let file_name = plugin_file_name(name);
+            dirs.iter()
+                .map(|d| d.join(&file_name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| PluginError::NotFound {
+                    plugin: name.clone(),
+                    file_name,
+                    searched: dirs.to_vec(),
+                })
+        }
+    }
+}
+
+/// A configured, working provider instance.
+#[derive(Debug)]
+pub struct Provider {
+    /// The provider name from the config.
+    pub name: String,
+    /// Its position in the config.
+    pub index: usize,
+    instance: Instance,
+}
+
+impl Provider {
+    /// The plugin library behind it.
+    pub fn library(&self) -> &Arc<Library> {
+        self.instance.library()
+    }
+
+    /// Whether a panic has disabled it.
+    pub fn is_poisoned(&self) -> bool {
+        self.instance.is_poisoned()
+    }
+
+    /// What the provider serves, as the plugin describes it (JSON).
+    pub fn describe(&self) -> Option<serde_json::Value> {
+        match self.instance.describe() {
+            Ok(Some(text)) => serde_json::from_str(&text).ok(),
+            Ok(None) => None,
+            Err(e) => {
+                warn!(provider = %self.name, error = %e.message, "describe failed");
+                None
+            }
+        }
+    }
+}
+
+/// A provider that could not be loaded, and why.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    /// The provider name from the config.
+    pub name: String,
+    /// Its position in the config.
+    pub index: usize,
+    /// The plugin as the config names it.
+    pub plugin: String,
+    /// The file, if one was found.
+    pub file: Option<PathBuf>,
+    /// Why it was refused.
+    pub error: PluginError,
+}
+
+/// What to build a template for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildRequest<'a> {
+    /// A product URL, or a bare product id (an ASIN).
+    pub input: &'a str,
+    /// The requested marketplace (`amazon.co.uk`), if any.
+    pub marketplace: Option<&'a str>,
+    /// Network parameters (Awin `clickref2`, Amazon `tag`, …).
+    pub params: &'a [(String, String)],
+    /// A provider to use instead of routing by host.
+    pub provider: Option<&'a str>,
+}
+
+/// Longest input accepted, in bytes.
+pub const MAX_INPUT_LEN: usize = 8 * 1024;
+
+/// Every configured provider: the loaded ones, in routing order, and the
+/// refused ones with their reasons.
+#[derive(Debug, Default)]
+pub struct Providers {
+    loaded: Vec<Provider>,
+    refused: Vec<Refused>,
+}
+
+impl Providers {
+    /// Loads every enabled provider in the config. Failures are recorded, not
+    /// fatal: see [`refused`](Self::refused).
+    pub fn load(config: &Config) -> Providers {
+        let mut providers = Providers::default();
+        for pc in &config.providers {
+            match load_provider(pc, &config.plugin_dirs) {
+                Ok(instance) => providers.loaded.push(Provider {
+                    name: pc.name.clone(),
+                    index: pc.index,
+                    instance,
+                }),
+                Err((file, error)) => {
+                    error!(provider = %pc.name, error = %error, "provider refused");
+                    providers.refused.push(Refused {
+                        name: pc.name.clone(),
+                        index: pc.index,
+                        plugin: pc.plugin.to_string(),
+                        file,
+                        error,
+                    });
+                }
+            }
+        }
+        providers
+    }
+
+    /// The loaded providers, in routing order.
+    pub fn loaded(&self) -> &[Provider] {
+        &self.loaded
+    }
+
+    /// The providers that could not be loaded.
+    pub fn refused(&self) -> &[Refused] {
+        &self.refused
+    }
+
+    /// A loaded provider by name.
+    pub fn get(&self, name: &str) -> Option<&Provider> {
+        self.loaded.iter().find(|p| p.name == name)
+    }
+
+    /// Builds a template: with the named provider, or with the first provider
+    /// (in config order) that accepts the input.
+    pub fn build(&self, req: &BuildRequest<'_>) -> Result<Template, BuildError> {
+        let input = req.input.trim();
+        if input.is_empty() {
+            return Err(BuildError::new(ErrorCode::InvalidInput, "the input is empty").field("input"));
+        }
+        if input.len() > MAX_INPUT_LEN {
+            return Err(BuildError::new(
+                ErrorCode::InvalidInput,
+                format!("the input is {} bytes; the limit is {MAX_INPUT_LEN}", input.len()),
+            )
+            .field("input"));
+        }
+        if let Some(name) = req.provider {
+            let provider = self.get(name).ok_or_else(|| {
+                let known: Vec<&str> = self.loaded.iter().map(|p| p.name.as_str()).collect();
+                BuildError::new(
+                    ErrorCode::InvalidInput,
+                    format!("no provider named `{name}`; loaded: {}", known.join(", ")),
+                )
+                .field("provider")
+            })?;
+            return match call(provider, input, req)? {
+                Some(t) => Ok(t),
+                None => Err(BuildError::new(
+                    ErrorCode::UnsupportedHost,
+                    format!("provider `{name}` does not handle {}", describe_input(input)),
+                )
+                .provider(name)),
+            };
+        }
+        let mut poisoned = Vec::new();
+        for provider in &self.loaded {
+            if provider.is_poisoned() {
+                poisoned.push(provider.name.as_str());
+                continue;
+            }
+            if let Some(t) = call(provider, input, req)? {
+                return Ok(t);
+            }
+        }
+        let mut message = format!("no provider handles {}", describe_input(input));
+        if !poisoned.is_empty() {
+            message.push_str(&format!(
+                " (disabled after a plugin panic: {})",
+                poisoned.join(", ")
+            ));
+        }
+        Err(BuildError::new(ErrorCode::UnsupportedHost, message).field("input"))
+    }
+}
+
+/// `host example.com` for a URL, the input itself otherwise.
+fn describe_input(input: &str) -> String {
+    match url::Url::parse(input) {
+        Ok(u) if u.host_str().is_some() => format!("host `{}`", u.host_str().unwrap_or_default()),
+        _ => format!("`{input}` (neither a URL of a known host nor a product id)"),
+    }
+}
+
+/// Calls one provider: `Ok(None)` when it declines.
+fn call(provider: &Provider, input: &str, req: &BuildRequest<'_>) -> Result<Option<Template>, BuildError> {
+    let name = provider.name.as_str();
+    if provider.is_poisoned() {
+        return Err(BuildError::new(
+            ErrorCode::Internal,
+            format!("provider `{name}` is disabled: its plugin panicked earlier"),
+        )
+        .provider(name));
+    }
+    let built = match provider.instance.build(input, req.marketplace, req.params) {
+        Ok(b) => b,
+        Err(e) if e.status == Some(Status::Declined) => return Ok(None),
+        Err(e) => {
+            if e.status == Some(Status::Panic) {
+                error!(provider = %name, error = %e.message, "plugin panicked; provider disabled");
+            }
+            return Err(BuildError::from_plugin(name, e.status, e.code, e.message));
+        }
+    };
+    let template = Template {
+        provider: name.to_owned(),
+        prefix: built.prefix,
+        suffix: built.suffix,
+        destination: built.destination,
+        marketplace: built.marketplace,
+        subid_max_len: built.subid_max_len,
+        subid_encoding: built.subid_encoding,
+    };
+    check_template(&template)?;
+    Ok(Some(template))
+}
+
+/// The host's own checks on what a plugin returned: an http(s) URL with no
+/// control characters, whose sub-ID slot holds a whole click ID.
+fn check_template(t: &Template) -> Result<(), BuildError> {
+    let bad = |message: String| Err(BuildError::new(ErrorCode::Internal, message).provider(&t.provider));
+    if t.subid_max_len != 0 && (t.subid_max_len as usize) < CLICK_ID_LEN {
+        return bad(format!(
+            "provider `{}` keeps sub-IDs of at most {} characters; click IDs need {CLICK_ID_LEN}",
+            t.provider, t.subid_max_len
+        ));
+    }
+    let sample = t.fill_str("0000000000000");
+    if sample.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return bad(format!(
+            "provider `{}` built a URL with spaces or control characters",
+            t.provider
+        ));
+    }
+    match url::Url::parse(&sample) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => bad(format!(
+            "provider `{}` built `{}`, which is not an http(s) URL",
+            t.provider,
+            t.display()
+        )),
+    }
+}
+
+fn load_provider(pc: &ProviderConfig, dirs: &[PathBuf]) -> Result<Instance, (Option<PathBuf>, PluginError)> {
+    let path = resolve(&pc.plugin, dirs).map_err(|e| (None, e))?;
+    let library = loader::load(&path).map_err(|e| (Some(path.clone()), e))?;
+    let config_json = pc.settings.to_string();
+    Instance::new(Arc::clone(&library), &config_json).map_err(|e| {
+        let path = library.path.clone();
+        let error = if e.status == Some(Status::Panic) {
+            PluginError::Panicked {
+                provider: pc.name.clone(),
+                path: path.clone(),
+                message: e.message,
+            }
+        } else {
+            PluginError::ConfigRejected {
+                provider: pc.name.clone(),
+                path: path.clone(),
+                message: e.message,
+            }
+        };
+        (Some(path), error)
+    })
+}
