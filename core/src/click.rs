@@ -49,12 +49,17 @@ impl ClickId {
     /// Parses an ID written by [`ClickId::as_str`].
     pub fn parse(s: &str) -> Option<ClickId> {
         let bytes: [u8; CLICK_ID_LEN] = s.as_bytes().try_into().ok()?;
-        bytes.iter().all(u8::is_ascii_alphanumeric).then_some(ClickId(bytes))
+        bytes
+            .iter()
+            .all(u8::is_ascii_alphanumeric)
+            .then_some(ClickId(bytes))
     }
 
     /// The number behind the ID.
     pub fn value(&self) -> u128 {
-        self.0.iter().fold(0u128, |acc, &b| acc * 62 + u128::from(digit(b)))
+        self.0
+            .iter()
+            .fold(0u128, |acc, &b| acc * 62 + u128::from(digit(b)))
     }
 
     /// The node that minted the ID.
@@ -177,10 +182,15 @@ mod tests {
         let g = ClickIdGenerator::new(4095);
         let id = g.next_id();
         assert_eq!(id.as_str().len(), CLICK_ID_LEN);
-        assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
+        assert!(
+            id.as_str().bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{id}"
+        );
         assert_eq!(id.node(), 4095);
         assert_eq!(ClickId::parse(id.as_str()), Some(id));
-        let age = SystemTime::now().duration_since(id.time()).unwrap_or_default();
+        let age = SystemTime::now()
+            .duration_since(id.time())
+            .unwrap_or_default();
         assert!(age < Duration::from_secs(5), "id time is {age:?} ago");
     }
 
@@ -201,10 +211,16 @@ mod tests {
             let handles: Vec<_> = (0..4)
                 .map(|_| s.spawn(|| (0..25_000).map(|_| g.next_id()).collect::<Vec<_>>()))
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("thread")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .collect()
         });
         for ids in &per_thread {
-            assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids go up within a thread");
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "ids go up within a thread"
+            );
         }
         let all: HashSet<ClickId> = per_thread.iter().flatten().copied().collect();
         assert_eq!(all.len(), 100_000);
@@ -227,7 +243,9 @@ mod tests {
     fn different_nodes_never_collide_in_the_same_millisecond() {
         let a = ClickIdGenerator::with_floor(1, 0);
         let b = ClickIdGenerator::with_floor(2, 0);
-        let ids: HashSet<ClickId> = (0..10_000).flat_map(|_| [a.next_id(), b.next_id()]).collect();
+        let ids: HashSet<ClickId> = (0..10_000)
+            .flat_map(|_| [a.next_id(), b.next_id()])
+            .collect();
         assert_eq!(ids.len(), 20_000);
     }
 }

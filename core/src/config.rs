@@ -264,8 +264,9 @@ impl Config {
                 None | Some("") => {
                     problems.push(ConfigProblem {
                         path: at("plugin"),
-                        message: "missing: name the plugin (e.g. \"amazon\") or give a path to its file"
-                            .to_owned(),
+                        message:
+                            "missing: name the plugin (e.g. \"amazon\") or give a path to its file"
+                                .to_owned(),
                     });
                     None
                 }
@@ -293,7 +294,8 @@ impl Config {
                     None
                 }
             };
-            if let (Some(name), Some(plugin), Some(settings), true) = (name, plugin, settings, p.enabled)
+            if let (Some(name), Some(plugin), Some(settings), true) =
+                (name, plugin, settings, p.enabled)
             {
                 providers.push(ProviderConfig {
                     index,
@@ -349,7 +351,10 @@ fn valid_provider_name(s: &str) -> bool {
 
 /// The running executable's folder and its `deps/` subfolder.
 pub fn default_plugin_dirs() -> Vec<PathBuf> {
-    match std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_owned)) {
+    match std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_owned))
+    {
         Some(dir) => vec![dir.clone(), dir.join("deps")],
         None => Vec::new(),
     }
@@ -440,7 +445,10 @@ mod tests {
         )
         .expect("write");
         let c = Config::load(&file).expect("valid");
-        assert_eq!(c.providers[0].plugin, PluginRef::Path(dir.join("./plugins/libc_example.so")));
+        assert_eq!(
+            c.providers[0].plugin,
+            PluginRef::Path(dir.join("./plugins/libc_example.so"))
+        );
         assert_eq!(c.plugin_dirs, vec![dir.join("lib")]);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -115,10 +115,14 @@ impl BuildError {
             Some(Status::UnsupportedHost | Status::Declined) => {
                 (ErrorCode::UnsupportedHost, Some("input"), message)
             }
-            Some(Status::MarketplaceNotConfigured) => {
-                (ErrorCode::MarketplaceNotConfigured, Some("marketplace"), message)
+            Some(Status::MarketplaceNotConfigured) => (
+                ErrorCode::MarketplaceNotConfigured,
+                Some("marketplace"),
+                message,
+            ),
+            Some(Status::DeeplinkNotPermitted) => {
+                (ErrorCode::DeeplinkNotPermitted, Some("input"), message)
             }
-            Some(Status::DeeplinkNotPermitted) => (ErrorCode::DeeplinkNotPermitted, Some("input"), message),
             Some(Status::NotApproved) => (ErrorCode::NotApproved, None, message),
             Some(Status::NeedsExpansion) => (ErrorCode::NeedsExpansion, Some("input"), message),
             Some(Status::UpstreamUnavailable) => (ErrorCode::UpstreamUnavailable, None, message),

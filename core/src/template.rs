@@ -69,7 +69,13 @@ mod tests {
     fn fill_puts_the_click_id_between_prefix_and_suffix() {
         let t = template("https://t.test/sid/", "/https://shop.test/x");
         let id = ClickIdGenerator::new(3).next_id();
-        assert_eq!(t.fill(&id), format!("https://t.test/sid/{id}/https://shop.test/x"));
-        assert_eq!(t.display(), "https://t.test/sid/{click_id}/https://shop.test/x");
+        assert_eq!(
+            t.fill(&id),
+            format!("https://t.test/sid/{id}/https://shop.test/x")
+        );
+        assert_eq!(
+            t.display(),
+            "https://t.test/sid/{click_id}/https://shop.test/x"
+        );
     }
 }

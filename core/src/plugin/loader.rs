@@ -73,13 +73,14 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
     let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
         PluginError::NotALibrary {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: error_chain(&e),
         }
     })?;
     let symbol = format!("{}\0", abi::ENTRY_SYMBOL);
     // SAFETY: the symbol's type is fixed by the ABI (`lw_entry_fn`).
-    let entry: Option<abi::EntryFn> =
-        unsafe { lib.get::<abi::EntryFn>(symbol.as_bytes()) }.ok().map(|s| *s);
+    let entry: Option<abi::EntryFn> = unsafe { lib.get::<abi::EntryFn>(symbol.as_bytes()) }
+        .ok()
+        .map(|s| *s);
     let Some(entry) = entry else {
         let others = other_entry_symbols(&lib);
         // The library stays mapped (RTLD_NODELETE); forgetting the handle keeps
@@ -186,6 +187,19 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
         build,
         describe: d.describe,
     })
+}
+
+/// An error and its sources, joined: libloading keeps `dlerror`'s text in
+/// the source.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Entry symbols of other ABI majors the library exports, for the error.
@@ -412,7 +426,10 @@ impl Instance {
         let encoding = SubIdEncoding::from_code(info.subid_encoding).ok_or_else(|| CallError {
             status: Some(Status::Internal),
             code: status::INTERNAL,
-            message: format!("plugin returned unknown sub-ID encoding {}", info.subid_encoding),
+            message: format!(
+                "plugin returned unknown sub-ID encoding {}",
+                info.subid_encoding
+            ),
         })?;
         let marketplace = text(out.marketplace, "marketplace")?;
         Ok(Built {

@@ -25,7 +25,10 @@ pub use loader::{Instance, Library};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PluginError {
     /// No file for a plugin name in any plugin folder.
-    #[error("plugin `{plugin}` not found: no {file_name} in {}", list_dirs(searched))]
+    #[error(
+        "plugin `{plugin}` not found: no {file_name} in {}",
+        list_dirs(searched)
+    )]
     NotFound {
         /// The plugin name from the config.
         plugin: String,
@@ -300,12 +303,17 @@ impl Providers {
     pub fn build(&self, req: &BuildRequest<'_>) -> Result<Template, BuildError> {
         let input = req.input.trim();
         if input.is_empty() {
-            return Err(BuildError::new(ErrorCode::InvalidInput, "the input is empty").field("input"));
+            return Err(
+                BuildError::new(ErrorCode::InvalidInput, "the input is empty").field("input"),
+            );
         }
         if input.len() > MAX_INPUT_LEN {
             return Err(BuildError::new(
                 ErrorCode::InvalidInput,
-                format!("the input is {} bytes; the limit is {MAX_INPUT_LEN}", input.len()),
+                format!(
+                    "the input is {} bytes; the limit is {MAX_INPUT_LEN}",
+                    input.len()
+                ),
             )
             .field("input"));
         }
@@ -322,7 +330,10 @@ impl Providers {
                 Some(t) => Ok(t),
                 None => Err(BuildError::new(
                     ErrorCode::UnsupportedHost,
-                    format!("provider `{name}` does not handle {}", describe_input(input)),
+                    format!(
+                        "provider `{name}` does not handle {}",
+                        describe_input(input)
+                    ),
                 )
                 .provider(name)),
             };
@@ -357,7 +368,11 @@ fn describe_input(input: &str) -> String {
 }
 
 /// Calls one provider: `Ok(None)` when it declines.
-fn call(provider: &Provider, input: &str, req: &BuildRequest<'_>) -> Result<Option<Template>, BuildError> {
+fn call(
+    provider: &Provider,
+    input: &str,
+    req: &BuildRequest<'_>,
+) -> Result<Option<Template>, BuildError> {
     let name = provider.name.as_str();
     if provider.is_poisoned() {
         return Err(BuildError::new(
@@ -392,7 +407,8 @@ fn call(provider: &Provider, input: &str, req: &BuildRequest<'_>) -> Result<Opti
 /// The host's own checks on what a plugin returned: an http(s) URL with no
 /// control characters, whose sub-ID slot holds a whole click ID.
 fn check_template(t: &Template) -> Result<(), BuildError> {
-    let bad = |message: String| Err(BuildError::new(ErrorCode::Internal, message).provider(&t.provider));
+    let bad =
+        |message: String| Err(BuildError::new(ErrorCode::Internal, message).provider(&t.provider));
     if t.subid_max_len != 0 && (t.subid_max_len as usize) < CLICK_ID_LEN {
         return bad(format!(
             "provider `{}` keeps sub-IDs of at most {} characters; click IDs need {CLICK_ID_LEN}",
@@ -416,7 +432,10 @@ fn check_template(t: &Template) -> Result<(), BuildError> {
     }
 }
 
-fn load_provider(pc: &ProviderConfig, dirs: &[PathBuf]) -> Result<Instance, (Option<PathBuf>, PluginError)> {
+fn load_provider(
+    pc: &ProviderConfig,
+    dirs: &[PathBuf],
+) -> Result<Instance, (Option<PathBuf>, PluginError)> {
     let path = resolve(&pc.plugin, dirs).map_err(|e| (None, e))?;
     let library = loader::load(&path).map_err(|e| (Some(path.clone()), e))?;
     let config_json = pc.settings.to_string();

@@ -41,7 +41,11 @@ struct Builds {
     expected_marketplace: &'static str,
 }
 
-const fn builds(input: &'static str, prefix: &'static str, expected_marketplace: &'static str) -> Builds {
+const fn builds(
+    input: &'static str,
+    prefix: &'static str,
+    expected_marketplace: &'static str,
+) -> Builds {
     Builds {
         input,
         marketplace: None,

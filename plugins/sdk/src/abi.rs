@@ -116,7 +116,8 @@ pub struct Output {
     /// Host context handed back to `write`.
     pub ctx: *mut c_void,
     /// Appends `len` bytes at `ptr` to `field`.
-    pub write: Option<unsafe extern "C" fn(ctx: *mut c_void, field: u32, ptr: *const u8, len: usize)>,
+    pub write:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, field: u32, ptr: *const u8, len: usize)>,
 }
 
 /// `lw_build_request`: what to build a template for.

@@ -101,11 +101,14 @@ unsafe fn str_arg<'a>(s: abi::Str, what: &str) -> Result<&'a str, PluginError> {
         return Ok("");
     }
     if s.ptr.is_null() {
-        return Err(PluginError::invalid_input(format!("{what} is a null pointer")));
+        return Err(PluginError::invalid_input(format!(
+            "{what} is a null pointer"
+        )));
     }
     // SAFETY: the caller guarantees `ptr` points at `len` readable bytes.
     let bytes = unsafe { std::slice::from_raw_parts(s.ptr, s.len) };
-    std::str::from_utf8(bytes).map_err(|_| PluginError::invalid_input(format!("{what} is not UTF-8")))
+    std::str::from_utf8(bytes)
+        .map_err(|_| PluginError::invalid_input(format!("{what} is not UTF-8")))
 }
 
 unsafe extern "C" fn init<P: Provider>(out: *const abi::Output) -> i32 {
@@ -156,14 +159,18 @@ unsafe extern "C" fn build<P: Provider>(
     let mut template = None;
     let code = guarded(&out, || {
         if instance.is_null() || request.is_null() || info.is_null() {
-            return Err(PluginError::invalid_input("null instance, request or info pointer"));
+            return Err(PluginError::invalid_input(
+                "null instance, request or info pointer",
+            ));
         }
         // SAFETY: non-null, made by `instance_new::<P>`, alive until freed.
         let provider = unsafe { &*instance.cast::<P>() };
         // SAFETY: the host passes a valid request for the duration of the call.
         let raw = unsafe { &*request };
         if (raw.size as usize) < size_of::<abi::BuildRequest>() {
-            return Err(PluginError::invalid_input("lw_build_request is smaller than ABI v1"));
+            return Err(PluginError::invalid_input(
+                "lw_build_request is smaller than ABI v1",
+            ));
         }
         // SAFETY: the strings are valid for this call (host contract).
         let input = unsafe { str_arg(raw.input, "input") }?;
@@ -210,7 +217,10 @@ unsafe extern "C" fn build<P: Provider>(
     code
 }
 
-unsafe extern "C" fn describe<P: Provider>(instance: *const c_void, out: *const abi::Output) -> i32 {
+unsafe extern "C" fn describe<P: Provider>(
+    instance: *const c_void,
+    out: *const abi::Output,
+) -> i32 {
     let out = Out(out);
     let mut description = String::new();
     let code = guarded(&out, || {

@@ -288,7 +288,16 @@ pub trait Provider: Send + Sync + Sized + 'static {
 /// Parses an instance's JSON configuration into a typed struct, turning serde's
 /// error into a [`Status::ConfigRejected`] error that names the problem.
 pub fn parse_config<T: serde::de::DeserializeOwned>(config_json: &str) -> Result<T, PluginError> {
-    serde_json::from_str(config_json).map_err(|e| PluginError::config(e.to_string()))
+    let de = &mut serde_json::Deserializer::from_str(config_json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            PluginError::config(inner.to_string())
+        } else {
+            PluginError::config(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// Exports a [`Provider`] as a linkwright plugin: defines the entry symbol

@@ -1,0 +1,423 @@
+//! The plugin host against real plugin files: the bundled Rust plugins as
+//! cargo built them, fixture plugins for every way loading can fail (C ones
+//! compiled here with the system compiler, a Rust one that rejects its config
+//! or panics), and the C example plugin.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{compile_c, plugin_file, repo_root, scratch};
+use linkwright_core::config::Config;
+use linkwright_core::plugin::{PluginError, Providers};
+use linkwright_core::{BuildRequest, ClickIdGenerator, ErrorCode};
+
+/// Loads a config whose providers name plugin files directly.
+fn load(providers: &[(&str, &Path, &str)]) -> Providers {
+    let mut text = String::new();
+    for (name, file, settings) in providers {
+        text.push_str(&format!(
+            "[[providers]]\nname = \"{name}\"\nplugin = \"{}\"\n[providers.config]\n{settings}\n",
+            file.display()
+        ));
+    }
+    Providers::load(&Config::from_toml_str(&text).unwrap())
+}
+
+/// The single refusal of a one-provider config.
+fn refusal(file: &Path, settings: &str) -> PluginError {
+    let providers = load(&[("p", file, settings)]);
+    assert!(providers.loaded().is_empty(), "{file:?} should be refused");
+    assert_eq!(providers.refused().len(), 1);
+    providers.refused()[0].error.clone()
+}
+
+fn bad_c_plugin(variant: &str) -> PathBuf {
+    let dir = scratch(variant);
+    compile_c(
+        &repo_root().join("tests/fixtures/c/bad_plugin.c"),
+        &[&format!("LW_FIXTURE_{variant}")],
+        &dir,
+        &format!("libbad_{}.so", variant.to_lowercase()),
+    )
+    .canonicalize()
+    .unwrap()
+}
+
+const AMAZON: &str = "tags = { \"amazon.com\" = \"lw-20\", \"amazon.de\" = \"lw-21\" }";
+
+#[test]
+fn bundled_plugin_loads_and_builds_a_template() {
+    let providers = load(&[("amazon", &plugin_file("amazon"), AMAZON)]);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    let lib = providers.loaded()[0].library();
+    assert_eq!(
+        (lib.name.as_str(), lib.abi_major, lib.abi_minor),
+        ("amazon", 1, 0)
+    );
+    assert!(lib.catches_panics);
+    let t = providers
+        .build(&BuildRequest {
+            input: "https://www.amazon.de/Some-Product/dp/B08N5WRWNW/ref=sr_1_1?tag=other-21",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(t.provider, "amazon");
+    assert_eq!(
+        t.display(),
+        "https://www.amazon.de/dp/B08N5WRWNW?tag=lw-21&ascsubtag={click_id}"
+    );
+    let id = ClickIdGenerator::new(0).next_id();
+    assert_eq!(
+        t.fill(&id),
+        format!("https://www.amazon.de/dp/B08N5WRWNW?tag=lw-21&ascsubtag={id}")
+    );
+}
+
+#[test]
+fn plugin_not_found_names_the_file_and_the_folders_searched() {
+    let dir = scratch("empty-plugins");
+    let config = Config::from_toml_str(&format!(
+        "[plugins]\ndirs = [\"{}\"]\n[[providers]]\nname = \"amazon\"\nplugin = \"amazon\"\n",
+        dir.display()
+    ))
+    .unwrap();
+    let providers = Providers::load(&config);
+    let error = &providers.refused()[0].error;
+    assert_eq!(
+        error,
+        &PluginError::NotFound {
+            plugin: "amazon".into(),
+            file_name: "liblinkwright_amazon.so".into(),
+            searched: vec![dir.clone()],
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "plugin `amazon` not found: no liblinkwright_amazon.so in {}",
+            dir.display()
+        )
+    );
+}
+
+#[test]
+fn missing_plugin_path_is_refused() {
+    let path = scratch("missing").join("libnothing.so");
+    assert!(matches!(
+        refusal(&path, ""),
+        PluginError::Missing { path: p, .. } if p == path
+    ));
+}
+
+#[test]
+fn file_that_is_not_a_shared_library_is_refused() {
+    let path = scratch("text").join("libtext.so");
+    std::fs::write(&path, "this is not an ELF file\n").unwrap();
+    let path = path.canonicalize().unwrap();
+    let error = refusal(&path, "");
+    let PluginError::NotALibrary { path: p, reason } = &error else {
+        panic!("unexpected {error:?}");
+    };
+    assert_eq!(p, &path);
+    assert!(reason.contains("libtext.so"), "{reason}");
+    assert!(error.to_string().starts_with(&format!(
+        "{} is not a plugin: it is not a loadable shared library",
+        path.display()
+    )));
+}
+
+#[test]
+fn library_without_the_entry_symbol_is_not_a_plugin() {
+    let path = bad_c_plugin("NO_SYMBOL");
+    let error = refusal(&path, "");
+    assert_eq!(error, PluginError::NoEntrySymbol { path: path.clone() });
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} is not a linkwright plugin: it exports no `linkwright_plugin_v1` symbol",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn plugin_for_another_abi_major_says_what_it_exports_and_what_the_host_expects() {
+    let path = bad_c_plugin("WRONG_MAJOR");
+    let error = refusal(&path, "");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} speaks another plugin ABI: it exports `linkwright_plugin_v2`; \
+             this host expects `linkwright_plugin_v1` (ABI major 1)",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn descriptor_with_another_major_is_refused() {
+    let path = bad_c_plugin("MAJOR_FIELD_MISMATCH");
+    assert_eq!(
+        refusal(&path, ""),
+        PluginError::AbiMismatch {
+            path,
+            exports: "linkwright_plugin_v1 with a descriptor for ABI major 7".into(),
+        }
+    );
+}
+
+#[test]
+fn bad_magic_is_refused() {
+    let path = bad_c_plugin("BAD_MAGIC");
+    let error = refusal(&path, "");
+    assert_eq!(
+        error,
+        PluginError::BadMagic {
+            path: path.clone(),
+            found: 0xDEAD_BEEF
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .ends_with("bad plugin descriptor: magic is 0xdeadbeef, expected 0x4c50574c"),
+        "{error}"
+    );
+}
+
+#[test]
+fn descriptor_too_small_is_refused() {
+    let path = bad_c_plugin("SMALL_STRUCT");
+    assert_eq!(
+        refusal(&path, ""),
+        PluginError::DescriptorTooSmall {
+            path,
+            size: 16,
+            expected: 88, // ABI 1.0 on a 64-bit target
+        }
+    );
+}
+
+#[test]
+fn null_descriptor_is_refused() {
+    let path = bad_c_plugin("NULL_DESCRIPTOR");
+    assert_eq!(refusal(&path, ""), PluginError::NullDescriptor { path });
+}
+
+#[test]
+fn descriptor_without_build_is_refused() {
+    let path = bad_c_plugin("MISSING_BUILD");
+    assert_eq!(
+        refusal(&path, ""),
+        PluginError::MissingFunction {
+            path,
+            which: "build"
+        }
+    );
+}
+
+#[test]
+fn failing_init_is_refused_with_the_plugins_message() {
+    let path = bad_c_plugin("INIT_FAILS");
+    let error = refusal(&path, "");
+    assert_eq!(
+        error,
+        PluginError::InitFailed {
+            path: path.clone(),
+            message: "database of widgets missing".into()
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} failed to initialise: database of widgets missing",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn rejected_config_carries_the_plugins_own_message() {
+    let path = plugin_file("fixture").canonicalize().unwrap();
+    let error = refusal(&path, "reject = \"widgets must be blue\"");
+    assert_eq!(
+        error,
+        PluginError::ConfigRejected {
+            provider: "p".into(),
+            path: path.clone(),
+            message: "widgets must be blue".into(),
+        }
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "plugin {} rejected the configuration of provider `p`: widgets must be blue",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn bundled_plugin_rejects_an_unknown_key_naming_it() {
+    let path = plugin_file("amazon").canonicalize().unwrap();
+    let PluginError::ConfigRejected { message, .. } = refusal(&path, "tagz = {}") else {
+        panic!("expected a config rejection");
+    };
+    assert!(message.contains("tagz"), "{message}");
+}
+
+#[test]
+fn panic_while_configuring_is_caught_and_reported() {
+    let path = plugin_file("fixture").canonicalize().unwrap();
+    assert_eq!(
+        refusal(&path, "panic_on_new = true"),
+        PluginError::Panicked {
+            provider: "p".into(),
+            path,
+            message: "plugin panicked: fixture asked to panic in new".into(),
+        }
+    );
+}
+
+#[test]
+fn panicking_plugin_is_poisoned_and_every_other_provider_keeps_working() {
+    let providers = load(&[
+        (
+            "flaky",
+            &plugin_file("fixture"),
+            "panic_on_input = \"boom\"",
+        ),
+        ("amazon", &plugin_file("amazon"), AMAZON),
+    ]);
+    assert_eq!(providers.loaded().len(), 2, "{:?}", providers.refused());
+    let build = |input: &str| {
+        providers.build(&BuildRequest {
+            input,
+            ..Default::default()
+        })
+    };
+    // Before the panic the fixture serves its host.
+    assert_eq!(build("https://example.test/a").unwrap().provider, "flaky");
+
+    let error = build("https://example.test/boom").unwrap_err();
+    assert_eq!(error.code, ErrorCode::Internal);
+    assert_eq!(
+        error.message,
+        "provider `flaky` failed and is disabled until restart: plugin panicked: fixture asked to panic on boom"
+    );
+    assert!(providers.get("flaky").unwrap().is_poisoned());
+
+    // The process lives on; the other provider still works, the poisoned one
+    // is skipped and named.
+    assert_eq!(
+        build("https://www.amazon.com/dp/B08N5WRWNW")
+            .unwrap()
+            .provider,
+        "amazon"
+    );
+    let error = build("https://example.test/a").unwrap_err();
+    assert_eq!(error.code, ErrorCode::UnsupportedHost);
+    assert_eq!(
+        error.message,
+        "no provider handles host `example.test` (disabled after a plugin panic: flaky)"
+    );
+    // Asking for it by name says it is disabled.
+    let error = providers
+        .build(&BuildRequest {
+            input: "https://example.test/a",
+            provider: Some("flaky"),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(
+        error.message,
+        "provider `flaky` is disabled: its plugin panicked earlier"
+    );
+}
+
+#[test]
+fn one_library_serves_several_providers_and_is_loaded_once() {
+    let providers = load(&[
+        ("a", &plugin_file("fixture"), "hosts = [\"a.test\"]"),
+        ("b", &plugin_file("fixture"), "hosts = [\"b.test\"]"),
+    ]);
+    let (a, b) = (&providers.loaded()[0], &providers.loaded()[1]);
+    assert!(std::sync::Arc::ptr_eq(a.library(), b.library()));
+    let build = |input: &str| {
+        providers
+            .build(&BuildRequest {
+                input,
+                ..Default::default()
+            })
+            .unwrap()
+            .provider
+    };
+    assert_eq!(build("https://a.test/x"), "a");
+    assert_eq!(build("https://b.test/x"), "b");
+}
+
+#[test]
+fn c_plugin_loads_and_rewrites() {
+    let dir = scratch("c-example");
+    let file = compile_c(
+        &repo_root().join("examples/c-plugin/example_plugin.c"),
+        &[],
+        &dir,
+        "libc_example.so",
+    );
+    let providers = load(&[("shop", &file, "affiliate_id = \"abc123\"")]);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    let p = &providers.loaded()[0];
+    assert_eq!(p.library().name, "c-example");
+    assert_eq!(
+        p.describe(),
+        Some(serde_json::json!({"hosts": ["shop.example"]}))
+    );
+    let t = providers
+        .build(&BuildRequest {
+            input: "https://shop.example/item/42",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        t.display(),
+        "https://track.shop.example/click?aff=abc123&item=42&sub={click_id}"
+    );
+    assert_eq!(t.marketplace.as_deref(), Some("shop.example"));
+    assert_eq!(t.subid_max_len, 40);
+
+    let error = providers
+        .build(&BuildRequest {
+            input: "https://shop.example/about",
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::NotAProductUrl);
+    assert_eq!(
+        providers
+            .build(&BuildRequest {
+                input: "https://elsewhere.example/item/1",
+                ..Default::default()
+            })
+            .unwrap_err()
+            .code,
+        ErrorCode::UnsupportedHost
+    );
+}
+
+#[test]
+fn c_plugin_rejects_bad_config_with_its_message() {
+    let dir = scratch("c-example-bad");
+    let file = compile_c(
+        &repo_root().join("examples/c-plugin/example_plugin.c"),
+        &[],
+        &dir,
+        "libc_example.so",
+    );
+    let PluginError::ConfigRejected { message, .. } = refusal(&file, "other = 1") else {
+        panic!("expected a config rejection");
+    };
+    assert!(message.contains("affiliate_id"), "{message}");
+}
