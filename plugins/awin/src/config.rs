@@ -197,7 +197,7 @@ impl Config {
             return Err(PluginError::config(problems.join("; ")));
         }
         // Longest first: `shop.example.com` beats `example.com`.
-        domains.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        domains.sort_by_key(|(domain, _)| std::cmp::Reverse(domain.len()));
         Ok(Config {
             publisher_id: raw.publisher_id,
             advertisers,

@@ -34,7 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod input;
+use linkwright_plugin_sdk::input;
 
 use linkwright_plugin_sdk::{
     BuildRequest, PluginError, Provider, Status, SubIdEncoding, Template, export_plugin,

@@ -118,9 +118,9 @@ impl Config {
         }
 
         let style = match (raw.template, raw.append) {
-            (Some(template), None) => match parse_template(&template) {
+            (Some(template), None) => match parse_template(template.trim()) {
                 Ok(parts) => Some(Style::Template {
-                    written: template,
+                    written: template.trim().to_owned(),
                     parts,
                 }),
                 Err(why) => {
@@ -172,7 +172,7 @@ impl Config {
 /// Parses a URL template and checks that it makes an http(s) URL.
 fn parse_template(template: &str) -> Result<Vec<Part>, String> {
     let parts = pattern::parse(template, &Placeholder::ALL)?;
-    let lower = template.trim_start().to_ascii_lowercase();
+    let lower = template.to_ascii_lowercase();
     if !(lower.starts_with("https://") || lower.starts_with("http://")) {
         return Err(format!("{template:?} must start with https:// or http://"));
     }

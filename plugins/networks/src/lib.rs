@@ -29,7 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
-mod input;
+use linkwright_plugin_sdk::input;
 mod pattern;
 
 use linkwright_plugin_sdk::{

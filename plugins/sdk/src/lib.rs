@@ -28,6 +28,7 @@
 pub mod abi;
 #[doc(hidden)]
 pub mod ffi;
+pub mod input;
 
 use std::fmt;
 

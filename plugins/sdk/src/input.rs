@@ -1,7 +1,7 @@
-//! Reading the request's input: an http or https URL, or something that is
-//! not this provider's to handle.
+//! Helpers for plugins that read URL inputs: parse an http(s) URL (declining
+//! anything else so another provider may take it) and match hosts.
 
-use linkwright_plugin_sdk::PluginError;
+use crate::PluginError;
 use url::{Host, Url};
 
 /// Parses the input as an http or https URL.
@@ -10,8 +10,8 @@ use url::{Host, Url};
 /// scheme) is declined, so that another provider may take it; input that
 /// claims the http(s) scheme but does not parse is [`InvalidInput`].
 ///
-/// [`InvalidInput`]: linkwright_plugin_sdk::Status::InvalidInput
-pub(crate) fn parse_http_url(input: &str) -> Result<Url, PluginError> {
+/// [`InvalidInput`]: crate::Status::InvalidInput
+pub fn parse_http_url(input: &str) -> Result<Url, PluginError> {
     let input = input.trim();
     let Some((scheme, _)) = input.split_once(':') else {
         return Err(PluginError::declined());
@@ -31,7 +31,7 @@ pub(crate) fn parse_http_url(input: &str) -> Result<Url, PluginError> {
 
 /// The URL's domain in matching form (lower case, no trailing dot); `None`
 /// for IP addresses, which no domain matches.
-pub(crate) fn domain_of(url: &Url) -> Option<&str> {
+pub fn domain_of(url: &Url) -> Option<&str> {
     match url.host() {
         Some(Host::Domain(domain)) => Some(domain.trim_end_matches('.')),
         _ => None,
@@ -39,7 +39,7 @@ pub(crate) fn domain_of(url: &Url) -> Option<&str> {
 }
 
 /// Whether `host` is `domain` or one of its subdomains.
-pub(crate) fn host_matches(host: &str, domain: &str) -> bool {
+pub fn host_matches(host: &str, domain: &str) -> bool {
     host.strip_suffix(domain)
         .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
