@@ -1,12 +1,17 @@
 //! The `linkwright` command: a thin CLI over `linkwright-core`.
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use linkwright_core::config::{Config, ConfigError, DEFAULT_CONFIG_FILE};
+use linkwright_core::links::{CreateLink, create};
+use linkwright_core::server::{App, Server};
+use linkwright_core::store::{LinkFilter, SqliteStore, Store};
 use linkwright_core::{BuildRequest, ClickIdGenerator, Providers};
 use serde_json::json;
 
@@ -54,6 +59,110 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Run the public redirect host and the admin listener.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Public redirect host address (overrides server.public_addr).
+        #[arg(long, value_name = "ADDR")]
+        public_addr: Option<SocketAddr>,
+        /// Admin listener address (overrides server.admin_addr).
+        #[arg(long, value_name = "ADDR")]
+        admin_addr: Option<SocketAddr>,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Create, list, disable and enable links in the store.
+    Links {
+        #[command(subcommand)]
+        command: LinksCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LinksCommand {
+    /// Create a link and print its short URL.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Your own name for the link (campaign, video title, …).
+        #[arg(long)]
+        name: Option<String>,
+        /// A custom code (letters, digits, `-`, `_`); default: generated.
+        #[arg(long)]
+        code: Option<String>,
+        /// Campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// A tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Marketplace for a bare ASIN.
+        #[arg(long)]
+        marketplace: Option<String>,
+        /// Use this provider instead of routing by host.
+        #[arg(long)]
+        provider: Option<String>,
+        /// A network parameter, KEY=VALUE.
+        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        /// Print the link as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Product URL or ASIN.
+        input: String,
+    },
+    /// List links, oldest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Only this provider's links.
+        #[arg(long)]
+        provider: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a link: it answers 410 from then on.
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The link's code.
+        code: String,
+    },
+    /// Enable a disabled link again.
+    Enable {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The link's code.
+        code: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct DataDirArg {
+    /// Folder of the embedded store (overrides server.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn apply(&self, config: &mut Config) {
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,7 +187,11 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "error"
+    });
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -88,12 +201,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LINKWRIGHT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -161,6 +275,174 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { config } => check_config(&config.path),
+        Command::Serve {
+            config,
+            public_addr,
+            admin_addr,
+            data,
+        } => {
+            let mut config = config.load()?;
+            data.apply(&mut config);
+            if let Some(addr) = public_addr {
+                config.server.public_addr = addr;
+            }
+            if let Some(addr) = admin_addr {
+                config.server.admin_addr = addr;
+            }
+            serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Links { command } => links(command),
+    }
+}
+
+fn serve(config: Config) -> Result<()> {
+    let providers = Arc::new(Providers::load(&config));
+    for r in providers.refused() {
+        tracing::warn!(provider = %r.name, reason = %r.error, "provider refused; serving without it");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = Arc::new(App::new(&config, providers)?);
+        let server = Server::bind(config, app)?;
+        println!("public http://{}", server.public_addr());
+        println!("admin http://{}", server.admin_addr());
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; use SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// The short URL of a code.
+fn short_url(config: &Config, code: &str) -> String {
+    match &config.server.public_base_url {
+        Some(base) => format!("{base}/{code}"),
+        None => format!("http://{}/{code}", config.server.public_addr),
+    }
+}
+
+fn open_store(config: &ConfigArg, data: &DataDirArg) -> Result<(Config, SqliteStore)> {
+    let mut config = config.load()?;
+    data.apply(&mut config);
+    let store = SqliteStore::open(&config.server.data_dir)?;
+    Ok((config, store))
+}
+
+fn links(command: LinksCommand) -> Result<ExitCode> {
+    match command {
+        LinksCommand::Create {
+            config,
+            data,
+            name,
+            code,
+            campaign,
+            tags,
+            marketplace,
+            provider,
+            params,
+            json,
+            input,
+        } => {
+            let (config, store) = open_store(&config, &data)?;
+            let providers = Providers::load(&config);
+            let req = CreateLink {
+                input,
+                marketplace,
+                provider,
+                code,
+                name,
+                campaign,
+                tags,
+                params,
+            };
+            match create(&providers, &store, req, "cli") {
+                Ok(link) => {
+                    let url = short_url(&config, &link.code);
+                    if json {
+                        let mut value = serde_json::to_value(&link)?;
+                        value["short_url"] = json!(url);
+                        value["template"] = json!(link.template().display());
+                        println!("{value}");
+                    } else {
+                        println!("{url}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        LinksCommand::List {
+            config,
+            data,
+            provider,
+            limit,
+            json,
+        } => {
+            let (config, store) = open_store(&config, &data)?;
+            let links = store.list_links(&LinkFilter {
+                after_id: None,
+                limit,
+                provider,
+            })?;
+            for link in links {
+                let url = short_url(&config, &link.code);
+                if json {
+                    let mut value = serde_json::to_value(&link)?;
+                    value["short_url"] = json!(url);
+                    println!("{value}");
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}{}\t{}",
+                        link.code,
+                        link.provider,
+                        url,
+                        link.destination,
+                        if link.disabled { " (disabled)" } else { "" },
+                        link.name.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LinksCommand::Disable { config, data, code } => set_disabled(&config, &data, &code, true),
+        LinksCommand::Enable { config, data, code } => set_disabled(&config, &data, &code, false),
+    }
+}
+
+fn set_disabled(
+    config: &ConfigArg,
+    data: &DataDirArg,
+    code: &str,
+    disabled: bool,
+) -> Result<ExitCode> {
+    let (_, store) = open_store(config, data)?;
+    if store.set_disabled(code, disabled)? {
+        println!("{code} {}", if disabled { "disabled" } else { "enabled" });
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: no link with code `{code}`");
+        Ok(ExitCode::FAILURE)
     }
 }
 

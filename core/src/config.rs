@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -27,6 +29,109 @@ struct RawConfig {
     /// One entry per provider instance.
     #[serde(default)]
     providers: Vec<RawProvider>,
+    /// The HTTP listeners.
+    #[serde(default)]
+    server: RawServer,
+    /// In-memory caches.
+    #[serde(default)]
+    cache: RawCache,
+    /// The click log's queue and writer.
+    #[serde(default)]
+    click_log: RawClickLog,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawServer {
+    /// Address of the public redirect host.
+    public_addr: String,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`, API).
+    admin_addr: String,
+    /// Base URL of short links (`https://go.example.com`); default:
+    /// `http://<public_addr>`.
+    public_base_url: Option<String>,
+    /// Folder of the embedded store, relative to the config file.
+    data_dir: PathBuf,
+    /// A client must send its request headers within this time.
+    header_read_timeout_ms: u64,
+    /// A request must be answered within this time.
+    request_timeout_ms: u64,
+    /// Requests served at once per listener; more are shed with 503.
+    max_concurrent_requests: usize,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    shutdown_grace_ms: u64,
+    /// A header set by a trusted proxy carrying the visitor's country
+    /// (`CF-IPCountry`); empty: none.
+    trusted_country_header: String,
+    /// Redirect status: 302 or 307 (never 301: browsers cache it).
+    redirect_status: u16,
+    /// Listen backlog of the public socket.
+    listen_backlog: u32,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            public_addr: "127.0.0.1:8080".into(),
+            admin_addr: "127.0.0.1:9090".into(),
+            public_base_url: None,
+            data_dir: PathBuf::from("data"),
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 10_000,
+            shutdown_grace_ms: 10_000,
+            trusted_country_header: String::new(),
+            redirect_status: 302,
+            listen_backlog: 4096,
+        }
+    }
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawCache {
+    /// Links kept in memory by code.
+    max_links: usize,
+    /// Unknown codes remembered, so scans of random codes do not reach the store.
+    max_missing: usize,
+    /// Middleware-mode (`/go?url=`) URLs kept in memory.
+    max_go_urls: usize,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_links: 1_000_000,
+            max_missing: 100_000,
+            max_go_urls: 100_000,
+        }
+    }
+}
+
+/// `[click_log]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawClickLog {
+    /// Click events waiting for the writer; when full, new events are dropped
+    /// and counted.
+    queue_capacity: usize,
+    /// Most events written in one transaction.
+    batch_size: usize,
+    /// The writer flushes at least this often. A crash loses at most the
+    /// events of one window.
+    flush_interval_ms: u64,
+}
+
+impl Default for RawClickLog {
+    fn default() -> Self {
+        RawClickLog {
+            queue_capacity: 65_536,
+            batch_size: 4_096,
+            flush_interval_ms: 200,
+        }
+    }
 }
 
 /// `[plugins]`
@@ -77,6 +182,62 @@ pub struct Config {
     pub node_id: u16,
     /// Enabled providers, in config order (the routing order).
     pub providers: Vec<ProviderConfig>,
+    /// The HTTP listeners.
+    pub server: ServerConfig,
+    /// Cache bounds.
+    pub cache: CacheConfig,
+    /// Click log settings.
+    pub click_log: ClickLogConfig,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Public redirect host address.
+    pub public_addr: SocketAddr,
+    /// Admin listener address.
+    pub admin_addr: SocketAddr,
+    /// Base URL of short links, without a trailing slash; `None`: from the
+    /// public address actually bound.
+    pub public_base_url: Option<String>,
+    /// Folder of the embedded store.
+    pub data_dir: PathBuf,
+    /// Header-read timeout.
+    pub header_read_timeout: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Concurrency limit per listener.
+    pub max_concurrent_requests: usize,
+    /// Shutdown drain deadline.
+    pub shutdown_grace: Duration,
+    /// Trusted country header, lower-case.
+    pub trusted_country_header: Option<String>,
+    /// 302 or 307.
+    pub redirect_status: u16,
+    /// Public socket listen backlog.
+    pub listen_backlog: u32,
+}
+
+/// `[cache]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheConfig {
+    /// Links kept in memory.
+    pub max_links: usize,
+    /// Unknown codes remembered.
+    pub max_missing: usize,
+    /// Middleware-mode URLs kept.
+    pub max_go_urls: usize,
+}
+
+/// `[click_log]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickLogConfig {
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Flush interval.
+    pub flush_interval: Duration,
 }
 
 /// One provider instance.
@@ -224,6 +385,33 @@ impl Config {
             }
         };
 
+        let server = compile_server(&raw.server, base, &mut problems);
+        let cache = CacheConfig {
+            max_links: at_least(raw.cache.max_links, 1, "cache.max_links", &mut problems),
+            max_missing: at_least(raw.cache.max_missing, 1, "cache.max_missing", &mut problems),
+            max_go_urls: at_least(raw.cache.max_go_urls, 1, "cache.max_go_urls", &mut problems),
+        };
+        let click_log = ClickLogConfig {
+            queue_capacity: at_least(
+                raw.click_log.queue_capacity,
+                1,
+                "click_log.queue_capacity",
+                &mut problems,
+            ),
+            batch_size: at_least(
+                raw.click_log.batch_size,
+                1,
+                "click_log.batch_size",
+                &mut problems,
+            ),
+            flush_interval: Duration::from_millis(at_least(
+                raw.click_log.flush_interval_ms,
+                1,
+                "click_log.flush_interval_ms",
+                &mut problems,
+            )),
+        };
+
         let plugin_dirs = if raw.plugins.dirs.is_empty() {
             default_plugin_dirs()
         } else {
@@ -311,10 +499,105 @@ impl Config {
                 plugin_dirs,
                 node_id,
                 providers,
+                server,
+                cache,
+                click_log,
             })
         } else {
             Err(invalid(problems))
         }
+    }
+}
+
+fn at_least<T: PartialOrd + fmt::Display + Copy>(
+    value: T,
+    min: T,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> T {
+    if value < min {
+        problems.push(ConfigProblem {
+            path: path.to_owned(),
+            message: format!("must be at least {min}, got {value}"),
+        });
+        min
+    } else {
+        value
+    }
+}
+
+fn compile_server(raw: &RawServer, base: &Path, problems: &mut Vec<ConfigProblem>) -> ServerConfig {
+    let mut addr = |value: &str, path: &str| {
+        value.parse::<SocketAddr>().unwrap_or_else(|e| {
+            problems.push(ConfigProblem {
+                path: path.to_owned(),
+                message: format!("`{value}` is not an address like 127.0.0.1:8080: {e}"),
+            });
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    };
+    let public_addr = addr(&raw.public_addr, "server.public_addr");
+    let admin_addr = addr(&raw.admin_addr, "server.admin_addr");
+    let public_base_url = raw
+        .public_base_url
+        .as_deref()
+        .and_then(|u| match url::Url::parse(u) {
+            Ok(parsed)
+                if matches!(parsed.scheme(), "http" | "https") && parsed.query().is_none() =>
+            {
+                Some(u.trim_end_matches('/').to_owned())
+            }
+            _ => {
+                problems.push(ConfigProblem {
+                    path: "server.public_base_url".to_owned(),
+                    message: format!("`{u}` is not an http(s) URL without a query"),
+                });
+                None
+            }
+        });
+    if !matches!(raw.redirect_status, 302 | 307) {
+        problems.push(ConfigProblem {
+            path: "server.redirect_status".to_owned(),
+            message: format!(
+                "must be 302 or 307, got {} (301 is cached by browsers, so later clicks would go uncounted)",
+                raw.redirect_status
+            ),
+        });
+    }
+    let header = raw.trusted_country_header.trim().to_ascii_lowercase();
+    if !header.is_empty() && http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        problems.push(ConfigProblem {
+            path: "server.trusted_country_header".to_owned(),
+            message: format!("`{header}` is not a valid header name"),
+        });
+    }
+    ServerConfig {
+        public_addr,
+        admin_addr,
+        public_base_url,
+        data_dir: base.join(&raw.data_dir),
+        header_read_timeout: Duration::from_millis(at_least(
+            raw.header_read_timeout_ms,
+            1,
+            "server.header_read_timeout_ms",
+            problems,
+        )),
+        request_timeout: Duration::from_millis(at_least(
+            raw.request_timeout_ms,
+            1,
+            "server.request_timeout_ms",
+            problems,
+        )),
+        max_concurrent_requests: at_least(
+            raw.max_concurrent_requests,
+            1,
+            "server.max_concurrent_requests",
+            problems,
+        ),
+        shutdown_grace: Duration::from_millis(raw.shutdown_grace_ms),
+        trusted_country_header: (!header.is_empty()).then_some(header),
+        redirect_status: raw.redirect_status,
+        listen_backlog: at_least(raw.listen_backlog, 1, "server.listen_backlog", problems),
     }
 }
 

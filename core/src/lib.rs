@@ -1,15 +1,23 @@
-//! linkwright core: configuration, the provider plugin host, click IDs and
-//! tracked-URL templates.
+//! linkwright core: configuration, the provider plugin host, click IDs,
+//! tracked-URL templates, the link store, the click log, metrics and the HTTP
+//! server.
 //!
 //! The binary (`linkwright`) is a thin CLI over this crate. `unsafe` code lives
 //! only in [`plugin::loader`], where plugin libraries are opened and called.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cache;
+pub mod classify;
 pub mod click;
+pub mod clicklog;
 pub mod config;
 pub mod error;
+pub mod links;
+pub mod metrics;
 pub mod plugin;
+pub mod server;
+pub mod store;
 pub mod template;
 
 pub use click::{ClickId, ClickIdGenerator};

@@ -1,0 +1,417 @@
+//! The HTTP server: the public redirect host and the admin listener.
+//!
+//! Connections are served by hyper-util's auto builder (HTTP/1.1 and HTTP/2)
+//! with a header-read timeout, behind the tower stack built in [`stack`].
+//! Shutdown stops accepting, lets in-flight requests finish within the grace
+//! period (and says so when the deadline runs out), then drains the click log.
+
+mod admin;
+mod public;
+pub mod redirect;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tower::{BoxError, Service, ServiceBuilder};
+use tracing::{debug, error, info, warn};
+
+use crate::cache::{GoCache, LinkCache};
+use crate::click::ClickIdGenerator;
+use crate::clicklog::ClickLog;
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::plugin::Providers;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Response body type of both listeners.
+pub type Body = Full<Bytes>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({which}): {source}")]
+    Bind {
+        /// Which listener.
+        which: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The click log writer could not start.
+    #[error("cannot start the click log writer: {0}")]
+    ClickLog(std::io::Error),
+}
+
+/// Everything a request handler needs, shared by all connections.
+#[derive(Debug)]
+pub struct App {
+    /// The loaded providers.
+    pub providers: Arc<Providers>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Links by code.
+    pub cache: LinkCache,
+    /// Middleware-mode templates by URL.
+    pub go: GoCache,
+    /// Click ID generator.
+    pub ids: Arc<ClickIdGenerator>,
+    /// The click log.
+    pub clicklog: ClickLog,
+    /// Metric handles.
+    pub metrics: Arc<Metrics>,
+    prometheus: PrometheusHandle,
+    redirect_status: StatusCode,
+    country_header: Option<HeaderName>,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// Opens the store, restores the click ID state and starts the click log.
+    pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, ServeError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir)?);
+        Self::with_store(config, providers, store)
+    }
+
+    /// As [`App::new`], with a given store.
+    pub fn with_store(
+        config: &Config,
+        providers: Arc<Providers>,
+        store: Arc<dyn Store>,
+    ) -> Result<App, ServeError> {
+        let prometheus = metrics::install_recorder();
+        let metrics = Arc::new(Metrics::new(
+            providers.loaded().iter().map(|p| p.name.as_str()),
+        ));
+        let floor = store.load_click_state()?;
+        let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
+        let clicklog = ClickLog::start(
+            Arc::clone(&store),
+            Arc::clone(&ids),
+            config.click_log,
+            Arc::clone(&metrics),
+        )
+        .map_err(ServeError::ClickLog)?;
+        let s = &config.server;
+        Ok(App {
+            providers,
+            store,
+            cache: LinkCache::new(config.cache.max_links, config.cache.max_missing),
+            go: GoCache::new(config.cache.max_go_urls),
+            ids,
+            clicklog,
+            metrics,
+            prometheus,
+            redirect_status: StatusCode::from_u16(s.redirect_status).unwrap_or(StatusCode::FOUND),
+            country_header: s
+                .trusted_country_header
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the server is accepting traffic (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// A server with both listeners bound, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    app: Arc<App>,
+    public: TcpListener,
+    admin: TcpListener,
+    config: Config,
+}
+
+fn bind(addr: SocketAddr, backlog: u32, which: &'static str) -> Result<TcpListener, ServeError> {
+    let err = |source| ServeError::Bind {
+        which,
+        addr,
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(backlog).map_err(err)
+}
+
+impl Server {
+    /// Binds both listeners. Must be called inside a tokio runtime.
+    pub fn bind(config: Config, app: Arc<App>) -> Result<Server, ServeError> {
+        let s = &config.server;
+        let public = bind(s.public_addr, s.listen_backlog, "public")?;
+        let admin = bind(s.admin_addr, 1024, "admin")?;
+        Ok(Server {
+            app,
+            public,
+            admin,
+            config,
+        })
+    }
+
+    /// The public listener's address.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public
+            .local_addr()
+            .unwrap_or(self.config.server.public_addr)
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .unwrap_or(self.config.server.admin_addr)
+    }
+
+    /// Serves until `shutdown` completes, then drains connections within the
+    /// grace period and flushes the click log.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            app,
+            public,
+            admin,
+            config,
+        } = self;
+        let s = &config.server;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(s.header_read_timeout)
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+
+        let public_svc = {
+            let handler_app = Arc::clone(&app);
+            stack(
+                tower::service_fn(move |req| public::handle(Arc::clone(&handler_app), req)),
+                s.max_concurrent_requests,
+                s.request_timeout,
+                Arc::clone(&app.metrics),
+                false,
+            )
+        };
+        let admin_svc = {
+            let handler_app = Arc::clone(&app);
+            stack(
+                tower::service_fn(move |req| admin::handle(Arc::clone(&handler_app), req)),
+                s.max_concurrent_requests,
+                s.request_timeout,
+                Arc::clone(&app.metrics),
+                true,
+            )
+        };
+
+        // Histograms keep samples until drained: drain them regularly even if
+        // nobody scrapes.
+        let upkeep = {
+            let handle = app.prometheus.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    handle.run_upkeep();
+                }
+            })
+        };
+
+        let graceful = GracefulShutdown::new();
+        app.ready.store(true, Ordering::Release);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = public.accept() => {
+                    if let Some(stream) = accepted_stream(accepted, "public").await {
+                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(public_svc.clone()));
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                debug!(error = %e, "public connection ended with an error");
+                            }
+                        });
+                    }
+                }
+                accepted = admin.accept() => {
+                    if let Some(stream) = accepted_stream(accepted, "admin").await {
+                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(admin_svc.clone()));
+                        let conn = graceful.watch(conn.into_owned());
+                        tokio::spawn(async move {
+                            if let Err(e) = conn.await {
+                                debug!(error = %e, "admin connection ended with an error");
+                            }
+                        });
+                    }
+                }
+                () = &mut shutdown => break,
+            }
+        }
+
+        info!("shutting down: no longer accepting connections");
+        app.ready.store(false, Ordering::Release);
+        drop(public);
+        drop(admin);
+        match tokio::time::timeout(s.shutdown_grace, graceful.shutdown()).await {
+            Ok(()) => info!("all connections drained"),
+            Err(_) => warn!(
+                grace_ms = s.shutdown_grace.as_millis() as u64,
+                "shutdown deadline ran out; closing the remaining connections"
+            ),
+        }
+        upkeep.abort();
+        let flush_app = Arc::clone(&app);
+        if tokio::task::spawn_blocking(move || flush_app.clicklog.shutdown())
+            .await
+            .is_err()
+        {
+            error!("click log shutdown panicked");
+        }
+        info!("stopped");
+    }
+}
+
+/// Turns an accept result into a stream, backing off on errors such as
+/// EMFILE so a full file table does not spin the loop.
+async fn accepted_stream(
+    accepted: std::io::Result<(TcpStream, SocketAddr)>,
+    which: &'static str,
+) -> Option<TcpStream> {
+    match accepted {
+        Ok((stream, _)) => {
+            let _ = stream.set_nodelay(true);
+            Some(stream)
+        }
+        Err(e) if is_connection_error(&e) => None,
+        Err(e) => {
+            error!(listener = which, error = %e, "accept failed; backing off");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// The tower stack of both listeners, outermost first:
+///
+/// 1. error mapping: load-shed and timeout errors become 503 and 504
+///    responses (and are counted), so hyper only ever sees responses (the
+///    error type stays `BoxError` only because tower's `MapResult` needs
+///    `From<inner error>`; `call` never fails);
+/// 2. load shedding: when the concurrency limit is reached, refuse at once
+///    rather than queue;
+/// 3. concurrency limit: at most `max_concurrent` requests in flight;
+/// 4. timeout: a request must be answered within `timeout`;
+/// 5. the router (`public::handle` or `admin::handle`), which also times each
+///    request into `linkwright_http_request_duration_seconds` and logs it at
+///    debug level.
+fn stack<S>(
+    router: S,
+    max_concurrent: usize,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    admin: bool,
+) -> impl Service<
+    http::Request<Incoming>,
+    Response = Response<Body>,
+    Error = BoxError,
+    Future = impl Future<Output = Result<Response<Body>, BoxError>> + Send,
+> + Clone
++ Send
++ 'static
+where
+    S: Service<http::Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    ServiceBuilder::new()
+        .map_result(move |result: Result<Response<Body>, BoxError>| {
+            Ok::<_, BoxError>(match result {
+                Ok(response) => response,
+                Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
+                    metrics.rejected(admin, true);
+                    text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")
+                }
+                Err(e) if e.is::<tower::load_shed::error::Overloaded>() => {
+                    metrics.rejected(admin, false);
+                    let mut r = text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "overloaded, retry shortly\n",
+                    );
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    r
+                }
+                Err(e) => {
+                    error!(error = %e, "request failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                }
+            })
+        })
+        .load_shed()
+        .concurrency_limit(max_concurrent)
+        .timeout(timeout)
+        .service(router)
+}
+
+/// A plain-text response.
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// A JSON error response: `{"error": {"code", "message", "retryable"}}`.
+pub(crate) fn json_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    retryable: bool,
+) -> Response<Body> {
+    let body =
+        serde_json::json!({"error": {"code": code, "message": message, "retryable": retryable}});
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}

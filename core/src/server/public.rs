@@ -1,0 +1,289 @@
+//! The public redirect host: `GET /{code}`, middleware mode `GET /go?url=`,
+//! and `robots.txt`. Nothing else is served here.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tracing::{debug, error, warn};
+
+use super::redirect::{Resolution, resolve};
+use super::{App, Body, json_error, text};
+use crate::cache::{CachedLink, Lookup};
+use crate::classify::{classify, country, referrer_host};
+use crate::error::ErrorCode;
+use crate::metrics::{self, CacheResult, Outcome, Route};
+use crate::plugin::{BuildRequest, MAX_INPUT_LEN};
+use crate::store::{ClickEvent, NewLink, StoreError, validate_code};
+
+const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
+
+/// Routes a public-host request.
+pub(super) async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let (route, response) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(&app, &req).await),
+        (&Method::GET | &Method::HEAD, "/robots.txt") => (
+            Route::Other,
+            text(StatusCode::OK, "User-agent: *\nDisallow: /\n"),
+        ),
+        (&Method::GET | &Method::HEAD, path) => {
+            (Route::Redirect, redirect(&app, &req, &path[1..]).await)
+        }
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            (Route::Other, r)
+        }
+    };
+    let elapsed = started.elapsed();
+    app.metrics
+        .request_duration(false, route, elapsed.as_secs_f64());
+    debug!(
+        method = %req.method(),
+        path = req.uri().path(),
+        status = response.status().as_u16(),
+        micros = elapsed.as_micros() as u64,
+        "public request"
+    );
+    Ok(response)
+}
+
+async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Body> {
+    // Codes are short and plain; anything else cannot exist, and is not
+    // worth a store lookup or a negative-cache slot.
+    if validate_code(code).is_err() {
+        app.metrics.failed(Outcome::NotFound);
+        return text(StatusCode::NOT_FOUND, "no such link\n");
+    }
+    let link = match app.cache.get(code) {
+        Lookup::Hit(link) => {
+            app.metrics.cache_lookup(false, CacheResult::Hit);
+            link
+        }
+        Lookup::Missing => {
+            app.metrics.cache_lookup(false, CacheResult::NegativeHit);
+            app.metrics.failed(Outcome::NotFound);
+            return text(StatusCode::NOT_FOUND, "no such link\n");
+        }
+        Lookup::Unknown => {
+            app.metrics.cache_lookup(false, CacheResult::Miss);
+            let store = Arc::clone(&app.store);
+            let key = code.to_owned();
+            match tokio::task::spawn_blocking(move || store.link_by_code(&key)).await {
+                Ok(Ok(Some(link))) => {
+                    let cached = Arc::new(CachedLink::from_link(
+                        &link,
+                        app.metrics.provider_index(&link.provider),
+                    ));
+                    app.cache.insert(code, Arc::clone(&cached));
+                    cached
+                }
+                Ok(Ok(None)) => {
+                    app.cache.insert_missing(code);
+                    app.metrics.failed(Outcome::NotFound);
+                    return text(StatusCode::NOT_FOUND, "no such link\n");
+                }
+                Ok(Err(e)) => return store_unavailable(app, &e),
+                Err(e) => {
+                    error!(error = %e, "link lookup task failed");
+                    app.metrics.failed(Outcome::Error);
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                }
+            }
+        }
+    };
+    respond(app, req, &link)
+}
+
+fn store_unavailable(app: &App, e: &StoreError) -> Response<Body> {
+    error!(error = %e, "store unavailable");
+    app.metrics.failed(Outcome::Error);
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily unavailable, retry shortly\n",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Answers the redirect for a resolved link and records the click.
+fn respond(app: &App, req: &Request<Incoming>, link: &CachedLink) -> Response<Body> {
+    let headers = req.headers();
+    let visitor = classify(
+        req.method() == Method::HEAD,
+        headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
+    );
+    let (location, click_id) = match resolve(link, visitor, || app.ids.next_id()) {
+        Resolution::Gone => {
+            app.metrics.failed(Outcome::Gone);
+            return text(StatusCode::GONE, "this link has been disabled\n");
+        }
+        Resolution::Redirect { location, click_id } => (location, click_id),
+    };
+    let Ok(location) = HeaderValue::try_from(location) else {
+        // Templates are checked when built, so this is a bug, not input.
+        error!(
+            link = link.id,
+            "stored template is not a valid header value"
+        );
+        app.metrics.failed(Outcome::Error);
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+    };
+    app.clicklog.record(ClickEvent {
+        click_id,
+        link_id: link.id,
+        at_ms: now_ms(),
+        bot: visitor.bot,
+        referrer_host: referrer_host(headers.get(header::REFERER).map(HeaderValue::as_bytes)),
+        ua_class: visitor.class,
+        country: app
+            .country_header
+            .as_ref()
+            .and_then(|h| country(headers.get(h).map(HeaderValue::as_bytes))),
+    });
+    app.metrics.redirected(link.provider, visitor.bot);
+
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = app.redirect_status;
+    let h = response.headers_mut();
+    h.insert(header::LOCATION, location);
+    h.insert(header::CACHE_CONTROL, NO_STORE);
+    response
+}
+
+/// The `url` query parameter, decoded.
+fn url_param(req: &Request<Incoming>) -> Option<String> {
+    let query = req.uri().query()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "url")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Middleware mode: redirect a product URL through its provider. Only URLs a
+/// loaded provider accepts are redirected; the proxy is never an open redirect.
+async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+    let bad = |code: ErrorCode, message: &str| {
+        app.metrics.failed(Outcome::BadRequest);
+        json_error(StatusCode::BAD_REQUEST, code.as_str(), message, false)
+    };
+    let Some(raw) = url_param(req) else {
+        return bad(
+            ErrorCode::InvalidInput,
+            "missing the `url` query parameter: /go?url=<product URL>",
+        );
+    };
+    if raw.len() > MAX_INPUT_LEN {
+        return bad(ErrorCode::InvalidInput, "the url is too long");
+    }
+    let key = match url::Url::parse(raw.trim()) {
+        Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            u.set_fragment(None);
+            String::from(u)
+        }
+        _ => {
+            return bad(
+                ErrorCode::InvalidInput,
+                "the url parameter is not an http(s) URL",
+            );
+        }
+    };
+
+    if let Some((_, link)) = app.go.get(&key) {
+        app.metrics.cache_lookup(true, CacheResult::Hit);
+        return respond(app, req, &link);
+    }
+    app.metrics.cache_lookup(true, CacheResult::Miss);
+
+    // Generate once: a link made for this URL earlier (by this instance or
+    // another sharing the store) is reused.
+    let store = Arc::clone(&app.store);
+    let lookup_key = key.clone();
+    let existing =
+        match tokio::task::spawn_blocking(move || store.link_by_source_key(&lookup_key)).await {
+            Ok(Ok(existing)) => existing,
+            Ok(Err(e)) => return store_unavailable(app, &e),
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+        };
+    let link = match existing {
+        Some(link) => link,
+        None => {
+            let template = match app.providers.build(&BuildRequest {
+                input: &key,
+                ..Default::default()
+            }) {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Some(p) = &e.provider {
+                        metrics::plugin_error(p, e.code.as_str());
+                    }
+                    if e.code.is_client_error() {
+                        return bad(e.code, &e.message);
+                    }
+                    warn!(error = %e, "middleware build failed");
+                    app.metrics.failed(Outcome::Error);
+                    let status = if e.retryable() {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::BAD_GATEWAY
+                    };
+                    return json_error(status, e.code.as_str(), &e.message, e.retryable());
+                }
+            };
+            let store = Arc::clone(&app.store);
+            let source_key = key.clone();
+            let created = tokio::task::spawn_blocking(move || {
+                let new = NewLink {
+                    code: None,
+                    input: source_key.clone(),
+                    template,
+                    name: None,
+                    campaign: None,
+                    tags: Vec::new(),
+                    params: Vec::new(),
+                    source_key: Some(source_key.clone()),
+                };
+                match store.create_link(new) {
+                    Ok(link) => {
+                        metrics::link_created(&link.provider, "go");
+                        Ok(link)
+                    }
+                    // Another request made it first: use theirs.
+                    Err(StoreError::Database(_)) | Err(StoreError::Conflict(_)) => store
+                        .link_by_source_key(&source_key)?
+                        .ok_or_else(|| StoreError::Conflict(source_key)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
+            match created {
+                Ok(Ok(link)) => link,
+                Ok(Err(e)) => return store_unavailable(app, &e),
+                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            }
+        }
+    };
+    let cached = Arc::new(CachedLink::from_link(
+        &link,
+        app.metrics.provider_index(&link.provider),
+    ));
+    app.go.insert(&key, &link.code, Arc::clone(&cached));
+    app.cache.insert(&link.code, Arc::clone(&cached));
+    respond(app, req, &cached)
+}

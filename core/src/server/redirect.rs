@@ -1,0 +1,119 @@
+//! Redirect resolution: a pure function of the request's classification and
+//! the link, with no I/O, tested case by case.
+
+use crate::cache::CachedLink;
+use crate::classify::Visitor;
+use crate::click::ClickId;
+
+/// What to answer for a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The link is disabled: 410.
+    Gone,
+    /// Redirect to `location`; `click_id` is the sub-ID minted for a human
+    /// visitor, `None` for bots, link-preview fetchers and HEAD.
+    Redirect {
+        /// The tracked URL.
+        location: String,
+        /// The minted click ID.
+        click_id: Option<ClickId>,
+    },
+}
+
+/// Resolves a request for `link`. `mint` is called only for a human visitor,
+/// so bots never consume click IDs. Visitor query parameters play no part:
+/// they can never override the affiliate tag or the sub-ID.
+pub fn resolve(link: &CachedLink, visitor: Visitor, mint: impl FnOnce() -> ClickId) -> Resolution {
+    if link.disabled {
+        return Resolution::Gone;
+    }
+    let click_id = (!visitor.bot).then(mint);
+    let sub_id = click_id.as_ref().map_or("", ClickId::as_str);
+    let mut location = String::with_capacity(link.prefix.len() + sub_id.len() + link.suffix.len());
+    location.push_str(&link.prefix);
+    location.push_str(sub_id);
+    location.push_str(&link.suffix);
+    Resolution::Redirect { location, click_id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::UaClass;
+    use crate::click::ClickIdGenerator;
+
+    fn link(prefix: &str, suffix: &str, disabled: bool) -> CachedLink {
+        CachedLink {
+            id: 1,
+            prefix: prefix.into(),
+            suffix: suffix.into(),
+            disabled,
+            provider: 0,
+        }
+    }
+
+    const HUMAN: Visitor = Visitor {
+        bot: false,
+        class: UaClass::Desktop,
+    };
+    const BOT: Visitor = Visitor {
+        bot: true,
+        class: UaClass::Bot,
+    };
+
+    #[test]
+    fn human_gets_a_fresh_click_id_in_the_slot() {
+        let ids = ClickIdGenerator::new(0);
+        let l = link(
+            "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag=",
+            "",
+            false,
+        );
+        let Resolution::Redirect { location, click_id } = resolve(&l, HUMAN, || ids.next_id())
+        else {
+            panic!("expected a redirect");
+        };
+        let id = click_id.expect("minted");
+        assert_eq!(
+            location,
+            format!("https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={id}")
+        );
+    }
+
+    #[test]
+    fn slot_in_the_middle_keeps_the_suffix() {
+        let ids = ClickIdGenerator::new(0);
+        let l = link("https://cj.test/sid/", "/https://store.example/x", false);
+        let Resolution::Redirect { location, click_id } = resolve(&l, HUMAN, || ids.next_id())
+        else {
+            panic!("expected a redirect");
+        };
+        assert_eq!(
+            location,
+            format!(
+                "https://cj.test/sid/{}/https://store.example/x",
+                click_id.expect("id")
+            )
+        );
+    }
+
+    #[test]
+    fn bot_is_redirected_without_minting_a_click_id() {
+        let l = link("https://t.test/?sub=", "&x=1", false);
+        let r = resolve(&l, BOT, || panic!("a bot must not mint a click ID"));
+        assert_eq!(
+            r,
+            Resolution::Redirect {
+                location: "https://t.test/?sub=&x=1".into(),
+                click_id: None
+            }
+        );
+    }
+
+    #[test]
+    fn disabled_link_is_gone_for_everyone() {
+        let l = link("https://t.test/?sub=", "", true);
+        assert_eq!(resolve(&l, HUMAN, || panic!("no mint")), Resolution::Gone);
+        assert_eq!(resolve(&l, BOT, || panic!("no mint")), Resolution::Gone);
+    }
+}

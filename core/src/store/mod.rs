@@ -1,0 +1,285 @@
+//! The link store and click log storage, behind a trait so that a shared
+//! database can replace the embedded one for several proxy instances.
+//!
+//! The embedded default is SQLite in WAL mode ([`SqliteStore`]). Links are
+//! committed before a call returns; clicks arrive in batches from the click
+//! log's background writer.
+
+mod sqlite;
+
+use std::fmt;
+
+use linkwright_plugin_sdk::SubIdEncoding;
+use serde::Serialize;
+
+use crate::classify::UaClass;
+use crate::click::ClickId;
+use crate::template::Template;
+pub use sqlite::SqliteStore;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A link with this code exists already.
+    #[error("the code `{0}` is taken")]
+    Conflict(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The data folder or file could not be used.
+    #[error("cannot use the data folder {path}: {source}")]
+    Io {
+        /// The folder.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer linkwright.
+    #[error(
+        "the database has schema version {found}; this linkwright knows up to {known}: upgrade linkwright"
+    )]
+    SchemaTooNew {
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// A stored row could not be read back.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A stored link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Link {
+    /// Internal row id; clicks refer to it.
+    #[serde(skip)]
+    pub id: i64,
+    /// The short code: `GET /{code}`.
+    pub code: String,
+    /// The provider that built the template.
+    pub provider: String,
+    /// The input as the user gave it.
+    pub input: String,
+    /// The canonical destination.
+    pub destination: String,
+    /// Template bytes before the sub-ID slot.
+    #[serde(skip)]
+    pub template_prefix: String,
+    /// Template bytes after the slot.
+    #[serde(skip)]
+    pub template_suffix: String,
+    /// Longest sub-ID the network keeps; 0 for no limit.
+    #[serde(skip)]
+    pub subid_max_len: u32,
+    /// Characters the sub-ID may hold.
+    #[serde(skip)]
+    pub subid_encoding: SubIdEncoding,
+    /// The user's own name for the link.
+    pub name: Option<String>,
+    /// Marketplace, region or advertiser key.
+    pub marketplace: Option<String>,
+    /// Campaign.
+    pub campaign: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Network parameters.
+    pub params: Vec<(String, String)>,
+    /// For links made by middleware mode (`/go?url=`): the normalised URL.
+    pub source_key: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Disabled links answer 410.
+    pub disabled: bool,
+}
+
+impl Link {
+    /// The link's template.
+    pub fn template(&self) -> Template {
+        Template {
+            provider: self.provider.clone(),
+            prefix: self.template_prefix.clone(),
+            suffix: self.template_suffix.clone(),
+            destination: self.destination.clone(),
+            marketplace: self.marketplace.clone(),
+            subid_max_len: self.subid_max_len,
+            subid_encoding: self.subid_encoding,
+        }
+    }
+}
+
+/// A link to create.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    /// A custom code, or `None` to generate one.
+    pub code: Option<String>,
+    /// The input as the user gave it.
+    pub input: String,
+    /// The template built for it.
+    pub template: Template,
+    /// The user's own name for the link.
+    pub name: Option<String>,
+    /// Campaign.
+    pub campaign: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Network parameters.
+    pub params: Vec<(String, String)>,
+    /// For middleware-mode links: the normalised URL.
+    pub source_key: Option<String>,
+}
+
+/// One recorded redirect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickEvent {
+    /// The click ID put in the sub-ID slot; `None` for bots and HEAD.
+    pub click_id: Option<ClickId>,
+    /// The link's row id.
+    pub link_id: i64,
+    /// When, in Unix milliseconds.
+    pub at_ms: i64,
+    /// A bot, link-preview fetcher or HEAD request.
+    pub bot: bool,
+    /// The Referer's host.
+    pub referrer_host: Option<Box<str>>,
+    /// The client class from the User-Agent.
+    pub ua_class: UaClass,
+    /// Country from the trusted header, if configured and present.
+    pub country: Option<[u8; 2]>,
+}
+
+/// A stored click, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredClick {
+    /// The click ID, if one was minted.
+    pub click_id: Option<String>,
+    /// The link's code.
+    pub code: String,
+    /// When, in Unix milliseconds.
+    pub at_ms: i64,
+    /// Bot hit.
+    pub bot: bool,
+    /// Referrer host.
+    pub referrer_host: Option<String>,
+    /// Client class.
+    pub ua_class: String,
+    /// Country code.
+    pub country: Option<String>,
+}
+
+/// Which links to list.
+#[derive(Debug, Clone, Default)]
+pub struct LinkFilter {
+    /// Only links with a row id above this (cursor paging).
+    pub after_id: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+    /// Only this provider.
+    pub provider: Option<String>,
+}
+
+/// Link and click storage.
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Creates a link, generating a code if none is given. Fails with
+    /// [`StoreError::Conflict`] if a custom code is taken.
+    fn create_link(&self, link: NewLink) -> Result<Link, StoreError>;
+    /// The link with this code.
+    fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
+    /// The middleware-mode link for a normalised URL.
+    fn link_by_source_key(&self, key: &str) -> Result<Option<Link>, StoreError>;
+    /// Links in creation order.
+    fn list_links(&self, filter: &LinkFilter) -> Result<Vec<Link>, StoreError>;
+    /// Disables or enables a link; false if there is no such code.
+    fn set_disabled(&self, code: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Records a batch of clicks in one transaction.
+    fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
+    /// Clicks in insertion order, at most `limit`.
+    fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;
+    /// The click ID generator state saved by the last run (0 if none).
+    fn load_click_state(&self) -> Result<u64, StoreError>;
+    /// Saves the click ID generator state.
+    fn save_click_state(&self, state: u64) -> Result<(), StoreError>;
+}
+
+/// Codes the public host uses for itself.
+pub const RESERVED_CODES: &[&str] = &[
+    "go",
+    "robots.txt",
+    "favicon.ico",
+    "healthz",
+    "readyz",
+    "metrics",
+    "api",
+];
+
+/// Checks a custom code: 1-64 letters, digits, `-` or `_`, not reserved.
+pub fn validate_code(code: &str) -> Result<(), String> {
+    if code.is_empty() || code.len() > 64 {
+        return Err(format!(
+            "a code has 1 to 64 characters; `{code}` has {}",
+            code.len()
+        ));
+    }
+    if !code
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "`{code}` may hold only letters, digits, `-` and `_`"
+        ));
+    }
+    if RESERVED_CODES.iter().any(|r| r.eq_ignore_ascii_case(code)) {
+        return Err(format!("`{code}` is reserved"));
+    }
+    Ok(())
+}
+
+/// A random 7-character code of letters and digits.
+pub fn generate_code() -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 7];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to the clock, still unique enough with
+        // the store's retry on conflict.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = (nanos as u64).to_le_bytes()[..7]
+            .try_into()
+            .unwrap_or([0; 7]);
+    }
+    // 256 is not a multiple of 62; the slight bias does not matter for codes.
+    bytes
+        .iter()
+        .map(|b| ALPHABET[(*b as usize) % 62] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_codes_are_validated() {
+        assert!(validate_code("summer-sale_2026").is_ok());
+        assert!(validate_code("").is_err());
+        assert!(validate_code(&"x".repeat(65)).is_err());
+        assert!(validate_code("a/b").is_err());
+        assert!(validate_code("GO").is_err());
+    }
+
+    #[test]
+    fn generated_codes_are_seven_alphanumerics_and_differ() {
+        let a = generate_code();
+        let b = generate_code();
+        assert_eq!(a.len(), 7);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,514 @@
+//! The embedded store: one SQLite file in WAL mode under the data folder.
+//!
+//! Two connections: one for links (reads and writes from request handlers and
+//! the CLI), one for the click log's background writer, so that a batch of
+//! clicks never blocks a link lookup. Schema changes are numbered migrations
+//! tracked in `PRAGMA user_version`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use linkwright_plugin_sdk::SubIdEncoding;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{ClickEvent, Link, LinkFilter, NewLink, Store, StoreError, StoredClick, generate_code};
+
+/// The database file's name inside the data folder.
+pub const DB_FILE: &str = "linkwright.db";
+
+/// Migrations, in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: links, clicks, meta.
+    r#"
+    CREATE TABLE links (
+        id              INTEGER PRIMARY KEY,
+        code            TEXT NOT NULL UNIQUE,
+        provider        TEXT NOT NULL,
+        input           TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        template_prefix TEXT NOT NULL,
+        template_suffix TEXT NOT NULL,
+        subid_max_len   INTEGER NOT NULL,
+        subid_encoding  TEXT NOT NULL,
+        name            TEXT,
+        marketplace     TEXT,
+        campaign        TEXT,
+        tags            TEXT NOT NULL DEFAULT '[]',
+        params          TEXT NOT NULL DEFAULT '[]',
+        source_key      TEXT UNIQUE,
+        created_ms      INTEGER NOT NULL,
+        disabled        INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX links_provider ON links(provider, id);
+    CREATE TABLE clicks (
+        id            INTEGER PRIMARY KEY,
+        click_id      TEXT,
+        link_id       INTEGER NOT NULL REFERENCES links(id),
+        at_ms         INTEGER NOT NULL,
+        bot           INTEGER NOT NULL,
+        referrer_host TEXT,
+        ua_class      TEXT NOT NULL,
+        country       TEXT
+    );
+    CREATE UNIQUE INDEX clicks_click_id ON clicks(click_id) WHERE click_id IS NOT NULL;
+    CREATE INDEX clicks_link_at ON clicks(link_id, at_ms);
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// SQLite-backed [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    links: Mutex<Connection>,
+    clicks: Mutex<Connection>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // A panic while holding the lock cannot leave SQLite inconsistent (each
+    // statement is atomic), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, applying migrations.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut links = open(&path)?;
+        migrate(&mut links)?;
+        let clicks = open(&path)?;
+        Ok(SqliteStore {
+            path,
+            links: Mutex::new(links),
+            clicks: Mutex::new(clicks),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+const LINK_COLUMNS: &str = "id, code, provider, input, destination, template_prefix, template_suffix, \
+     subid_max_len, subid_encoding, name, marketplace, campaign, tags, params, source_key, \
+     created_ms, disabled";
+
+fn encoding_name(e: SubIdEncoding) -> &'static str {
+    match e {
+        SubIdEncoding::Alphanumeric => "alphanumeric",
+        SubIdEncoding::UrlSafe => "url_safe",
+    }
+}
+
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Link, StoreError>> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        table: "links",
+        message,
+    };
+    let encoding: String = row.get(8)?;
+    let tags: String = row.get(12)?;
+    let params: String = row.get(13)?;
+    let subid_encoding = match encoding.as_str() {
+        "alphanumeric" => SubIdEncoding::Alphanumeric,
+        "url_safe" => SubIdEncoding::UrlSafe,
+        other => return Ok(Err(corrupt(format!("unknown sub-ID encoding `{other}`")))),
+    };
+    let tags = match serde_json::from_str(&tags) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(corrupt(format!("tags: {e}")))),
+    };
+    let params = match serde_json::from_str(&params) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(corrupt(format!("params: {e}")))),
+    };
+    Ok(Ok(Link {
+        id: row.get(0)?,
+        code: row.get(1)?,
+        provider: row.get(2)?,
+        input: row.get(3)?,
+        destination: row.get(4)?,
+        template_prefix: row.get(5)?,
+        template_suffix: row.get(6)?,
+        subid_max_len: row.get(7)?,
+        subid_encoding,
+        name: row.get(9)?,
+        marketplace: row.get(10)?,
+        campaign: row.get(11)?,
+        tags,
+        params,
+        source_key: row.get(14)?,
+        created_ms: row.get(15)?,
+        disabled: row.get(16)?,
+    }))
+}
+
+fn one_link(conn: &Connection, column: &str, value: &str) -> Result<Option<Link>, StoreError> {
+    let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE {column} = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    stmt.query_row([value], link_from_row)
+        .optional()?
+        .transpose()
+}
+
+fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, Some(msg))
+        if f.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains(column))
+}
+
+impl Store for SqliteStore {
+    fn create_link(&self, new: NewLink) -> Result<Link, StoreError> {
+        let conn = lock(&self.links);
+        let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
+        let params = serde_json::to_string(&new.params).unwrap_or_else(|_| "[]".into());
+        let t = &new.template;
+        let created_ms = now_ms();
+        // A generated code may collide; try a few fresh ones.
+        let attempts = if new.code.is_some() { 1 } else { 8 };
+        for _ in 0..attempts {
+            let code = new.code.clone().unwrap_or_else(generate_code);
+            let result = conn
+                .prepare_cached(
+                    "INSERT INTO links (code, provider, input, destination, template_prefix, \
+                     template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
+                     tags, params, source_key, created_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )?
+                .execute(params![
+                    code,
+                    t.provider,
+                    new.input,
+                    t.destination,
+                    t.prefix,
+                    t.suffix,
+                    t.subid_max_len,
+                    encoding_name(t.subid_encoding),
+                    new.name,
+                    t.marketplace,
+                    new.campaign,
+                    tags,
+                    params,
+                    new.source_key,
+                    created_ms,
+                ]);
+            match result {
+                Ok(_) => {
+                    return Ok(Link {
+                        id: conn.last_insert_rowid(),
+                        code,
+                        provider: t.provider.clone(),
+                        input: new.input,
+                        destination: t.destination.clone(),
+                        template_prefix: t.prefix.clone(),
+                        template_suffix: t.suffix.clone(),
+                        subid_max_len: t.subid_max_len,
+                        subid_encoding: t.subid_encoding,
+                        name: new.name,
+                        marketplace: t.marketplace.clone(),
+                        campaign: new.campaign,
+                        tags: new.tags,
+                        params: new.params,
+                        source_key: new.source_key,
+                        created_ms,
+                        disabled: false,
+                    });
+                }
+                Err(e) if is_unique_violation(&e, "links.code") => {
+                    if new.code.is_some() {
+                        return Err(StoreError::Conflict(code));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict("(generated)".into()))
+    }
+
+    fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError> {
+        one_link(&lock(&self.links), "code", code)
+    }
+
+    fn link_by_source_key(&self, key: &str) -> Result<Option<Link>, StoreError> {
+        one_link(&lock(&self.links), "source_key", key)
+    }
+
+    fn list_links(&self, filter: &LinkFilter) -> Result<Vec<Link>, StoreError> {
+        let conn = lock(&self.links);
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE id > ?1 AND (?2 IS NULL OR provider = ?2) \
+             ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                filter.after_id.unwrap_or(0),
+                filter.provider,
+                filter.limit as i64
+            ],
+            link_from_row,
+        )?;
+        rows.map(|r| r?).collect()
+    }
+
+    fn set_disabled(&self, code: &str, disabled: bool) -> Result<bool, StoreError> {
+        let changed = lock(&self.links)
+            .prepare_cached("UPDATE links SET disabled = ?1 WHERE code = ?2")?
+            .execute(params![disabled, code])?;
+        Ok(changed > 0)
+    }
+
+    fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.clicks);
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for c in clicks {
+                let country = c
+                    .country
+                    .as_ref()
+                    .and_then(|cc| std::str::from_utf8(cc).ok());
+                stmt.execute(params![
+                    c.click_id.as_ref().map(|id| id.as_str()),
+                    c.link_id,
+                    c.at_ms,
+                    c.bot,
+                    c.referrer_host.as_deref(),
+                    c.ua_class.as_str(),
+                    country,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError> {
+        let conn = lock(&self.clicks);
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.click_id, l.code, c.at_ms, c.bot, c.referrer_host, c.ua_class, c.country \
+             FROM clicks c JOIN links l ON l.id = c.link_id ORDER BY c.id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(StoredClick {
+                click_id: r.get(0)?,
+                code: r.get(1)?,
+                at_ms: r.get(2)?,
+                bot: r.get(3)?,
+                referrer_host: r.get(4)?,
+                ua_class: r.get(5)?,
+                country: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn load_click_state(&self) -> Result<u64, StoreError> {
+        let value: Option<i64> = lock(&self.clicks)
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'click_id_state'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(value.unwrap_or(0) as u64)
+    }
+
+    fn save_click_state(&self, state: u64) -> Result<(), StoreError> {
+        lock(&self.clicks).execute(
+            "INSERT INTO meta (key, value) VALUES ('click_id_state', ?1) \
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            [state as i64],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::UaClass;
+    use crate::click::ClickIdGenerator;
+    use crate::template::Template;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lw-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn new_link(code: Option<&str>) -> NewLink {
+        NewLink {
+            code: code.map(str::to_owned),
+            input: "https://www.amazon.com/x/dp/B08N5WRWNW".into(),
+            template: Template {
+                provider: "amazon".into(),
+                prefix: "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag=".into(),
+                suffix: String::new(),
+                destination: "https://www.amazon.com/dp/B08N5WRWNW".into(),
+                marketplace: Some("amazon.com".into()),
+                subid_max_len: 64,
+                subid_encoding: SubIdEncoding::UrlSafe,
+            },
+            name: Some("Echo video".into()),
+            campaign: Some("spring".into()),
+            tags: vec!["video".into()],
+            params: vec![("tag".into(), "t-20".into())],
+            source_key: None,
+        }
+    }
+
+    #[test]
+    fn links_round_trip_and_survive_reopening() {
+        let dir = temp_dir("roundtrip");
+        let created = {
+            let store = SqliteStore::open(&dir).expect("open");
+            store.create_link(new_link(Some("echo"))).expect("create")
+        };
+        let store = SqliteStore::open(&dir).expect("reopen");
+        let read = store.link_by_code("echo").expect("read").expect("exists");
+        assert_eq!(read, created);
+        assert_eq!(
+            read.template().display(),
+            "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={click_id}"
+        );
+        assert!(store.link_by_code("nope").expect("read").is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn taken_custom_code_is_a_conflict_and_generated_codes_are_unique() {
+        let dir = temp_dir("conflict");
+        let store = SqliteStore::open(&dir).expect("open");
+        store.create_link(new_link(Some("taken"))).expect("first");
+        assert!(matches!(
+            store.create_link(new_link(Some("taken"))),
+            Err(StoreError::Conflict(c)) if c == "taken"
+        ));
+        let a = store.create_link(new_link(None)).expect("a");
+        let b = store.create_link(new_link(None)).expect("b");
+        assert_ne!(a.code, b.code);
+        let listed = store
+            .list_links(&LinkFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .expect("list");
+        assert_eq!(listed.len(), 3);
+        let page = store
+            .list_links(&LinkFilter {
+                after_id: Some(listed[0].id),
+                limit: 1,
+                ..Default::default()
+            })
+            .expect("page");
+        assert_eq!(page, vec![listed[1].clone()]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn clicks_are_stored_in_batches_and_read_back() {
+        let dir = temp_dir("clicks");
+        let store = SqliteStore::open(&dir).expect("open");
+        let link = store.create_link(new_link(Some("c"))).expect("create");
+        let ids = ClickIdGenerator::new(0);
+        let id = ids.next_id();
+        store
+            .insert_clicks(&[
+                ClickEvent {
+                    click_id: Some(id),
+                    link_id: link.id,
+                    at_ms: 1,
+                    bot: false,
+                    referrer_host: Some("news.example".into()),
+                    ua_class: UaClass::Mobile,
+                    country: Some(*b"DE"),
+                },
+                ClickEvent {
+                    click_id: None,
+                    link_id: link.id,
+                    at_ms: 2,
+                    bot: true,
+                    referrer_host: None,
+                    ua_class: UaClass::Bot,
+                    country: None,
+                },
+            ])
+            .expect("insert");
+        let clicks = store.clicks(10).expect("clicks");
+        assert_eq!(clicks.len(), 2);
+        assert_eq!(clicks[0].click_id.as_deref(), Some(id.as_str()));
+        assert_eq!(clicks[0].country.as_deref(), Some("DE"));
+        assert_eq!(clicks[0].ua_class, "mobile");
+        assert!(clicks[1].bot && clicks[1].click_id.is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn click_state_only_moves_forward() {
+        let dir = temp_dir("state");
+        let store = SqliteStore::open(&dir).expect("open");
+        assert_eq!(store.load_click_state().expect("load"), 0);
+        store.save_click_state(100).expect("save");
+        store.save_click_state(50).expect("save");
+        assert_eq!(store.load_click_state().expect("load"), 100);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = temp_dir("schema");
+        drop(SqliteStore::open(&dir).expect("open"));
+        let conn = Connection::open(dir.join(DB_FILE)).expect("raw");
+        conn.pragma_update(None, "user_version", 99).expect("bump");
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&dir),
+            Err(StoreError::SchemaTooNew { found: 99, .. })
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
