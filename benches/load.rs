@@ -888,7 +888,9 @@ impl Report {
             ),
             (
                 "exit status after SIGTERM".to_owned(),
-                format!("{}", self.exit),
+                self.exit
+                    .code()
+                    .map_or_else(|| self.exit.to_string(), |c| c.to_string()),
                 "0".to_owned(),
                 clean_exit,
             ),

@@ -88,7 +88,7 @@ impl UaClass {
     }
 
     /// Parses a name written by [`UaClass::as_str`] (exact, lower case).
-    #[allow(
+    #[expect(
         clippy::should_implement_trait,
         reason = "returns Option, like the other parsers in core; there is no error to report"
     )]

@@ -68,3 +68,139 @@ pub fn compile_c(source: &Path, defines: &[&str], dir: &Path, name: &str) -> Pat
     );
     out
 }
+
+/// The repository's default config, with extra TOML appended.
+pub fn config_with(dir: &Path, extra: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("config.toml")).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, format!("{text}\n{extra}\n")).unwrap();
+    path
+}
+
+/// Runs the real `linkwright` binary.
+pub fn linkwright(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_linkwright"))
+        .args(args)
+        .env_remove("LINKWRIGHT_LOG")
+        .output()
+        .unwrap()
+}
+
+/// `linkwright serve` on 127.0.0.1:0, with its own data folder.
+pub struct TestServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT` of the redirect host.
+    pub public: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    /// The config file.
+    pub config: PathBuf,
+    /// The data folder.
+    pub data: PathBuf,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl TestServer {
+    /// Starts a server on `config` and `data`, and waits until it listens.
+    pub fn start(config: &Path, data: &Path) -> TestServer {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_linkwright"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data)
+            .args([
+                "--public-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+            ])
+            .env("LINKWRIGHT_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (err_tx, err_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = err_tx.send(line);
+            }
+        });
+        let mut public = None;
+        let mut admin = None;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while public.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match line_rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    let log: Vec<String> = err_rx.try_iter().collect();
+                    panic!("server did not start:\n{}", log.join("\n"));
+                }
+            };
+            if let Some(url) = line.strip_prefix("public ") {
+                public = Some(url.to_owned());
+            } else if let Some(url) = line.strip_prefix("admin ") {
+                admin = Some(url.to_owned());
+            }
+        }
+        TestServer {
+            child,
+            public: public.unwrap(),
+            admin: admin.unwrap(),
+            config: config.to_owned(),
+            data: data.to_owned(),
+            stderr: err_rx,
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns the exit status and the log.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill -TERM failed");
+        let status = self.child.wait().unwrap();
+        let log: Vec<String> = self.stderr.try_iter().collect();
+        (status, log.join("\n"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A current desktop browser's User-Agent.
+pub const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";

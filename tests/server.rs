@@ -1,0 +1,543 @@
+//! The redirect host and admin listener: the real binary on 127.0.0.1:0, real
+//! plugin files, a real SQLite file, and an HTTP client that does not follow
+//! redirects.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+
+use common::{BROWSER, TestServer, client, config_with, linkwright, scratch};
+use reqwest::StatusCode;
+use reqwest::blocking::Response;
+use reqwest::header::{CACHE_CONTROL, LOCATION, USER_AGENT};
+
+const ECHO: &str = "https://www.amazon.com/dp/B08N5WRWNW?tag=linkwright-20&ascsubtag=";
+
+/// A data folder holding the link `echo` (Amazon) and a config for it.
+fn setup(name: &str, extra_config: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch(name);
+    let config = config_with(&dir, extra_config);
+    let data = dir.join("data");
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--code",
+        "echo",
+        "--name",
+        "Echo review video",
+        "https://www.amazon.com/Echo-Dot/dp/B08N5WRWNW/ref=sr_1_1?tag=someone-else-20",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "http://127.0.0.1:8080/echo\n"
+    );
+    (config, data)
+}
+
+fn get(url: &str, ua: Option<&str>) -> Response {
+    let mut req = client().get(url);
+    if let Some(ua) = ua {
+        req = req.header(USER_AGENT, ua);
+    }
+    req.send().unwrap()
+}
+
+fn location(r: &Response) -> String {
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+fn is_click_id(s: &str) -> bool {
+    s.len() == 13 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The value of a metric with exactly these labels in Prometheus text.
+fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name_and_labels} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn redirect_answers_302_with_the_tracked_url_and_a_fresh_sub_id_per_click() {
+    let (config, data) = setup("redirect", "");
+    let server = TestServer::start(&config, &data);
+    let mut ids = HashSet::new();
+    for _ in 0..5 {
+        let r = get(&format!("{}/echo", server.public), Some(BROWSER));
+        assert_eq!(r.status(), StatusCode::FOUND);
+        assert_eq!(r.headers()[CACHE_CONTROL], "private, no-store");
+        let loc = location(&r);
+        let id = loc.strip_prefix(ECHO).unwrap_or_else(|| panic!("{loc}"));
+        assert!(is_click_id(id), "{id}");
+        ids.insert(id.to_owned());
+    }
+    assert_eq!(ids.len(), 5, "every click gets its own sub-ID");
+}
+
+#[test]
+fn visitor_query_parameters_never_override_the_tag_or_sub_id() {
+    let (config, data) = setup("query", "");
+    let server = TestServer::start(&config, &data);
+    let r = get(
+        &format!(
+            "{}/echo?tag=evil-20&ascsubtag=stolen&url=https://evil.example/",
+            server.public
+        ),
+        Some(BROWSER),
+    );
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let loc = location(&r);
+    assert!(loc.starts_with(ECHO), "{loc}");
+    assert!(is_click_id(&loc[ECHO.len()..]), "{loc}");
+    assert!(!loc.contains("evil") && !loc.contains("stolen"), "{loc}");
+}
+
+#[test]
+fn unknown_codes_are_404_disabled_links_410_and_other_methods_405() {
+    let (config, data) = setup("statuses", "");
+    let c = config.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        c,
+        "--data-dir",
+        d,
+        "--code",
+        "old",
+        "B08N5WRWNW",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let out = linkwright(&["links", "disable", "--config", c, "--data-dir", d, "old"]);
+    assert!(out.status.success(), "{out:?}");
+    let server = TestServer::start(&config, &data);
+
+    for path in ["/nope", "/nope", "/", "/a%2Fb", "/has.dot"] {
+        let r = get(&format!("{}{path}", server.public), Some(BROWSER));
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        assert!(r.headers().get(LOCATION).is_none());
+    }
+    let r = get(&format!("{}/old", server.public), Some(BROWSER));
+    assert_eq!(r.status(), StatusCode::GONE);
+    assert!(r.headers().get(LOCATION).is_none());
+
+    let r = client()
+        .post(format!("{}/echo", server.public))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+
+    // The second /nope came from the negative cache, not the store.
+    let metrics = get(&format!("{}/metrics", server.admin), None)
+        .text()
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"linkwright_cache_lookups_total{cache="links",result="negative_hit"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"linkwright_redirects_total{outcome="gone",provider="none"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn bots_previews_and_head_are_redirected_without_a_sub_id() {
+    let (config, data) = setup("bots", "");
+    let server = TestServer::start(&config, &data);
+    let url = format!("{}/echo", server.public);
+    for ua in [
+        Some("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"),
+        Some("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"),
+        Some("WhatsApp/2.23.20.0"),
+        Some("Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)"),
+        Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
+        None,
+    ] {
+        let r = get(&url, ua);
+        assert_eq!(r.status(), StatusCode::FOUND, "{ua:?}");
+        assert_eq!(location(&r), ECHO, "{ua:?} must get no sub-ID");
+    }
+    let r = client()
+        .head(&url)
+        .header(USER_AGENT, BROWSER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(location(&r), ECHO);
+
+    let metrics = get(&format!("{}/metrics", server.admin), None)
+        .text()
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"linkwright_clicks_total{provider="amazon",bot="true"}"#
+        ),
+        7.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"linkwright_clicks_total{provider="amazon",bot="false"}"#
+        ),
+        0.0
+    );
+}
+
+#[test]
+fn middleware_mode_redirects_accepted_urls_once_generated_and_refuses_the_rest() {
+    let (config, data) = setup("go", "");
+    let server = TestServer::start(&config, &data);
+    let go = |target: &str| {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/go", server.public), [("url", target)])
+                .unwrap();
+        get(url.as_str(), Some(BROWSER))
+    };
+    let product = "https://www.amazon.de/Some-Thing/dp/B08N5WRWNW/ref=x?tag=other-21#reviews";
+    let first = go(product);
+    assert_eq!(first.status(), StatusCode::FOUND);
+    let prefix = "https://www.amazon.de/dp/B08N5WRWNW?tag=linkwright0d-21&ascsubtag=";
+    let a = location(&first);
+    let b = location(&go(product));
+    assert!(a.starts_with(prefix) && b.starts_with(prefix), "{a} {b}");
+    assert_ne!(a, b, "a fresh sub-ID per click");
+
+    let awin = location(&go("https://www.example-store.co.uk/p/widget?colour=blue"));
+    assert!(
+        awin.starts_with(
+            "https://www.awin1.com/cread.php?awinmid=1001&awinaffid=123456\
+             &ued=https%3A%2F%2Fwww.example-store.co.uk%2Fp%2Fwidget%3Fcolour%3Dblue&clickref="
+        ),
+        "{awin}"
+    );
+
+    // Never an open redirect.
+    for (target, code) in [
+        ("https://evil.example/phish", "unsupported_host"),
+        ("javascript:alert(1)", "invalid_input"),
+        ("not a url", "invalid_input"),
+        (
+            "https://www.amazon.com/gp/help/customer",
+            "not_a_product_url",
+        ),
+    ] {
+        let r = go(target);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{target}");
+        assert!(r.headers().get(LOCATION).is_none());
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], code, "{target}");
+    }
+    let r = get(&format!("{}/go", server.public), Some(BROWSER));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let metrics = get(&format!("{}/metrics", server.admin), None)
+        .text()
+        .unwrap();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"linkwright_cache_lookups_total{cache="go",result="hit"}"#
+        ),
+        1.0
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    // Generated once: one auto-created link per URL, kept in the store.
+    let out = linkwright(&[
+        "links",
+        "list",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    let links: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let auto: Vec<_> = links
+        .iter()
+        .filter(|l| !l["source_key"].is_null())
+        .collect();
+    assert_eq!(auto.len(), 2, "{links:?}");
+    assert_eq!(
+        auto[0]["source_key"],
+        "https://www.amazon.de/Some-Thing/dp/B08N5WRWNW/ref=x?tag=other-21"
+    );
+    assert_eq!(auto[0]["provider"], "amazon");
+}
+
+#[test]
+fn metrics_count_a_known_number_of_clicks_with_fixed_labels_only() {
+    let (config, data) = setup("metrics", "");
+    let server = TestServer::start(&config, &data);
+    for _ in 0..7 {
+        assert_eq!(
+            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
+            StatusCode::FOUND
+        );
+    }
+    for _ in 0..3 {
+        get(&format!("{}/echo", server.public), Some("Twitterbot/1.0"));
+    }
+    get(&format!("{}/missing", server.public), Some(BROWSER));
+
+    assert_eq!(
+        get(&format!("{}/healthz", server.admin), None).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&format!("{}/readyz", server.admin), None).status(),
+        StatusCode::OK
+    );
+    // The admin routes are not on the public host, and redirects are not on the admin one.
+    assert_eq!(
+        get(&format!("{}/metrics", server.public), Some(BROWSER)).status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&format!("{}/echo", server.admin), None).status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let r = get(&format!("{}/metrics", server.admin), None);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_redirects_total{outcome="redirect",provider="amazon"}"#
+        ),
+        10.0
+    );
+    // `/missing`, and `/metrics` asked of the public host.
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_redirects_total{outcome="not_found",provider="none"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_clicks_total{provider="amazon",bot="false"}"#
+        ),
+        7.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_clicks_total{provider="amazon",bot="true"}"#
+        ),
+        3.0
+    );
+    // `/metrics` is a reserved code: refused before any lookup.
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_cache_lookups_total{cache="links",result="miss"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_cache_lookups_total{cache="links",result="hit"}"#
+        ),
+        9.0
+    );
+    assert_eq!(metric(&text, "linkwright_clicklog_dropped_total"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                r#"linkwright_build_info{{version="{}"}}"#,
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"linkwright_http_request_duration_seconds_count{listener="public",route="redirect"}"#
+        ),
+        12.0
+    );
+    assert!(text.contains(r#"linkwright_http_request_duration_seconds_bucket{listener="public",route="redirect",le="0.001"}"#));
+    for family in [
+        "linkwright_clicklog_queue_depth",
+        "linkwright_clicklog_written_total",
+        "linkwright_clicklog_flush_duration_seconds",
+        "linkwright_http_rejected_total",
+    ] {
+        assert!(text.contains(family), "{family} missing");
+    }
+    // Label values come from fixed sets: never a code, URL or click ID.
+    for line in text.lines().filter(|l| l.starts_with("linkwright_")) {
+        let labels = line.split_once('{').map_or("", |(_, rest)| rest);
+        assert!(
+            !labels.contains("echo") && !labels.contains("missing") && !labels.contains("http"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn every_redirect_is_in_the_store_after_a_clean_shutdown_and_ids_keep_rising_across_restarts() {
+    let (config, data) = setup(
+        "shutdown",
+        "[server]\ntrusted_country_header = \"CF-IPCountry\"",
+    );
+    let server = TestServer::start(&config, &data);
+    let url = format!("{}/echo", server.public);
+    let before: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    let c = client();
+                    (0..100)
+                        .map(|_| {
+                            let r = c
+                                .get(&url)
+                                .header(USER_AGENT, BROWSER)
+                                .header("referer", "https://News.Example:443/article?x=1")
+                                .header("cf-ipcountry", "de")
+                                .send()
+                                .unwrap();
+                            assert_eq!(r.status(), StatusCode::FOUND);
+                            location(&r)[ECHO.len()..].to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    get(&url, Some("Slackbot 1.0"));
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("all connections drained"), "{log}");
+
+    let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
+    let (total, bots, distinct): (i64, i64, i64) = db
+        .query_row(
+            "SELECT count(*), sum(bot), count(DISTINCT click_id) FROM clicks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (total, bots, distinct),
+        (401, 1, 400),
+        "every redirect served is stored"
+    );
+    let (referrer, country, class): (String, String, String) = db
+        .query_row(
+            "SELECT referrer_host, country, ua_class FROM clicks WHERE bot = 0 LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (referrer.as_str(), country.as_str(), class.as_str()),
+        ("news.example", "DE", "desktop")
+    );
+    let stored: HashSet<String> = db
+        .prepare("SELECT click_id FROM clicks WHERE click_id IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored, before.iter().cloned().collect::<HashSet<_>>());
+    drop(db);
+
+    // After a restart every new ID sorts after every earlier one.
+    let server = TestServer::start(&config, &data);
+    let after =
+        location(&get(&format!("{}/echo", server.public), Some(BROWSER)))[ECHO.len()..].to_owned();
+    let newest_before = before.iter().max().unwrap();
+    assert!(
+        &after > newest_before,
+        "{after} must sort after {newest_before}"
+    );
+}
+
+#[test]
+fn http2_clients_are_served() {
+    let (config, data) = setup("h2", "");
+    let server = TestServer::start(&config, &data);
+    let c = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("{}/echo", server.public))
+        .header(USER_AGENT, BROWSER)
+        .send()
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert!(location(&r).starts_with(ECHO));
+}
+
+#[test]
+fn a_client_too_slow_to_send_its_headers_is_disconnected() {
+    let (config, data) = setup("slow", "[server]\nheader_read_timeout_ms = 300");
+    let server = TestServer::start(&config, &data);
+    let addr = server.public.strip_prefix("http://").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Never finish the headers; the server must close the connection. The
+    // read timeout only bounds the test if it does not.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let result = stream.read_to_end(&mut buf);
+    assert!(
+        result.is_ok(),
+        "the server kept the connection open: {result:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
