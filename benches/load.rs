@@ -50,6 +50,9 @@ const ROUNDS: usize = 2;
 const WRK_THREADS: u32 = 2;
 
 const THROUGHPUT_BUDGET: f64 = 0.90;
+/// Above this much CPU (in cores) taken by other processes during a run, the
+/// report says the run was disturbed.
+const DISTURBED_CORES: f64 = 0.1;
 const P99_BUDGET: f64 = 1.5;
 
 fn main() -> ExitCode {
@@ -560,19 +563,86 @@ fn start_linkwright(tmp: &TempDir) -> Result<Linkwright> {
 struct Measurement {
     wrk: WrkResult,
     cpu_us_per_request: f64,
+    /// Where the machine's CPU time went during the run, in cores (CPU
+    /// seconds per wall second): the server, wrk, everything else.
+    server_cores: f64,
+    wrk_cores: f64,
+    other_cores: f64,
+    /// Time the hypervisor gave to other guests (a VM's "steal"), in cores.
+    steal_cores: f64,
 }
 
-/// One wrk run, with the server's CPU time around it.
+/// One wrk run, with the server's CPU time around it, and the machine's, so
+/// that a run disturbed by other processes shows.
 fn measure(server: &Server, settings: &Settings, url: &str) -> Result<Measurement> {
     let pid = server.pid();
+    let tick = 1.0 / clock_ticks_per_sec() as f64;
+    let machine_before = machine_cpu_ticks()?;
+    let wrk_before = children_cpu_secs();
     let before = proc_cpu_ticks(pid)?;
+    let start = Instant::now();
     let wrk = run_wrk(&settings.wrk_args(settings.secs, url))?;
+    let wall = start.elapsed().as_secs_f64();
     let after = proc_cpu_ticks(pid)?;
-    let cpu_secs = after.saturating_sub(before) as f64 / clock_ticks_per_sec() as f64;
+    let wrk_secs = children_cpu_secs() - wrk_before;
+    let machine_after = machine_cpu_ticks()?;
+
+    let server_secs = after.saturating_sub(before) as f64 * tick;
+    let busy_secs = machine_after.busy.saturating_sub(machine_before.busy) as f64 * tick;
+    let steal_secs = machine_after.steal.saturating_sub(machine_before.steal) as f64 * tick;
     Ok(Measurement {
-        cpu_us_per_request: cpu_secs * 1e6 / wrk.requests.max(1) as f64,
+        cpu_us_per_request: server_secs * 1e6 / wrk.requests.max(1) as f64,
         wrk,
+        server_cores: server_secs / wall,
+        wrk_cores: wrk_secs / wall,
+        other_cores: (busy_secs - server_secs - wrk_secs).max(0.0) / wall,
+        steal_cores: steal_secs / wall,
     })
+}
+
+/// The machine's CPU time from /proc/stat, in clock ticks. With tick-based CPU
+/// accounting (the usual kernel config, without IRQ_TIME_ACCOUNTING) the irq
+/// and softirq ticks are also counted in the interrupted process's stime, so
+/// busy − server − wrk is what every other process took.
+#[derive(Debug, Clone, Copy)]
+struct MachineTicks {
+    /// user + nice + system + irq + softirq (guest time is inside user).
+    busy: u64,
+    steal: u64,
+}
+
+fn machine_cpu_ticks() -> Result<MachineTicks> {
+    let stat = fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no `cpu` line in /proc/stat")?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    Ok(MachineTicks {
+        busy: get(0) + get(1) + get(2) + get(5) + get(6),
+        steal: get(7),
+    })
+}
+
+/// CPU seconds of this process's children that have been waited for (that is
+/// wrk's runs, not the servers, which are still running).
+#[allow(unsafe_code)]
+fn children_cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given, which
+    // points to one; on failure it writes nothing and the zeroed value stays.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// utime + stime of a process (all its threads), in clock ticks.
@@ -706,7 +776,7 @@ struct Clicks {
     settled: bool,
     /// Metric families that /metrics did not show (read as 0).
     absent: Vec<&'static str>,
-    /// The `linkwright_redirects_total` lines, labels and all.
+    /// The non-zero `linkwright_redirects_total` lines, labels and all.
     redirect_lines: Vec<String>,
 }
 
@@ -737,7 +807,7 @@ fn settle_click_log(admin: &str) -> Result<Clicks> {
         clicks.redirect_lines = r
             .body
             .lines()
-            .filter(|l| l.starts_with(REDIRECTS))
+            .filter(|l| l.starts_with(REDIRECTS) && !l.ends_with(" 0"))
             .map(str::to_owned)
             .collect();
         clicks.settled = redirects > 0.0 && written + dropped >= redirects;
@@ -786,11 +856,31 @@ struct Report {
     exit: ExitStatus,
 }
 
-/// The run with the highest throughput.
-fn best(runs: &[Measurement]) -> &Measurement {
-    runs.iter()
-        .max_by(|a, b| a.wrk.requests_per_sec.total_cmp(&b.wrk.requests_per_sec))
-        .unwrap()
+/// The best of each number over a server's runs (highest requests/s, lowest
+/// latencies and CPU time), and the error counts summed over them all.
+#[derive(Debug, Clone, Copy)]
+struct Best {
+    requests_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_request: f64,
+    bad_status: u64,
+    socket_errors: u64,
+}
+
+fn best(runs: &[Measurement]) -> Best {
+    let min = |f: fn(&Measurement) -> f64| runs.iter().map(f).fold(f64::INFINITY, f64::min);
+    Best {
+        requests_per_sec: runs
+            .iter()
+            .map(|m| m.wrk.requests_per_sec)
+            .fold(0.0, f64::max),
+        p50_us: min(|m| m.wrk.p50_us),
+        p99_us: min(|m| m.wrk.p99_us),
+        cpu_us_per_request: min(|m| m.cpu_us_per_request),
+        bad_status: runs.iter().map(|m| m.wrk.bad_status).sum(),
+        socket_errors: runs.iter().map(|m| m.wrk.socket_errors).sum(),
+    }
 }
 
 fn fmt_us(us: f64) -> String {
@@ -823,7 +913,7 @@ impl Report {
         let _ = writeln!(w, "- wrk (bare): `{}`", s.wrk_command(&self.bare_url));
         let _ = writeln!(
             w,
-            "- {WARMUP_SECS} s warm-up each, then {ROUNDS} rounds alternating bare, linkwright; best run (highest requests/s) of each shown"
+            "- {WARMUP_SECS} s warm-up each, then {ROUNDS} rounds alternating bare, linkwright; best of the {ROUNDS} runs shown for each number (errors: sum)"
         );
         let _ = writeln!(w, "- bare Location: `{}`", self.sample.bare_location);
         let _ = writeln!(
@@ -841,24 +931,19 @@ impl Report {
             let _ = writeln!(
                 w,
                 "| {name} | {:.0} | {} | {} | {:.1} | {} | {} |",
-                m.wrk.requests_per_sec,
-                fmt_us(m.wrk.p50_us),
-                fmt_us(m.wrk.p99_us),
+                m.requests_per_sec,
+                fmt_us(m.p50_us),
+                fmt_us(m.p99_us),
                 m.cpu_us_per_request,
-                m.wrk.bad_status,
-                m.wrk.socket_errors
+                m.bad_status,
+                m.socket_errors
             );
         }
 
-        let throughput = lw.wrk.requests_per_sec / bare.wrk.requests_per_sec;
-        let p99 = lw.wrk.p99_us / bare.wrk.p99_us;
+        let throughput = lw.requests_per_sec / bare.requests_per_sec;
+        let p99 = lw.p99_us / bare.p99_us;
         let c = &self.clicks;
-        let errors: u64 = self
-            .bare_runs
-            .iter()
-            .chain(&self.lw_runs)
-            .map(|m| m.wrk.bad_status + m.wrk.socket_errors)
-            .sum();
+        let errors = bare.bad_status + bare.socket_errors + lw.bad_status + lw.socket_errors;
         let logged_all = c.settled && c.written == c.redirects && c.absent.is_empty();
         let clean_exit = self.exit.success();
         let checks = [
@@ -908,20 +993,39 @@ impl Report {
             let _ = writeln!(w, "| {name} | {value} | {budget} | {} |", verdict(*ok));
         }
 
-        let _ = writeln!(w, "\nAll runs (requests/s, p50, p99, CPU µs/request):");
+        let _ = writeln!(
+            w,
+            "\nAll runs (CPU in cores, i.e. CPU seconds per second, of {} available):",
+            nproc()
+        );
+        let _ = writeln!(
+            w,
+            "\n| round | server | requests/s | p50 | p99 | CPU µs/request | server CPU | wrk CPU | other processes | steal |"
+        );
+        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let mut disturbed = 0.0_f64;
         for (i, (b, l)) in self.bare_runs.iter().zip(&self.lw_runs).enumerate() {
+            for (name, m) in [("bare", b), ("linkwright", l)] {
+                let _ = writeln!(
+                    w,
+                    "| {} | {name} | {:.0} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    i + 1,
+                    m.wrk.requests_per_sec,
+                    fmt_us(m.wrk.p50_us),
+                    fmt_us(m.wrk.p99_us),
+                    m.cpu_us_per_request,
+                    m.server_cores,
+                    m.wrk_cores,
+                    m.other_cores,
+                    m.steal_cores
+                );
+                disturbed = disturbed.max(m.other_cores + m.steal_cores);
+            }
+        }
+        if disturbed > DISTURBED_CORES {
             let _ = writeln!(
                 w,
-                "- round {}: bare {:.0}/s {} {} {:.1} µs; linkwright {:.0}/s {} {} {:.1} µs",
-                i + 1,
-                b.wrk.requests_per_sec,
-                fmt_us(b.wrk.p50_us),
-                fmt_us(b.wrk.p99_us),
-                b.cpu_us_per_request,
-                l.wrk.requests_per_sec,
-                fmt_us(l.wrk.p50_us),
-                fmt_us(l.wrk.p99_us),
-                l.cpu_us_per_request
+                "\n!!! other processes (or the hypervisor) took up to {disturbed:.2} cores during a run: the numbers are disturbed; run again on a quiet machine"
             );
         }
         let _ = writeln!(
@@ -942,6 +1046,9 @@ impl Report {
                 w,
                 "The click log had not caught up with the redirects {FLUSH_TIMEOUT:?} after the load stopped."
             );
+        }
+        if !c.redirect_lines.is_empty() {
+            let _ = writeln!(w, "Non-zero {REDIRECTS} samples:");
         }
         for line in &c.redirect_lines {
             let _ = writeln!(w, "  {line}");
@@ -966,9 +1073,11 @@ impl Report {
                 w,
                 "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
             );
-            eprintln!("load benchmark: FAIL: {}", failed.join("; "));
         }
         print!("{out}");
+        if !failed.is_empty() {
+            eprintln!("load benchmark: FAIL: {}", failed.join("; "));
+        }
     }
 }
 

@@ -7,56 +7,83 @@
 //! sheds about an eighth of its entries (a full negative cache is cleared),
 //! which keeps memory bounded without per-hit bookkeeping on the hot path.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use compact_str::CompactString;
 use dashmap::DashMap;
 
 use crate::store::Link;
 
-/// What the redirect path needs of a link.
+/// What the redirect path needs of a link, in one small record with a single
+/// heap allocation (the template), so a lookup touches as few cache lines as
+/// possible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedLink {
     /// The link's row id (clicks refer to it).
     pub id: i64,
-    /// Template bytes before the sub-ID slot.
-    pub prefix: Box<str>,
-    /// Template bytes after the slot.
-    pub suffix: Box<str>,
-    /// Disabled links answer 410.
-    pub disabled: bool,
+    /// Prefix and suffix of the template, back to back.
+    template: Box<str>,
+    /// Where the prefix ends (the sub-ID slot).
+    split: u32,
     /// The provider's metrics label index.
     pub provider: u16,
+    /// Disabled links answer 410.
+    pub disabled: bool,
 }
 
 impl CachedLink {
+    /// A cached link from its template halves.
+    pub fn new(id: i64, prefix: &str, suffix: &str, disabled: bool, provider: u16) -> CachedLink {
+        let mut template = String::with_capacity(prefix.len() + suffix.len());
+        template.push_str(prefix);
+        template.push_str(suffix);
+        CachedLink {
+            id,
+            template: template.into_boxed_str(),
+            split: prefix.len() as u32,
+            provider,
+            disabled,
+        }
+    }
+
     /// From a stored link, with its provider's label index.
     pub fn from_link(link: &Link, provider: u16) -> CachedLink {
-        CachedLink {
-            id: link.id,
-            prefix: link.template_prefix.as_str().into(),
-            suffix: link.template_suffix.as_str().into(),
-            disabled: link.disabled,
+        Self::new(
+            link.id,
+            &link.template_prefix,
+            &link.template_suffix,
+            link.disabled,
             provider,
-        }
+        )
+    }
+
+    /// Template bytes before the sub-ID slot.
+    pub fn prefix(&self) -> &str {
+        &self.template[..self.split as usize]
+    }
+
+    /// Template bytes after the slot.
+    pub fn suffix(&self) -> &str {
+        &self.template[self.split as usize..]
     }
 }
 
 /// A cache lookup's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// The link.
-    Hit(Arc<CachedLink>),
+pub enum Lookup<R> {
+    /// The link was cached; what the caller computed from it.
+    Hit(R),
     /// Known not to exist.
     Missing,
     /// Not cached either way: ask the store.
     Unknown,
 }
 
-/// A dashmap with a size bound.
+/// A dashmap with a size bound. Keys (link codes, URLs) are stored inline
+/// when short, so comparing one needs no pointer chase.
 #[derive(Debug)]
 struct Bounded<V> {
-    map: DashMap<Box<str>, V>,
+    map: DashMap<CompactString, V>,
     max: usize,
     evictions: AtomicUsize,
 }
@@ -84,14 +111,14 @@ impl<V> Bounded<V> {
             }
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        self.map.insert(key.into(), value);
+        self.map.insert(CompactString::from(key), value);
     }
 }
 
 /// Links by code, and unknown codes.
 #[derive(Debug)]
 pub struct LinkCache {
-    links: Bounded<Arc<CachedLink>>,
+    links: Bounded<CachedLink>,
     missing: Bounded<()>,
 }
 
@@ -104,10 +131,11 @@ impl LinkCache {
         }
     }
 
-    /// Looks a code up.
-    pub fn get(&self, code: &str) -> Lookup {
+    /// Looks a code up and, on a hit, runs `f` on the link while its shard
+    /// is read-locked (so `f` must not touch this cache).
+    pub fn get<R>(&self, code: &str, f: impl FnOnce(&CachedLink) -> R) -> Lookup<R> {
         if let Some(link) = self.links.map.get(code) {
-            return Lookup::Hit(Arc::clone(link.value()));
+            return Lookup::Hit(f(link.value()));
         }
         if self.missing.map.contains_key(code) {
             return Lookup::Missing;
@@ -116,7 +144,7 @@ impl LinkCache {
     }
 
     /// Caches a link.
-    pub fn insert(&self, code: &str, link: Arc<CachedLink>) {
+    pub fn insert(&self, code: &str, link: CachedLink) {
         self.missing.map.remove(code);
         self.links.insert(code, link, false);
     }
@@ -146,7 +174,7 @@ impl LinkCache {
 /// Middleware-mode templates by normalised URL.
 #[derive(Debug)]
 pub struct GoCache {
-    urls: Bounded<(Box<str>, Arc<CachedLink>)>,
+    urls: Bounded<(CompactString, CachedLink)>,
 }
 
 impl GoCache {
@@ -157,22 +185,23 @@ impl GoCache {
         }
     }
 
-    /// The link code and cached link for a normalised URL.
-    pub fn get(&self, key: &str) -> Option<(Box<str>, Arc<CachedLink>)> {
+    /// Runs `f` on the link code and cached link for a normalised URL, under
+    /// the shard's read lock.
+    pub fn get<R>(&self, key: &str, f: impl FnOnce(&str, &CachedLink) -> R) -> Option<R> {
         self.urls
             .map
             .get(key)
-            .map(|e| (e.value().0.clone(), Arc::clone(&e.value().1)))
+            .map(|e| f(&e.value().0, &e.value().1))
     }
 
     /// Caches the link made for a normalised URL.
-    pub fn insert(&self, key: &str, code: &str, link: Arc<CachedLink>) {
+    pub fn insert(&self, key: &str, code: &str, link: CachedLink) {
         self.urls.insert(key, (code.into(), link), false);
     }
 
     /// Forgets every URL whose link has this code.
     pub fn invalidate_code(&self, code: &str) {
-        self.urls.map.retain(|_, (c, _)| &**c != code);
+        self.urls.map.retain(|_, (c, _)| c != code);
     }
 }
 
@@ -180,26 +209,27 @@ impl GoCache {
 mod tests {
     use super::*;
 
-    fn link(id: i64) -> Arc<CachedLink> {
-        Arc::new(CachedLink {
-            id,
-            prefix: "https://t.test/?s=".into(),
-            suffix: "".into(),
-            disabled: false,
-            provider: 0,
-        })
+    fn link(id: i64) -> CachedLink {
+        CachedLink::new(id, "https://t.test/?s=", "&x=1", false, 0)
+    }
+
+    fn id_of(cache: &LinkCache, code: &str) -> Lookup<i64> {
+        cache.get(code, |l| l.id)
     }
 
     #[test]
     fn hit_missing_and_unknown() {
         let cache = LinkCache::new(10, 10);
-        assert_eq!(cache.get("a"), Lookup::Unknown);
+        assert_eq!(id_of(&cache, "a"), Lookup::Unknown);
         cache.insert_missing("a");
-        assert_eq!(cache.get("a"), Lookup::Missing);
+        assert_eq!(id_of(&cache, "a"), Lookup::Missing);
         cache.insert("a", link(1));
-        assert_eq!(cache.get("a"), Lookup::Hit(link(1)));
+        assert_eq!(
+            cache.get("a", |l| (l.prefix().to_owned(), l.suffix().to_owned())),
+            Lookup::Hit(("https://t.test/?s=".to_owned(), "&x=1".to_owned()))
+        );
         cache.invalidate("a");
-        assert_eq!(cache.get("a"), Lookup::Unknown);
+        assert_eq!(id_of(&cache, "a"), Lookup::Unknown);
     }
 
     #[test]
@@ -212,8 +242,8 @@ mod tests {
         assert!(cache.len() <= 100, "{}", cache.len());
         assert!(cache.missing.map.len() <= 50);
         // The newest entries are always present.
-        assert_eq!(cache.get("c9999"), Lookup::Hit(link(9999)));
-        assert_eq!(cache.get("m9999"), Lookup::Missing);
+        assert_eq!(id_of(&cache, "c9999"), Lookup::Hit(9999));
+        assert_eq!(id_of(&cache, "m9999"), Lookup::Missing);
     }
 
     #[test]
@@ -222,10 +252,10 @@ mod tests {
         go.insert("https://a.test/1", "code1", link(1));
         go.insert("https://a.test/2", "code2", link(2));
         go.invalidate_code("code1");
-        assert!(go.get("https://a.test/1").is_none());
+        assert!(go.get("https://a.test/1", |_, _| ()).is_none());
         assert_eq!(
-            go.get("https://a.test/2").map(|(c, _)| c),
-            Some("code2".into())
+            go.get("https://a.test/2", |c, l| (c.to_owned(), l.id)),
+            Some(("code2".to_owned(), 2))
         );
     }
 }

@@ -20,7 +20,7 @@
 //! - TVs and game consoles (`SMART-TV`, `Xbox`, …) → [`UaClass::Other`];
 //! - `iPad`, `Tablet` or `Kindle` → [`UaClass::Tablet`] (checked before
 //!   `Mobile`: iPad UAs say `Mobile/15E148`);
-//! - `Mobile`, `iPhone` or `iPod` → [`UaClass::Mobile`];
+//! - `Mobile` or `iPhone` (iPods say `iPhone OS`) → [`UaClass::Mobile`];
 //! - `Android` without `Mobile` → [`UaClass::Tablet`] (Chrome's convention);
 //! - `Windows NT`, `Macintosh`, `X11` or `CrOS` → [`UaClass::Desktop`]; an
 //!   iPad in Safari's default "desktop website" mode sends a Macintosh UA and
@@ -245,7 +245,6 @@ const HINTS: &[(&str, u8)] = &[
     ("Kindle", TABLET),
     ("Mobile", MOBILE),
     ("iPhone", MOBILE),
-    ("iPod", MOBILE),
     ("Android", ANDROID),
     ("Windows NT", DESKTOP),
     ("Macintosh", DESKTOP),
@@ -545,6 +544,11 @@ mod tests {
             "Mozilla/5.0 (iPad; CPU OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
             TABLET_HUMAN,
         ),
+        // The first Kindle Fire said "Mobile".
+        (
+            "Mozilla/5.0 (Linux; U; Android 2.3.4; en-us; Kindle Fire Build/GINGERBREAD) AppleWebKit/533.1 (KHTML, like Gecko) Version/4.0 Mobile Safari/533.1",
+            TABLET_HUMAN,
+        ),
         (
             "Mozilla/5.0 (Linux; Android 11; KFRASWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/131.3.1 like Chrome/131.0.6778.135 Safari/537.36",
             TABLET_HUMAN,
@@ -561,6 +565,11 @@ mod tests {
         ),
         (
             "Mozilla/5.0 (SMART-TV; LINUX; Tizen 7.0) AppleWebKit/537.36 (KHTML, like Gecko) 7.0 TV Safari/537.36",
+            OTHER_HUMAN,
+        ),
+        // "Android TV" overlaps "Android": both must be seen.
+        (
+            "Mozilla/5.0 (Linux; Android 9; SHIELD Android TV) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
             OTHER_HUMAN,
         ),
         (
@@ -727,6 +736,13 @@ mod tests {
         // An in-app browser that appended the app's name is a person.
         let in_app = b"Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 Viber/21.0";
         assert_eq!(classify(false, Some(in_app)), MOBILE_HUMAN);
+    }
+
+    #[test]
+    fn microsoft_is_not_mistaken_for_chrome_os() {
+        // Constructed: "miCROSoft" contains "cros", so the hint is "CrOS ".
+        let ua = b"Mozilla/5.0 (compatible; Microsoft-WebDAV-MiniRedir/10.0)";
+        assert_eq!(classify(false, Some(ua)), OTHER_HUMAN);
     }
 
     #[test]

@@ -64,15 +64,15 @@ async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bo
         app.metrics.failed(Outcome::NotFound);
         return text(StatusCode::NOT_FOUND, "no such link\n");
     }
-    let link = match app.cache.get(code) {
-        Lookup::Hit(link) => {
+    match app.cache.get(code, |link| respond(app, req, link)) {
+        Lookup::Hit(response) => {
             app.metrics.cache_lookup(false, CacheResult::Hit);
-            link
+            response
         }
         Lookup::Missing => {
             app.metrics.cache_lookup(false, CacheResult::NegativeHit);
             app.metrics.failed(Outcome::NotFound);
-            return text(StatusCode::NOT_FOUND, "no such link\n");
+            text(StatusCode::NOT_FOUND, "no such link\n")
         }
         Lookup::Unknown => {
             app.metrics.cache_lookup(false, CacheResult::Miss);
@@ -80,28 +80,26 @@ async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bo
             let key = code.to_owned();
             match tokio::task::spawn_blocking(move || store.link_by_code(&key)).await {
                 Ok(Ok(Some(link))) => {
-                    let cached = Arc::new(CachedLink::from_link(
-                        &link,
-                        app.metrics.provider_index(&link.provider),
-                    ));
-                    app.cache.insert(code, Arc::clone(&cached));
-                    cached
+                    let cached =
+                        CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+                    let response = respond(app, req, &cached);
+                    app.cache.insert(code, cached);
+                    response
                 }
                 Ok(Ok(None)) => {
                     app.cache.insert_missing(code);
                     app.metrics.failed(Outcome::NotFound);
-                    return text(StatusCode::NOT_FOUND, "no such link\n");
+                    text(StatusCode::NOT_FOUND, "no such link\n")
                 }
-                Ok(Err(e)) => return store_unavailable(app, &e),
+                Ok(Err(e)) => store_unavailable(app, &e),
                 Err(e) => {
                     error!(error = %e, "link lookup task failed");
                     app.metrics.failed(Outcome::Error);
-                    return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
                 }
             }
         }
-    };
-    respond(app, req, &link)
+    }
 }
 
 fn store_unavailable(app: &App, e: &StoreError) -> Response<Body> {
@@ -205,9 +203,9 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
         }
     };
 
-    if let Some((_, link)) = app.go.get(&key) {
+    if let Some(response) = app.go.get(&key, |_, link| respond(app, req, link)) {
         app.metrics.cache_lookup(true, CacheResult::Hit);
-        return respond(app, req, &link);
+        return response;
     }
     app.metrics.cache_lookup(true, CacheResult::Miss);
 
@@ -279,11 +277,9 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
             }
         }
     };
-    let cached = Arc::new(CachedLink::from_link(
-        &link,
-        app.metrics.provider_index(&link.provider),
-    ));
-    app.go.insert(&key, &link.code, Arc::clone(&cached));
-    app.cache.insert(&link.code, Arc::clone(&cached));
-    respond(app, req, &cached)
+    let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+    let response = respond(app, req, &cached);
+    app.go.insert(&key, &link.code, cached.clone());
+    app.cache.insert(&link.code, cached);
+    response
 }

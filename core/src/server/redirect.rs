@@ -29,10 +29,11 @@ pub fn resolve(link: &CachedLink, visitor: Visitor, mint: impl FnOnce() -> Click
     }
     let click_id = (!visitor.bot).then(mint);
     let sub_id = click_id.as_ref().map_or("", ClickId::as_str);
-    let mut location = String::with_capacity(link.prefix.len() + sub_id.len() + link.suffix.len());
-    location.push_str(&link.prefix);
+    let (prefix, suffix) = (link.prefix(), link.suffix());
+    let mut location = String::with_capacity(prefix.len() + sub_id.len() + suffix.len());
+    location.push_str(prefix);
     location.push_str(sub_id);
-    location.push_str(&link.suffix);
+    location.push_str(suffix);
     Resolution::Redirect { location, click_id }
 }
 
@@ -43,13 +44,7 @@ mod tests {
     use crate::click::ClickIdGenerator;
 
     fn link(prefix: &str, suffix: &str, disabled: bool) -> CachedLink {
-        CachedLink {
-            id: 1,
-            prefix: prefix.into(),
-            suffix: suffix.into(),
-            disabled,
-            provider: 0,
-        }
+        CachedLink::new(1, prefix, suffix, disabled, 0)
     }
 
     const HUMAN: Visitor = Visitor {
