@@ -58,6 +58,36 @@ const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     );
     "#,
+    // 2: API keys, bulk jobs.
+    r#"
+    CREATE TABLE api_keys (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        secret_hash BLOB NOT NULL,
+        scopes      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        revoked_ms  INTEGER
+    );
+    CREATE TABLE jobs (
+        id           TEXT PRIMARY KEY,
+        status       TEXT NOT NULL,
+        total        INTEGER NOT NULL,
+        processed    INTEGER NOT NULL DEFAULT 0,
+        ok           INTEGER NOT NULL DEFAULT 0,
+        errors       INTEGER NOT NULL DEFAULT 0,
+        webhook_url  TEXT,
+        created_ms   INTEGER NOT NULL,
+        finished_ms  INTEGER,
+        failure      TEXT
+    );
+    CREATE TABLE job_items (
+        job_id  TEXT NOT NULL REFERENCES jobs(id),
+        seq     INTEGER NOT NULL,
+        request TEXT NOT NULL,
+        result  TEXT,
+        PRIMARY KEY (job_id, seq)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// SQLite-backed [`Store`].
@@ -129,6 +159,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `f` on the links connection, for modules that keep their own
+    /// tables in this database (API keys, jobs). Do not call it re-entrantly.
+    pub fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
+        f(&lock(&self.links))
     }
 }
 
