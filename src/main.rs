@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use linkwright_core::config::{Config, ConfigError, DEFAULT_CONFIG_FILE};
+use linkwright_core::keys::{self, Scope};
 use linkwright_core::links::{CreateLink, create};
 use linkwright_core::server::{App, Server};
 use linkwright_core::store::{LinkFilter, SqliteStore, Store};
@@ -77,6 +78,48 @@ enum Command {
         #[command(subcommand)]
         command: LinksCommand,
     },
+    /// Manage admin API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it once (it cannot be shown again).
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Who or what the key is for.
+        #[arg(long)]
+        name: String,
+        /// `read` or `write` (repeatable; write implies read). Default: read and write.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+    },
+    /// List keys (ids, names, scopes; never secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
+    /// Revoke a key by its id.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// The key's id (from `keys list`).
+        id: String,
+    },
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse::<Scope>().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,7 +336,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Links { command } => links(command),
+        Command::Keys { command } => keys_command(command),
     }
+}
+
+fn keys_command(command: KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Create {
+            config,
+            data,
+            name,
+            scopes,
+        } => {
+            let (_, store) = open_store(&config, &data)?;
+            let scopes = if scopes.is_empty() {
+                vec![Scope::Read, Scope::Write]
+            } else {
+                scopes
+            };
+            let (key, secret) = keys::create_key(&store, &name, &scopes)?;
+            eprintln!(
+                "created key {} ({}) with scopes {}; store it now, it is not shown again:",
+                key.id,
+                key.name,
+                key.scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!("{secret}");
+        }
+        KeysCommand::List { config, data } => {
+            let (_, store) = open_store(&config, &data)?;
+            for key in keys::list_keys(&store)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    key.id,
+                    key.name,
+                    key.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    if key.revoked { "revoked" } else { "active" }
+                );
+            }
+        }
+        KeysCommand::Revoke { config, data, id } => {
+            let (_, store) = open_store(&config, &data)?;
+            keys::revoke_key(&store, &id)?;
+            println!("{id} revoked");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(config: Config) -> Result<()> {
@@ -401,9 +497,9 @@ fn links(command: LinksCommand) -> Result<ExitCode> {
         } => {
             let (config, store) = open_store(&config, &data)?;
             let links = store.list_links(&LinkFilter {
-                after_id: None,
                 limit,
                 provider,
+                ..Default::default()
             })?;
             for link in links {
                 let url = short_url(&config, &link.code);

@@ -38,6 +38,60 @@ struct RawConfig {
     /// The click log's queue and writer.
     #[serde(default)]
     click_log: RawClickLog,
+    /// The admin API.
+    #[serde(default)]
+    api: RawApi,
+    /// Outbound HTTP (short-link expansion).
+    #[serde(default)]
+    upstream: RawUpstream,
+}
+
+/// `[api]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawApi {
+    /// Requests per minute per API key; 0: unlimited.
+    rate_limit_per_minute: u32,
+    /// Requests a key may make at once before the rate applies.
+    rate_limit_burst: u32,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 60,
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawUpstream {
+    /// Per-request timeout of outbound calls.
+    timeout_ms: u64,
+    /// Most redirects followed when expanding a short link.
+    max_hops: u32,
+    /// Retries of transient failures.
+    retries: u32,
+    /// First retry delay; doubles each time.
+    backoff_ms: u64,
+    /// Send requests for a short-link host to another base URL instead
+    /// (`{ "amzn.to" = "http://127.0.0.1:8099" }`), for tests and egress proxies.
+    short_link_override: std::collections::HashMap<String, String>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            timeout_ms: 5_000,
+            max_hops: 5,
+            retries: 2,
+            backoff_ms: 200,
+            short_link_override: Default::default(),
+        }
+    }
 }
 
 /// `[server]`
@@ -188,6 +242,26 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Click log settings.
     pub click_log: ClickLogConfig,
+    /// Admin API settings.
+    pub api: ApiConfig,
+    /// Outbound HTTP settings.
+    pub upstream: UpstreamConfig,
+}
+
+/// `[api]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiConfig {
+    /// Requests per minute per key; 0: unlimited.
+    pub rate_limit_per_minute: u32,
+    /// Burst.
+    pub rate_limit_burst: u32,
+}
+
+/// `[upstream]`, validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Short-link expansion settings.
+    pub expand: crate::expand::ExpandConfig,
 }
 
 /// `[server]`, validated.
@@ -412,6 +486,43 @@ impl Config {
             )),
         };
 
+        let api = ApiConfig {
+            rate_limit_per_minute: raw.api.rate_limit_per_minute,
+            rate_limit_burst: at_least(
+                raw.api.rate_limit_burst,
+                1,
+                "api.rate_limit_burst",
+                &mut problems,
+            ),
+        };
+        let mut expand = crate::expand::ExpandConfig {
+            timeout: Duration::from_millis(at_least(
+                raw.upstream.timeout_ms,
+                1,
+                "upstream.timeout_ms",
+                &mut problems,
+            )),
+            max_hops: at_least(raw.upstream.max_hops, 1, "upstream.max_hops", &mut problems),
+            retries: raw.upstream.retries,
+            backoff: Duration::from_millis(raw.upstream.backoff_ms),
+            ..Default::default()
+        };
+        for (host, base) in &raw.upstream.short_link_override {
+            match url::Url::parse(base) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                    expand.upstream_override.insert(
+                        host.to_ascii_lowercase(),
+                        base.trim_end_matches('/').to_owned(),
+                    );
+                }
+                _ => problems.push(ConfigProblem {
+                    path: format!("upstream.short_link_override.{host}"),
+                    message: format!("`{base}` is not an http(s) base URL"),
+                }),
+            }
+        }
+        let upstream = UpstreamConfig { expand };
+
         let plugin_dirs = if raw.plugins.dirs.is_empty() {
             default_plugin_dirs()
         } else {
@@ -502,6 +613,8 @@ impl Config {
                 server,
                 cache,
                 click_log,
+                api,
+                upstream,
             })
         } else {
             Err(invalid(problems))

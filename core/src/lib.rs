@@ -7,12 +7,15 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod cache;
 pub mod classify;
 pub mod click;
 pub mod clicklog;
 pub mod config;
 pub mod error;
+pub mod expand;
+pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod plugin;

@@ -73,6 +73,7 @@ pub fn create(
         tags: req.tags,
         params: req.params,
         source_key: None,
+        request_key: None,
     })?;
     metrics::link_created(&link.provider, source);
     Ok(link)

@@ -5,15 +5,14 @@
 //! Shutdown stops accepting, lets in-flight requests finish within the grace
 //! period (and says so when the deadline runs out), then drains the click log.
 
-mod admin;
 mod public;
 pub mod redirect;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,10 +28,14 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tower::{BoxError, Service, ServiceBuilder};
 use tracing::{debug, error, info, warn};
 
+use dashmap::DashMap;
+
 use crate::cache::{GoCache, LinkCache};
 use crate::click::ClickIdGenerator;
 use crate::clicklog::ClickLog;
 use crate::config::Config;
+use crate::expand::Expander;
+use crate::keys::RateLimiter;
 use crate::metrics::{self, Metrics};
 use crate::plugin::Providers;
 use crate::store::{SqliteStore, Store, StoreError};
@@ -59,6 +62,9 @@ pub enum ServeError {
     /// The click log writer could not start.
     #[error("cannot start the click log writer: {0}")]
     ClickLog(std::io::Error),
+    /// The outbound HTTP client could not be built.
+    #[error("cannot build the outbound HTTP client: {0}")]
+    Upstream(String),
 }
 
 /// Everything a request handler needs, shared by all connections.
@@ -68,6 +74,15 @@ pub struct App {
     pub providers: Arc<Providers>,
     /// The store.
     pub store: Arc<dyn Store>,
+    /// The same store, typed: API keys and jobs keep tables in it.
+    pub db: Arc<SqliteStore>,
+    /// Per-key API rate limit.
+    pub limiter: RateLimiter,
+    /// Short-link expansion.
+    pub expander: Expander,
+    /// Links made by the API, by request digest: the same request twice
+    /// answers the same link without another build.
+    pub request_keys: DashMap<String, String>,
     /// Links by code.
     pub cache: LinkCache,
     /// Middleware-mode templates by URL.
@@ -82,21 +97,15 @@ pub struct App {
     redirect_status: StatusCode,
     country_header: Option<HeaderName>,
     ready: AtomicBool,
+    short_base: OnceLock<String>,
+    configured_base: Option<String>,
 }
 
 impl App {
     /// Opens the store, restores the click ID state and starts the click log.
     pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, ServeError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir)?);
-        Self::with_store(config, providers, store)
-    }
-
-    /// As [`App::new`], with a given store.
-    pub fn with_store(
-        config: &Config,
-        providers: Arc<Providers>,
-        store: Arc<dyn Store>,
-    ) -> Result<App, ServeError> {
+        let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
+        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
             providers.loaded().iter().map(|p| p.name.as_str()),
@@ -111,9 +120,18 @@ impl App {
         )
         .map_err(ServeError::ClickLog)?;
         let s = &config.server;
+        let expander = Expander::new(config.upstream.expand.clone())
+            .map_err(|e| ServeError::Upstream(e.to_string()))?;
         Ok(App {
             providers,
             store,
+            db,
+            limiter: RateLimiter::new(
+                config.api.rate_limit_per_minute,
+                config.api.rate_limit_burst,
+            ),
+            expander,
+            request_keys: DashMap::new(),
             cache: LinkCache::new(config.cache.max_links, config.cache.max_missing),
             go: GoCache::new(config.cache.max_go_urls),
             ids,
@@ -126,7 +144,34 @@ impl App {
                 .as_deref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             ready: AtomicBool::new(false),
+            short_base: OnceLock::new(),
+            configured_base: s.public_base_url.clone(),
         })
+    }
+
+    /// The short URL of a code on the public host.
+    pub fn short_url(&self, code: &str) -> String {
+        let base = self
+            .short_base
+            .get()
+            .or(self.configured_base.as_ref())
+            .map_or("", String::as_str);
+        format!("{base}/{code}")
+    }
+
+    /// The Prometheus text of every metric.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .queue_depth
+            .set(self.clicklog.depth().max(0) as f64);
+        self.prometheus.render()
+    }
+
+    /// Drops a link from every cache of this instance (after it changed).
+    pub fn forget(&self, code: &str) {
+        self.cache.invalidate(code);
+        self.go.invalidate_code(code);
+        self.request_keys.retain(|_, c| c != code);
     }
 
     /// Whether the server is accepting traffic (for `/readyz`).
@@ -167,6 +212,11 @@ impl Server {
         let s = &config.server;
         let public = bind(s.public_addr, s.listen_backlog, "public")?;
         let admin = bind(s.admin_addr, 1024, "admin")?;
+        let base = match &s.public_base_url {
+            Some(base) => base.clone(),
+            None => format!("http://{}", public.local_addr().unwrap_or(s.public_addr)),
+        };
+        let _ = app.short_base.set(base);
         Ok(Server {
             app,
             public,
@@ -218,9 +268,8 @@ impl Server {
             )
         };
         let admin_svc = {
-            let handler_app = Arc::clone(&app);
             stack(
-                tower::service_fn(move |req| admin::handle(Arc::clone(&handler_app), req)),
+                crate::api::router(Arc::clone(&app)),
                 s.max_concurrent_requests,
                 s.request_timeout,
                 Arc::clone(&app.metrics),
@@ -336,7 +385,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// 5. the router (`public::handle` or `admin::handle`), which also times each
 ///    request into `linkwright_http_request_duration_seconds` and logs it at
 ///    debug level.
-fn stack<S>(
+fn stack<S, B>(
     router: S,
     max_concurrent: usize,
     timeout: Duration,
@@ -344,21 +393,22 @@ fn stack<S>(
     admin: bool,
 ) -> impl Service<
     http::Request<Incoming>,
-    Response = Response<Body>,
+    Response = Response<B>,
     Error = BoxError,
-    Future = impl Future<Output = Result<Response<Body>, BoxError>> + Send,
+    Future = impl Future<Output = Result<Response<B>, BoxError>> + Send,
 > + Clone
 + Send
 + 'static
 where
-    S: Service<http::Request<Incoming>, Response = Response<Body>, Error = Infallible>
+    S: Service<http::Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: From<Bytes> + Send + 'static,
 {
     ServiceBuilder::new()
-        .map_result(move |result: Result<Response<Body>, BoxError>| {
+        .map_result(move |result: Result<Response<B>, BoxError>| {
             Ok::<_, BoxError>(match result {
                 Ok(response) => response,
                 Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
@@ -388,8 +438,8 @@ where
 }
 
 /// A plain-text response.
-pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+pub(crate) fn text<B: From<Bytes>>(status: StatusCode, body: &'static str) -> Response<B> {
+    let mut r = Response::new(B::from(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -256,6 +256,7 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
                     tags: Vec::new(),
                     params: Vec::new(),
                     source_key: Some(source_key.clone()),
+                    request_key: None,
                 };
                 match store.create_link(new) {
                     Ok(link) => {

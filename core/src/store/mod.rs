@@ -132,6 +132,46 @@ pub struct NewLink {
     pub params: Vec<(String, String)>,
     /// For middleware-mode links: the normalised URL.
     pub source_key: Option<String>,
+    /// For API-created links: a digest of the request, so the same request
+    /// twice finds the same link.
+    pub request_key: Option<String>,
+}
+
+/// Changes to a link; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct LinkUpdate {
+    /// New name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New campaign (`Some(None)` clears it).
+    pub campaign: Option<Option<String>>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// A new input and the template built for it.
+    pub destination: Option<(String, Template)>,
+}
+
+/// Clicks of one link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LinkStats {
+    /// Human clicks.
+    pub clicks: u64,
+    /// Bot, preview and HEAD hits.
+    pub bot_hits: u64,
+    /// By UTC day, oldest first.
+    pub by_day: Vec<DayStats>,
+}
+
+/// Clicks of one link on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DayStats {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Human clicks.
+    pub clicks: u64,
+    /// Bot hits.
+    pub bot_hits: u64,
 }
 
 /// One recorded redirect.
@@ -181,6 +221,14 @@ pub struct LinkFilter {
     pub limit: usize,
     /// Only this provider.
     pub provider: Option<String>,
+    /// Only this marketplace.
+    pub marketplace: Option<String>,
+    /// Only this campaign.
+    pub campaign: Option<String>,
+    /// Only links carrying this tag.
+    pub tag: Option<String>,
+    /// Only links whose name contains this text (case-insensitive).
+    pub name: Option<String>,
 }
 
 /// Link and click storage.
@@ -194,8 +242,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn link_by_source_key(&self, key: &str) -> Result<Option<Link>, StoreError>;
     /// Links in creation order.
     fn list_links(&self, filter: &LinkFilter) -> Result<Vec<Link>, StoreError>;
+    /// The API-created link for a request digest.
+    fn link_by_request_key(&self, key: &str) -> Result<Option<Link>, StoreError>;
     /// Disables or enables a link; false if there is no such code.
     fn set_disabled(&self, code: &str, disabled: bool) -> Result<bool, StoreError>;
+    /// Applies changes; the updated link, or `None` if there is no such code.
+    fn update_link(&self, code: &str, update: &LinkUpdate) -> Result<Option<Link>, StoreError>;
+    /// Deletes a link (its clicks stay for reports); false if there is none.
+    fn delete_link(&self, code: &str) -> Result<bool, StoreError>;
+    /// Clicks and bot hits of a link, total and by day.
+    fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
     /// Clicks in insertion order, at most `limit`.

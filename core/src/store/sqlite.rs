@@ -12,7 +12,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use linkwright_plugin_sdk::SubIdEncoding;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{ClickEvent, Link, LinkFilter, NewLink, Store, StoreError, StoredClick, generate_code};
+use super::{
+    ClickEvent, DayStats, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
+    StoredClick, generate_code,
+};
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "linkwright.db";
@@ -87,6 +90,12 @@ const MIGRATIONS: &[&str] = &[
         result  TEXT,
         PRIMARY KEY (job_id, seq)
     ) WITHOUT ROWID;
+    "#,
+    // 3: idempotent creation and soft deletion of links.
+    r#"
+    ALTER TABLE links ADD COLUMN request_key TEXT;
+    ALTER TABLE links ADD COLUMN deleted_ms INTEGER;
+    CREATE UNIQUE INDEX links_request_key ON links(request_key) WHERE request_key IS NOT NULL;
     "#,
 ];
 
@@ -222,7 +231,8 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Link, StoreError>> {
 }
 
 fn one_link(conn: &Connection, column: &str, value: &str) -> Result<Option<Link>, StoreError> {
-    let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE {column} = ?1");
+    let sql =
+        format!("SELECT {LINK_COLUMNS} FROM links WHERE {column} = ?1 AND deleted_ms IS NULL");
     let mut stmt = conn.prepare_cached(&sql)?;
     stmt.query_row([value], link_from_row)
         .optional()?
@@ -249,8 +259,8 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO links (code, provider, input, destination, template_prefix, \
                      template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
-                     tags, params, source_key, created_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     tags, params, source_key, created_ms, request_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?
                 .execute(params![
                     code,
@@ -268,6 +278,7 @@ impl Store for SqliteStore {
                     params,
                     new.source_key,
                     created_ms,
+                    new.request_key,
                 ]);
             match result {
                 Ok(_) => {
@@ -313,13 +324,21 @@ impl Store for SqliteStore {
     fn list_links(&self, filter: &LinkFilter) -> Result<Vec<Link>, StoreError> {
         let conn = lock(&self.links);
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {LINK_COLUMNS} FROM links WHERE id > ?1 AND (?2 IS NULL OR provider = ?2) \
-             ORDER BY id LIMIT ?3"
+            "SELECT {LINK_COLUMNS} FROM links WHERE id > ?1 AND deleted_ms IS NULL \
+             AND (?2 IS NULL OR provider = ?2) AND (?3 IS NULL OR marketplace = ?3) \
+             AND (?4 IS NULL OR campaign = ?4) \
+             AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(links.tags) WHERE value = ?5)) \
+             AND (?6 IS NULL OR instr(lower(coalesce(name, '')), lower(?6)) > 0) \
+             ORDER BY id LIMIT ?7"
         ))?;
         let rows = stmt.query_map(
             params![
                 filter.after_id.unwrap_or(0),
                 filter.provider,
+                filter.marketplace,
+                filter.campaign,
+                filter.tag,
+                filter.name,
                 filter.limit as i64
             ],
             link_from_row,
@@ -327,11 +346,112 @@ impl Store for SqliteStore {
         rows.map(|r| r?).collect()
     }
 
+    fn link_by_request_key(&self, key: &str) -> Result<Option<Link>, StoreError> {
+        one_link(&lock(&self.links), "request_key", key)
+    }
+
     fn set_disabled(&self, code: &str, disabled: bool) -> Result<bool, StoreError> {
         let changed = lock(&self.links)
-            .prepare_cached("UPDATE links SET disabled = ?1 WHERE code = ?2")?
+            .prepare_cached(
+                "UPDATE links SET disabled = ?1 WHERE code = ?2 AND deleted_ms IS NULL",
+            )?
             .execute(params![disabled, code])?;
         Ok(changed > 0)
+    }
+
+    fn update_link(&self, code: &str, update: &LinkUpdate) -> Result<Option<Link>, StoreError> {
+        let mut conn = lock(&self.links);
+        let tx = conn.transaction()?;
+        let exists: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM links WHERE code = ?1 AND deleted_ms IS NULL",
+                [code],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        if let Some(name) = &update.name {
+            tx.execute(
+                "UPDATE links SET name = ?1 WHERE code = ?2",
+                params![name, code],
+            )?;
+        }
+        if let Some(campaign) = &update.campaign {
+            tx.execute(
+                "UPDATE links SET campaign = ?1 WHERE code = ?2",
+                params![campaign, code],
+            )?;
+        }
+        if let Some(tags) = &update.tags {
+            let tags = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
+            tx.execute(
+                "UPDATE links SET tags = ?1 WHERE code = ?2",
+                params![tags, code],
+            )?;
+        }
+        if let Some(disabled) = update.disabled {
+            tx.execute(
+                "UPDATE links SET disabled = ?1 WHERE code = ?2",
+                params![disabled, code],
+            )?;
+        }
+        if let Some((input, t)) = &update.destination {
+            // A new destination is a new link as far as idempotency goes.
+            tx.execute(
+                "UPDATE links SET input = ?1, provider = ?2, destination = ?3, template_prefix = ?4, \
+                 template_suffix = ?5, subid_max_len = ?6, subid_encoding = ?7, marketplace = ?8, \
+                 request_key = NULL WHERE code = ?9",
+                params![
+                    input,
+                    t.provider,
+                    t.destination,
+                    t.prefix,
+                    t.suffix,
+                    t.subid_max_len,
+                    encoding_name(t.subid_encoding),
+                    t.marketplace,
+                    code
+                ],
+            )?;
+        }
+        let link = one_link(&tx, "code", code)?;
+        tx.commit()?;
+        Ok(link)
+    }
+
+    fn delete_link(&self, code: &str) -> Result<bool, StoreError> {
+        let changed = lock(&self.links)
+            .prepare_cached(
+                "UPDATE links SET deleted_ms = ?1, request_key = NULL, source_key = NULL \
+                 WHERE code = ?2 AND deleted_ms IS NULL",
+            )?
+            .execute(params![now_ms(), code])?;
+        Ok(changed > 0)
+    }
+
+    fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
+        let conn = lock(&self.clicks);
+        let mut stmt = conn.prepare_cached(
+            "SELECT date(at_ms / 1000, 'unixepoch') AS day, \
+                    sum(bot = 0), sum(bot = 1) \
+             FROM clicks WHERE link_id = ?1 GROUP BY day ORDER BY day",
+        )?;
+        let by_day = stmt
+            .query_map([link_id], |r| {
+                Ok(DayStats {
+                    day: r.get(0)?,
+                    clicks: r.get::<_, i64>(1)? as u64,
+                    bot_hits: r.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LinkStats {
+            clicks: by_day.iter().map(|d| d.clicks).sum(),
+            bot_hits: by_day.iter().map(|d| d.bot_hits).sum(),
+            by_day,
+        })
     }
 
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
@@ -434,6 +554,7 @@ mod tests {
             tags: vec!["video".into()],
             params: vec![("tag".into(), "t-20".into())],
             source_key: None,
+            request_key: None,
         }
     }
 

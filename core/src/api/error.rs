@@ -1,0 +1,187 @@
+//! The one place where failures become HTTP responses:
+//! `{"error": {"code", "message", "retryable", "field"}}` with a stable code.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use tracing::error;
+
+use crate::error::{BuildError, ErrorCode};
+use crate::keys::AuthError;
+use crate::links::CreateError;
+use crate::store::StoreError;
+
+/// The error body's inner object.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// Whether the same request may succeed later.
+    pub retryable: bool,
+    /// The request field at fault, if one is.
+    pub field: Option<String>,
+}
+
+/// The error body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An API failure.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub detail: ErrorDetail,
+    /// Seconds for `Retry-After`, if any.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code,
+                message: message.into(),
+                retryable: false,
+                field: None,
+            },
+            retry_after: None,
+        }
+    }
+    /// `invalid_input`, 400.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+    }
+    /// `not_found`, 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    /// `limit_exceeded`, 400.
+    pub fn limit(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "limit_exceeded", message)
+    }
+    /// `internal`, 500; the details go to the log, not the client.
+    pub fn internal(context: &str, e: &dyn std::fmt::Display) -> Self {
+        error!(error = %e, context, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+    /// Names the field at fault.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.detail.field = Some(field.into());
+        self
+    }
+    /// Marks the error retryable.
+    pub fn retryable(mut self) -> Self {
+        self.detail.retryable = true;
+        self
+    }
+    /// The body as JSON, for batch items.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::to_value(ErrorBody {
+            error: self.detail.clone(),
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(ErrorBody { error: self.detail })).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<BuildError> for ApiError {
+    fn from(e: BuildError) -> Self {
+        let status = match e.code {
+            ErrorCode::InvalidInput | ErrorCode::NeedsExpansion => StatusCode::BAD_REQUEST,
+            ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let code = match e.code {
+            // Expansion is attempted before this point; what is left is input
+            // that cannot be expanded.
+            ErrorCode::NeedsExpansion => "invalid_input",
+            c => c.as_str(),
+        };
+        ApiError {
+            status,
+            detail: ErrorDetail {
+                code,
+                message: e.message.clone(),
+                retryable: e.retryable(),
+                field: e.field.map(str::to_owned),
+            },
+            retry_after: e.retryable().then_some(5),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(code) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the code `{code}` is taken by another link"),
+            )
+            .field("code"),
+            other => ApiError::internal("store", &other),
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::Build(b) => b.into(),
+            CreateError::InvalidCode(m) => ApiError::invalid(m).field("code"),
+            CreateError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Refused(failure) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.message())
+            }
+            other => ApiError::internal("auth", &other),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::invalid("send the body as JSON with `Content-Type: application/json`")
+            }
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::limit(format!("the request body is too large: {}", b.body_text()))
+            }
+            other => ApiError::invalid(format!("malformed JSON: {}", other.body_text())),
+        }
+    }
+}
