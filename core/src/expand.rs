@@ -803,7 +803,7 @@ mod tests {
                 "must not have a query or fragment",
             ),
             ("http://u:p@127.0.0.1:1/", "must not carry credentials"),
-            ("127.0.0.1:1", "is not an http(s) URL"),
+            ("localhost:1", "is not an http(s) URL"),
             ("not a url", "is not a URL"),
         ] {
             let mut config = ExpandConfig::default();

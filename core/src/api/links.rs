@@ -50,7 +50,7 @@ pub struct CreateLinkRequest {
 }
 
 impl CreateLinkRequest {
-    fn input(&self) -> Result<&str, ApiError> {
+    pub(crate) fn input(&self) -> Result<&str, ApiError> {
         match (self.url.as_deref(), self.asin.as_deref()) {
             (Some(u), None) if !u.trim().is_empty() => Ok(u.trim()),
             (None, Some(a)) if !a.trim().is_empty() => Ok(a.trim()),
@@ -113,7 +113,7 @@ pub struct LinkBody {
 }
 
 impl LinkBody {
-    fn new(app: &App, link: &Link) -> LinkBody {
+    pub(crate) fn new(app: &App, link: &Link) -> LinkBody {
         LinkBody {
             code: link.code.clone(),
             short_url: app.short_url(&link.code),

@@ -5,6 +5,7 @@
 //! utoipa and served at `/api/v1/openapi.json`.
 
 mod error;
+mod jobs;
 mod links;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use utoipa::OpenApi;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use jobs::resume_jobs;
 
 use crate::keys::{self, Scope};
 use crate::metrics::Route;

@@ -290,6 +290,8 @@ impl Server {
             })
         };
 
+        // Bulk jobs interrupted by a restart carry on.
+        crate::api::resume_jobs(Arc::clone(&app));
         let graceful = GracefulShutdown::new();
         app.ready.store(true, Ordering::Release);
         tokio::pin!(shutdown);
