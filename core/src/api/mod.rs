@@ -83,6 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/links/{code}/stats", get(links::link_stats))
         .route("/providers", get(links::providers))
         .route("/rewrite", axum::routing::post(links::rewrite))
+        .merge(jobs::routes())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             authenticate,
