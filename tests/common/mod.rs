@@ -204,3 +204,48 @@ pub fn client() -> reqwest::blocking::Client {
 
 /// A current desktop browser's User-Agent.
 pub const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// A minimal HTTP/1.1 stand-in for a remote service (amzn.to, a webhook
+/// receiver): answers every request with `respond(path)` = (status line,
+/// extra headers) and records the paths it saw. It serves until the test
+/// process ends.
+pub struct StandIn {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Request paths seen, in order.
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StandIn {
+    /// Starts the stand-in on 127.0.0.1:0.
+    pub fn start(respond: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> StandIn {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                // Skip the headers.
+                let mut header = String::new();
+                while reader.read_line(&mut header).is_ok() && header.trim() != "" {
+                    header.clear();
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                log.lock().unwrap().push(path.clone());
+                let (status, headers) = respond(&path);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
+                );
+            }
+        });
+        StandIn { base, seen }
+    }
+}
