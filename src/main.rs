@@ -173,6 +173,18 @@ enum LinksCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one link.
+    Get {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The link's code.
+        code: String,
+    },
     /// Disable a link: it answers 410 from then on.
     Disable {
         #[command(flatten)]
@@ -518,6 +530,40 @@ fn links(command: LinksCommand) -> Result<ExitCode> {
                         link.name.as_deref().unwrap_or("")
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LinksCommand::Get {
+            config,
+            data,
+            json,
+            code,
+        } => {
+            let (config, store) = open_store(&config, &data)?;
+            let Some(link) = store.link_by_code(&code)? else {
+                eprintln!("error: no link with code `{code}`");
+                return Ok(ExitCode::FAILURE);
+            };
+            let url = short_url(&config, &link.code);
+            if json {
+                let mut value = serde_json::to_value(&link)?;
+                value["short_url"] = json!(url);
+                value["template"] = json!(link.template().display());
+                println!("{value}");
+            } else {
+                println!("code:        {}", link.code);
+                println!("short url:   {url}");
+                println!("provider:    {}", link.provider);
+                println!(
+                    "marketplace: {}",
+                    link.marketplace.as_deref().unwrap_or("-")
+                );
+                println!("destination: {}", link.destination);
+                println!("template:    {}", link.template().display());
+                println!("name:        {}", link.name.as_deref().unwrap_or("-"));
+                println!("campaign:    {}", link.campaign.as_deref().unwrap_or("-"));
+                println!("tags:        {}", link.tags.join(", "));
+                println!("disabled:    {}", link.disabled);
             }
             Ok(ExitCode::SUCCESS)
         }

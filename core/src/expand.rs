@@ -337,10 +337,10 @@ impl Expander {
         if let Some(host) = host_header {
             request = request.header(HOST, host.clone());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Transient(describe_reqwest_error(current, &e)))?;
+        let response = request.send().await.map_err(|e| {
+            tracing::debug!(url = %current, error = %e, "short-link request failed");
+            Failure::Transient(describe_reqwest_error(&e).to_owned())
+        })?;
         let status = response.status();
         let location = response.headers().get(LOCATION).cloned();
         self.discard_body(response).await;
@@ -380,7 +380,8 @@ impl Expander {
     /// Reads at most `max_body_bytes` of `response`'s body, so that a small
     /// body leaves its connection reusable, and drops the rest unread. A body
     /// announced as larger than the cap is not read at all; read errors are
-    /// irrelevant (the status and headers are all we need).
+    /// irrelevant (the status and headers are all we need). A body that
+    /// stalls is cut off by the request timeout.
     async fn discard_body(&self, mut response: reqwest::Response) {
         let cap = self.settings.max_body_bytes;
         if response
@@ -574,16 +575,14 @@ fn backoff_delay(backoff: Duration, attempt: u32) -> Duration {
 
 /// What went wrong with a request, for messages: never the address connected
 /// to, which may be an internal override.
-fn describe_reqwest_error(current: &Url, e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
+fn describe_reqwest_error(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "the request timed out"
     } else if e.is_connect() {
         "could not connect to the short host"
     } else {
         "the request failed"
-    };
-    tracing::debug!(url = %current, error = %e, "short-link request failed");
-    what.to_owned()
+    }
 }
 
 #[cfg(test)]

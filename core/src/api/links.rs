@@ -271,10 +271,8 @@ pub struct BatchItem {
     /// The HTTP status the item would have had alone.
     pub status: u16,
     /// The link, or the error body.
-    #[schema(value_type = Object)]
     pub body: serde_json::Value,
     /// The request, echoed.
-    #[schema(value_type = Object)]
     pub request: serde_json::Value,
 }
 
@@ -539,7 +537,6 @@ pub struct ProviderBody {
     /// Why it was refused.
     pub reason: Option<String>,
     /// What it serves (marketplaces, advertisers, networks), as the plugin describes it.
-    #[schema(value_type = Object)]
     pub serves: serde_json::Value,
 }
 
