@@ -97,6 +97,46 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE links ADD COLUMN deleted_ms INTEGER;
     CREATE UNIQUE INDEX links_request_key ON links(request_key) WHERE request_key IS NOT NULL;
     "#,
+    // 4: conversions imported from the networks' reports, and a per-link,
+    // per-day click rollup kept up to date by the click writer (reports read
+    // it instead of scanning raw clicks). Money is integer micro-units.
+    r#"
+    CREATE TABLE conversions (
+        id                INTEGER PRIMARY KEY,
+        provider          TEXT NOT NULL,
+        kind              TEXT NOT NULL,
+        row_key           TEXT NOT NULL,
+        sub_id            TEXT,
+        click_id          TEXT,
+        link_id           INTEGER REFERENCES links(id),
+        tracking_id       TEXT,
+        event_ms          INTEGER NOT NULL,
+        product_id        TEXT,
+        product_name      TEXT,
+        quantity          INTEGER NOT NULL DEFAULT 0,
+        returns           INTEGER NOT NULL DEFAULT 0,
+        price_micros      INTEGER NOT NULL DEFAULT 0,
+        revenue_micros    INTEGER NOT NULL DEFAULT 0,
+        commission_micros INTEGER NOT NULL DEFAULT 0,
+        status            TEXT NOT NULL,
+        currency          TEXT,
+        imported_ms       INTEGER NOT NULL,
+        updated_ms        INTEGER NOT NULL,
+        UNIQUE (provider, kind, row_key)
+    );
+    CREATE INDEX conversions_event ON conversions(event_ms);
+    CREATE INDEX conversions_link ON conversions(link_id, event_ms);
+    CREATE INDEX conversions_sub_id ON conversions(sub_id) WHERE link_id IS NULL;
+    CREATE TABLE click_rollup (
+        link_id  INTEGER NOT NULL,
+        day      INTEGER NOT NULL,
+        clicks   INTEGER NOT NULL DEFAULT 0,
+        bot_hits INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (link_id, day)
+    ) WITHOUT ROWID;
+    INSERT INTO click_rollup (link_id, day, clicks, bot_hits)
+        SELECT link_id, at_ms / 86400000, sum(bot = 0), sum(bot = 1) FROM clicks GROUP BY 1, 2;
+    "#,
 ];
 
 /// SQLite-backed [`Store`].
