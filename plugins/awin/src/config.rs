@@ -3,10 +3,11 @@
 
 use std::fmt;
 
+use linkwright_plugin_sdk::input::normalise_domain;
 use linkwright_plugin_sdk::{PluginError, parse_config};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
-use url::{Host, Url};
+use url::Url;
 
 /// Awin's Click Reference report shows only the first 50 characters of
 /// `clickref`.
@@ -210,42 +211,6 @@ impl Config {
 /// Whether `s` is a plausible Awin id: 1 to 20 ASCII digits.
 fn is_numeric_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Turns a configured domain into its matching form: a valid host name in
-/// lower case (IDNA-encoded), without a trailing dot or a leading `www.`.
-fn normalise_domain(written: &str) -> Result<String, &'static str> {
-    let trimmed = written.trim();
-    if trimmed.is_empty() {
-        return Err("is empty");
-    }
-    if trimmed.contains("://") {
-        return Err("is a URL; give the host name only, like example.com");
-    }
-    if trimmed.chars().any(|c| {
-        c.is_whitespace() || matches!(c, '/' | ':' | '?' | '#' | '@' | '*' | '[' | ']' | '\\')
-    }) {
-        return Err("is not a host name; give the host name only, like example.com");
-    }
-    let url = Url::parse(&format!("http://{trimmed}/")).map_err(|_| "is not a valid host name")?;
-    let host = match url.host() {
-        Some(Host::Domain(host)) => host,
-        _ => return Err("is not a domain name"),
-    };
-    let host = host.trim_end_matches('.');
-    if host.is_empty() {
-        return Err("is not a valid host name");
-    }
-    Ok(strip_www(host).to_owned())
-}
-
-/// `host` without a leading `www.`, unless that would leave a bare top-level
-/// label (`www.com` stays as it is).
-pub(crate) fn strip_www(host: &str) -> &str {
-    match host.strip_prefix("www.") {
-        Some(rest) if rest.contains('.') => rest,
-        _ => host,
-    }
 }
 
 /// Parses a `default_landing` URL: an absolute http or https URL.

@@ -42,7 +42,8 @@ use linkwright_plugin_sdk::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use url::Url;
 
-use crate::config::{Advertiser, Config, strip_www};
+use crate::config::{Advertiser, Config};
+use linkwright_plugin_sdk::input::strip_www;
 
 /// Everything but the unreserved characters `A-Za-z0-9-._~`: what a value
 /// must escape to be one URL query component.

@@ -1,9 +1,9 @@
 //! The instance configuration: the raw serde shape and its validation into
 //! the typed [`Config`] the provider serves from.
 
-use linkwright_plugin_sdk::{PluginError, SubIdEncoding, parse_config};
+use linkwright_plugin_sdk::{PluginError, SubIdEncoding, input, parse_config};
 use serde::Deserialize;
-use url::{Host, Url};
+use url::Url;
 
 use crate::pattern::{self, Part, Placeholder};
 
@@ -230,39 +230,9 @@ pub(crate) fn decode_name(name: &str) -> String {
         .into_owned()
 }
 
-/// Turns a configured host into its matching form: a valid host name in
-/// lower case (IDNA-encoded), without a trailing dot or a leading `*.` or
-/// `www.`.
+/// Turns a configured host into its matching form (see
+/// [`input::normalise_domain`]), also accepting a leading `*.`.
 fn normalise_host(written: &str) -> Result<String, &'static str> {
     let trimmed = written.trim();
-    let trimmed = trimmed.strip_prefix("*.").unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        return Err("is empty");
-    }
-    if trimmed.contains("://") {
-        return Err("is a URL; give the host name only, like example.com");
-    }
-    if trimmed.chars().any(|c| {
-        c.is_whitespace() || matches!(c, '/' | ':' | '?' | '#' | '@' | '*' | '[' | ']' | '\\')
-    }) {
-        return Err("is not a host name; give the host name only, like example.com");
-    }
-    let url = Url::parse(&format!("http://{trimmed}/")).map_err(|_| "is not a valid host name")?;
-    let host = match url.host() {
-        Some(Host::Domain(host)) => host.trim_end_matches('.'),
-        _ => return Err("is not a domain name"),
-    };
-    if host.is_empty() {
-        return Err("is not a valid host name");
-    }
-    Ok(strip_www(host).to_owned())
-}
-
-/// `host` without a leading `www.`, unless that would leave a bare top-level
-/// label.
-fn strip_www(host: &str) -> &str {
-    match host.strip_prefix("www.") {
-        Some(rest) if rest.contains('.') => rest,
-        _ => host,
-    }
+    input::normalise_domain(trimmed.strip_prefix("*.").unwrap_or(trimmed))
 }

@@ -43,3 +43,38 @@ pub fn host_matches(host: &str, domain: &str) -> bool {
     host.strip_suffix(domain)
         .is_some_and(|rest| rest.is_empty() || rest.ends_with('.'))
 }
+
+/// Turns a configured domain into its matching form: a valid host name in
+/// lower case (IDNA-encoded), without a trailing dot or a leading `www.`.
+/// The error says what is wrong, to follow the config key in a message.
+pub fn normalise_domain(written: &str) -> Result<String, &'static str> {
+    let trimmed = written.trim();
+    if trimmed.is_empty() {
+        return Err("is empty");
+    }
+    if trimmed.contains("://") {
+        return Err("is a URL; give the host name only, like example.com");
+    }
+    if trimmed.chars().any(|c| {
+        c.is_whitespace() || matches!(c, '/' | ':' | '?' | '#' | '@' | '*' | '[' | ']' | '\\')
+    }) {
+        return Err("is not a host name; give the host name only, like example.com");
+    }
+    let url = Url::parse(&format!("http://{trimmed}/")).map_err(|_| "is not a valid host name")?;
+    let host = match url.host() {
+        Some(Host::Domain(host)) => host.trim_end_matches('.'),
+        _ => return Err("is not a domain name"),
+    };
+    if host.is_empty() {
+        return Err("is not a valid host name");
+    }
+    Ok(strip_www(host).to_owned())
+}
+
+/// `www.example.com` → `example.com`; a bare `www.com` stays as it is.
+pub fn strip_www(host: &str) -> &str {
+    match host.strip_prefix("www.") {
+        Some(rest) if rest.contains('.') => rest,
+        _ => host,
+    }
+}
