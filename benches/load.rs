@@ -177,6 +177,11 @@ fn run() -> Result<()> {
     println!("\nstopping linkwright with SIGTERM ...");
     let status = lw.server.terminate(SHUTDOWN_TIMEOUT)?;
     let shutdown_output = lw.server.output_since_listening();
+    let shutdown_log = if status.success() {
+        String::new()
+    } else {
+        lw.server.log_tail()
+    };
     bare.server.stop();
 
     let report = Report {
@@ -196,6 +201,9 @@ fn run() -> Result<()> {
         for line in shutdown_output.iter().rev().take(20).rev() {
             println!("  {line}");
         }
+    }
+    if !shutdown_log.is_empty() {
+        println!("{shutdown_log}");
     }
     Ok(())
 }
@@ -367,9 +375,18 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Whatever the child printed on stdout after the lines already taken.
+    /// Whatever the child printed on stdout after the lines already taken,
+    /// up to its end of output (once it has exited) or for at most 2 s.
     fn output_since_listening(&self) -> Vec<String> {
-        self.lines.try_iter().collect()
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
     }
 
     fn log_tail(&self) -> String {

@@ -83,6 +83,173 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import the networks' conversion reports and join them to clicks.
+    Conversions {
+        #[command(subcommand)]
+        command: ConversionsCommand,
+    },
+    /// Print an attribution report: clicks, bot hits, conversions, items,
+    /// revenue, commission, conversion rate and earnings per click over an
+    /// inclusive range of UTC days (the same report as `GET /api/v1/reports`).
+    Report {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// First UTC day, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: String,
+        /// Last UTC day, included (at most 366 days).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: String,
+        /// link, campaign, provider, marketplace or day.
+        #[arg(long, default_value = "link")]
+        group_by: String,
+        /// table, json or csv.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConversionsCommand {
+    /// Import a report file: every usable row is inserted or updated in one
+    /// transaction, or nothing is (a malformed file). Prints the counts;
+    /// exits 1 if the file could not be imported.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// amazon-earnings, amazon-orders, amazon-bounty, awin-csv or awin-json.
+        #[arg(long, value_parser = parse_conversion_format)]
+        format: linkwright_core::conversions::Format,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The report; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Pull transactions from a network's API (Awin: the token is read from
+    /// the environment variable named by conversions.awin.token_env) and
+    /// import them, one window of at most 31 days per call.
+    Pull {
+        /// The network.
+        #[arg(value_parser = ["awin"])]
+        network: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// First UTC day, YYYY-MM-DD.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: linkwright_core::conversions::dates::Day,
+        /// Last UTC day, included.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: linkwright_core::conversions::dates::Day,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_conversion_format(s: &str) -> Result<linkwright_core::conversions::Format, String> {
+    use linkwright_core::conversions::Format;
+    Format::parse(s).ok_or_else(|| format!("unknown format `{s}`; use one of {}", Format::names()))
+}
+
+fn print_import(summary: &linkwright_core::conversions::ImportSummary) {
+    println!(
+        "{}: {} rows: {} inserted, {} updated, {} unchanged, {} rejected; {} unattributed",
+        summary.format,
+        summary.rows,
+        summary.inserted,
+        summary.updated,
+        summary.unchanged,
+        summary.rejected,
+        summary.unattributed
+    );
+    for r in &summary.rejections {
+        println!("rejected line {}: {}", r.line, r.reason);
+    }
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn conversions_command(command: ConversionsCommand) -> Result<ExitCode> {
+    use linkwright_core::conversions::{self, ImportError, pull};
+    match command {
+        ConversionsCommand::Import {
+            config,
+            data,
+            format,
+            json,
+            file,
+        } => {
+            let (config, store) = open_store(&config, &data)?;
+            let bytes = if file.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("cannot read the report from standard input")?;
+                bytes
+            } else {
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
+            };
+            match conversions::import(&store, &config.conversions, format, &bytes) {
+                Ok(summary) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&summary)?);
+                    } else {
+                        print_import(&summary);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ ImportError::Malformed { .. }) => {
+                    eprintln!("error: {}: {e}; nothing was imported", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => Err(e).context("nothing was imported"),
+            }
+        }
+        ConversionsCommand::Pull {
+            network: _,
+            config,
+            data,
+            from,
+            to,
+            json,
+        } => {
+            let (config, store) = open_store(&config, &data)?;
+            let awin = &config.conversions.awin;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let outcome = pull::token_from_env(awin).map(|token| {
+                runtime.block_on(pull::pull_awin(store.path(), awin, &token, from, to))
+            });
+            match outcome.and_then(|r| r) {
+                Ok(summary) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&summary)?);
+                    } else {
+                        for w in &summary.windows {
+                            print!("{}..{} ", w.from, w.to);
+                            print_import(&w.summary);
+                        }
+                        print!("total ({} calls) ", summary.calls);
+                        print_import(&summary.totals);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +291,24 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 
 #[derive(Debug, Subcommand)]
 enum LinksCommand {
+    /// Create links in bulk from a CSV file (the same columns and the same
+    /// job as `POST /api/v1/links/bulk`) and write the result CSV.
+    ///
+    /// Exits 0 if every row made a link, 1 if any row failed.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Write the result CSV here (default: standard output).
+        #[arg(long, short = 'o', value_name = "RESULT.csv")]
+        output: Option<PathBuf>,
+        /// The CSV: a header row (url or input, asin, marketplace, name,
+        /// code, campaign, tags, provider, param:<name>), then one link per
+        /// row; `-` reads standard input.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
     /// Create a link and print its short URL.
     Create {
         #[command(flatten)]
@@ -349,6 +534,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Links { command } => links(command),
         Command::Keys { command } => keys_command(command),
+        Command::Conversions { command } => conversions_command(command),
+        Command::Report {
+            config,
+            data,
+            from,
+            to,
+            group_by,
+            format,
+        } => {
+            use linkwright_core::reports::{self, Format, ReportQuery};
+            let query = ReportQuery::parse(Some(&from), Some(&to), Some(&group_by))
+                .map_err(|e| anyhow::anyhow!("--{}: {e}", e.field.replace('_', "-")))?;
+            let format: Format = format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+            let (_, store) = open_store(&config, &data)?;
+            let report = reports::run(&store, &query)?;
+            print!("{}", report.render(format)?);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -456,6 +659,90 @@ fn open_store(config: &ConfigArg, data: &DataDirArg) -> Result<(Config, SqliteSt
 
 fn links(command: LinksCommand) -> Result<ExitCode> {
     match command {
+        LinksCommand::Import {
+            config,
+            data,
+            output,
+            file,
+        } => {
+            use linkwright_core::jobs;
+            use std::io::{IsTerminal, Read, Write};
+            let mut config = config.load()?;
+            data.apply(&mut config);
+            let mut csv = Vec::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin()
+                    .read_to_end(&mut csv)
+                    .context("cannot read the CSV from standard input")?;
+            } else {
+                csv = std::fs::read(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+            }
+            let items = jobs::parse_csv(&csv).with_context(|| file.display().to_string())?;
+            let providers = Arc::new(Providers::load(&config));
+            for r in providers.refused() {
+                eprintln!("warning: provider `{}` refused: {}", r.name, r.error);
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let app = Arc::new(App::new(&config, providers)?);
+            let bar = if std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(items.len() as u64)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} links ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let outcome = runtime.block_on(async {
+                let db = Arc::clone(&app.db);
+                let job =
+                    tokio::task::spawn_blocking(move || jobs::new_job(&db, &items, None)).await??;
+                let progress = |done: u64, _total: u64| bar.set_position(done);
+                let summary = jobs::run(&app, &job.job_id, &progress).await?;
+                let db = Arc::clone(&app.db);
+                let result_config = config.clone();
+                let job_id = summary.job_id.clone();
+                let result = tokio::task::spawn_blocking(move || {
+                    jobs::result_csv(&db, &job_id, &|code| short_url(&result_config, code))
+                })
+                .await??;
+                anyhow::Ok((summary, result))
+            });
+            bar.finish_and_clear();
+            app.clicklog.shutdown();
+            let (summary, result) = outcome?;
+            match &output {
+                Some(path) => std::fs::write(path, &result)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout()
+                    .write_all(&result)
+                    .context("cannot write the result CSV")?,
+            }
+            eprintln!(
+                "job {}: {} of {} rows made a link, {} failed{}",
+                summary.job_id,
+                summary.ok,
+                summary.total,
+                summary.errors,
+                summary
+                    .failure
+                    .as_deref()
+                    .map(|f| format!(" (job failed: {f})"))
+                    .unwrap_or_default()
+            );
+            let all_ok = summary.status == jobs::JobStatus::Done && summary.errors == 0;
+            Ok(if all_ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         LinksCommand::Create {
             config,
             data,

@@ -69,8 +69,12 @@ impl ClickId {
 
     /// When the ID was minted (to the millisecond).
     pub fn time(&self) -> SystemTime {
-        let ms = (self.value() >> (SEQ_BITS + NODE_BITS)) as u64;
-        UNIX_EPOCH + Duration::from_millis(EPOCH_MS + ms)
+        UNIX_EPOCH + Duration::from_millis(self.unix_ms() as u64)
+    }
+
+    /// When the ID was minted, in Unix milliseconds (no clock read).
+    pub fn unix_ms(&self) -> i64 {
+        ((self.value() >> (SEQ_BITS + NODE_BITS)) as u64 + EPOCH_MS) as i64
     }
 
     fn encode(value: u128) -> ClickId {

@@ -44,6 +44,85 @@ struct RawConfig {
     /// Outbound HTTP (short-link expansion).
     #[serde(default)]
     upstream: RawUpstream,
+    /// Conversion import: report formats and pulling from Awin.
+    #[serde(default)]
+    conversions: RawConversions,
+}
+
+/// `[conversions]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConversions {
+    /// Per report format (`amazon-earnings`, `amazon-orders`,
+    /// `amazon-bounty`, `awin-csv`, `awin-json`): how its files are read.
+    formats: std::collections::BTreeMap<String, RawConversionFormat>,
+    /// Pulling transactions from Awin's publisher API.
+    awin: RawAwinPull,
+}
+
+/// `[conversions.formats.<format>]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawConversionFormat {
+    /// Field → the report's column header: a string, or a list of headers
+    /// tried in order (`sub_id = ["Sub Tag", "SubTag"]`). Fields not given
+    /// keep their default headers.
+    columns: std::collections::BTreeMap<String, RawColumnHeaders>,
+    /// ISO 4217 currency of the amounts when the report does not name one.
+    currency: Option<String>,
+    /// How to read slashed or dashed dates whose year comes last: `mdy`
+    /// (11/03/2026 is 3 November) or `dmy` (03/11/2026 is 3 November).
+    /// Default: `mdy` for Amazon, `dmy` for Awin.
+    date_order: Option<String>,
+}
+
+/// One header or several alternatives.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawColumnHeaders {
+    /// One header.
+    One(String),
+    /// Headers tried in order.
+    Many(Vec<String>),
+}
+
+/// `[conversions.awin]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct RawAwinPull {
+    /// Base URL of the Awin API.
+    api_base: String,
+    /// Your Awin publisher id (digits); needed to pull.
+    publisher_id: Option<String>,
+    /// The environment variable holding the OAuth token (never put the
+    /// token itself in the config file).
+    token_env: String,
+    /// The API's call budget: calls start at least 60 s / this apart.
+    calls_per_minute: u32,
+    /// Time limit of one call.
+    timeout_ms: u64,
+    /// Retries of a transient failure (timeout, 408, 429, 5xx).
+    retries: u32,
+    /// First retry delay; doubles each time.
+    backoff_ms: u64,
+    /// The most bytes read of one answer.
+    max_response_bytes: usize,
+}
+
+impl Default for RawAwinPull {
+    fn default() -> Self {
+        let d = crate::conversions::AwinPullConfig::default();
+        RawAwinPull {
+            api_base: d.api_base,
+            publisher_id: d.publisher_id,
+            token_env: d.token_env,
+            calls_per_minute: d.calls_per_minute,
+            timeout_ms: d.timeout.as_millis() as u64,
+            retries: d.retries,
+            backoff_ms: d.backoff.as_millis() as u64,
+            max_response_bytes: d.max_response_bytes,
+        }
+    }
 }
 
 /// `[api]`
@@ -246,6 +325,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Outbound HTTP settings.
     pub upstream: UpstreamConfig,
+    /// Conversion import settings.
+    pub conversions: crate::conversions::ConversionsConfig,
 }
 
 /// `[api]`, validated.
@@ -522,6 +603,7 @@ impl Config {
             }
         }
         let upstream = UpstreamConfig { expand };
+        let conversions = compile_conversions(&raw.conversions, &mut problems);
 
         let plugin_dirs = if raw.plugins.dirs.is_empty() {
             default_plugin_dirs()
@@ -615,6 +697,7 @@ impl Config {
                 click_log,
                 api,
                 upstream,
+                conversions,
             })
         } else {
             Err(invalid(problems))
@@ -712,6 +795,130 @@ fn compile_server(raw: &RawServer, base: &Path, problems: &mut Vec<ConfigProblem
         redirect_status: raw.redirect_status,
         listen_backlog: at_least(raw.listen_backlog, 1, "server.listen_backlog", problems),
     }
+}
+
+/// Validates `[conversions]`: known format names, known fields per format,
+/// non-empty headers, currencies, date orders, and the Awin pull settings.
+fn compile_conversions(
+    raw: &RawConversions,
+    problems: &mut Vec<ConfigProblem>,
+) -> crate::conversions::ConversionsConfig {
+    use crate::conversions::dates::DateOrder;
+    use crate::conversions::{ConversionsConfig, Format, FormatSettings};
+    let mut config = ConversionsConfig::default();
+    for (name, raw_format) in &raw.formats {
+        let at = |key: &str| format!("conversions.formats.{name}{key}");
+        let Some(format) = Format::parse(name) else {
+            problems.push(ConfigProblem {
+                path: at(""),
+                message: format!("unknown format; known formats: {}", Format::names()),
+            });
+            continue;
+        };
+        let mut settings = FormatSettings::defaults(format);
+        for (field, headers) in &raw_format.columns {
+            let headers: Vec<String> = match headers {
+                RawColumnHeaders::One(h) => vec![h.trim().to_owned()],
+                RawColumnHeaders::Many(hs) => hs.iter().map(|h| h.trim().to_owned()).collect(),
+            };
+            let Some(slot) = settings.columns.iter_mut().find(|(f, _)| f == field) else {
+                let known: Vec<&str> = format.fields().iter().map(|f| f.name).collect();
+                problems.push(ConfigProblem {
+                    path: at(&format!(".columns.{field}")),
+                    message: if known.is_empty() {
+                        format!("unknown field: {format} reads the API's fixed field names and has no column mapping")
+                    } else {
+                        format!("unknown field; the fields of {format} are {}", known.join(", "))
+                    },
+                });
+                continue;
+            };
+            if headers.is_empty() || headers.iter().any(|h| h.is_empty()) {
+                problems.push(ConfigProblem {
+                    path: at(&format!(".columns.{field}")),
+                    message: "give the column's header (a non-empty string or list of strings)"
+                        .to_owned(),
+                });
+                continue;
+            }
+            slot.1 = headers;
+        }
+        if let Some(currency) = &raw_format.currency {
+            let c = currency.trim();
+            if c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()) {
+                settings.currency = Some(c.to_ascii_uppercase());
+            } else {
+                problems.push(ConfigProblem {
+                    path: at(".currency"),
+                    message: format!("`{currency}` is not an ISO 4217 code like USD"),
+                });
+            }
+        }
+        if let Some(order) = &raw_format.date_order {
+            match DateOrder::parse(order) {
+                Some(o) => settings.date_order = o,
+                None => problems.push(ConfigProblem {
+                    path: at(".date_order"),
+                    message: format!("must be `mdy` or `dmy`, got `{order}`"),
+                }),
+            }
+        }
+        config.set_format(format, settings);
+    }
+
+    let a = &raw.awin;
+    match url::Url::parse(&a.api_base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.query().is_none() => {
+            config.awin.api_base = a.api_base.trim_end_matches('/').to_owned();
+        }
+        _ => problems.push(ConfigProblem {
+            path: "conversions.awin.api_base".to_owned(),
+            message: format!("`{}` is not an http(s) base URL", a.api_base),
+        }),
+    }
+    match a.publisher_id.as_deref().map(str::trim) {
+        None => {}
+        Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+            config.awin.publisher_id = Some(id.to_owned());
+        }
+        Some(id) => problems.push(ConfigProblem {
+            path: "conversions.awin.publisher_id".to_owned(),
+            message: format!("`{id}` is not an Awin publisher id (digits)"),
+        }),
+    }
+    let env = a.token_env.trim();
+    if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        problems.push(ConfigProblem {
+            path: "conversions.awin.token_env".to_owned(),
+            message: format!(
+                "`{}` is not an environment variable name (letters, digits, `_`)",
+                a.token_env
+            ),
+        });
+    } else {
+        config.awin.token_env = env.to_owned();
+    }
+    config.awin.calls_per_minute = at_least(
+        a.calls_per_minute,
+        1,
+        "conversions.awin.calls_per_minute",
+        problems,
+    );
+    config.awin.timeout = Duration::from_millis(at_least(
+        a.timeout_ms,
+        1,
+        "conversions.awin.timeout_ms",
+        problems,
+    ));
+    config.awin.retries = a.retries;
+    config.awin.backoff = Duration::from_millis(a.backoff_ms);
+    config.awin.max_response_bytes = at_least(
+        a.max_response_bytes,
+        1,
+        "conversions.awin.max_response_bytes",
+        problems,
+    );
+    config
 }
 
 /// Whether an ignored key path lies inside a provider's `config` table.
@@ -870,5 +1077,84 @@ mod tests {
         )
         .expect("valid");
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn conversion_formats_take_columns_currency_and_date_order() {
+        use crate::conversions::Format;
+        use crate::conversions::dates::DateOrder;
+        let c = Config::from_toml_str(
+            r#"
+            [conversions.formats.amazon-earnings]
+            currency = "eur"
+            date_order = "dmy"
+            [conversions.formats.amazon-earnings.columns]
+            sub_id = "Sub Tag ID"
+            date = ["Shipped", "Date Shipped"]
+            [conversions.awin]
+            publisher_id = "123456"
+            api_base = "http://127.0.0.1:9/"
+            calls_per_minute = 600
+            "#,
+        )
+        .expect("valid");
+        let f = c.conversions.format(Format::AmazonEarnings);
+        assert_eq!(f.headers("sub_id"), ["Sub Tag ID"]);
+        assert_eq!(f.headers("date"), ["Shipped", "Date Shipped"]);
+        assert_eq!(f.headers("asin"), ["ASIN"], "unset fields keep their defaults");
+        assert_eq!(f.currency.as_deref(), Some("EUR"));
+        assert_eq!(f.date_order, DateOrder::DayFirst);
+        let orders = c.conversions.format(Format::AmazonOrders);
+        assert_eq!(orders.headers("sub_id"), ["Sub Tag", "SubTag", "ascsubtag"]);
+        assert_eq!(orders.date_order, DateOrder::MonthFirst);
+        assert_eq!(c.conversions.awin.api_base, "http://127.0.0.1:9");
+        assert_eq!(c.conversions.awin.publisher_id.as_deref(), Some("123456"));
+        assert_eq!(c.conversions.awin.token_env, "AWIN_API_TOKEN");
+        assert_eq!(c.conversions.awin.spacing(), Duration::from_millis(100));
+        let d = Config::from_toml_str("").expect("empty");
+        assert_eq!(d.conversions.awin.api_base, "https://api.awin.com");
+        assert_eq!(d.conversions.awin.spacing(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn conversion_config_problems_name_their_keys() {
+        let got = problems(
+            r#"
+            [conversions.formats.amazon-earnigs.columns]
+            sub_id = "x"
+            [conversions.formats.amazon-orders]
+            currency = "dollars"
+            date_order = "ymd"
+            colums = {}
+            [conversions.formats.amazon-orders.columns]
+            subid = "x"
+            asin = ""
+            [conversions.formats.awin-json.columns]
+            id = "ID"
+            [conversions.awin]
+            publisher_id = "abc"
+            token_env = "MY TOKEN"
+            calls_per_minute = 0
+            api_base = "ftp://x"
+            token = "secret"
+            "#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                "conversions.awin.token: unknown key",
+                "conversions.formats.amazon-orders.colums: unknown key",
+                "conversions.formats.amazon-earnigs: unknown format; known formats: amazon-earnings, amazon-orders, amazon-bounty, awin-csv, awin-json",
+                "conversions.formats.amazon-orders.columns.asin: give the column's header (a non-empty string or list of strings)",
+                "conversions.formats.amazon-orders.columns.subid: unknown field; the fields of amazon-orders are category, name, asin, date, quantity, returns, price, revenue, commission, tracking_id, sub_id",
+                "conversions.formats.amazon-orders.currency: `dollars` is not an ISO 4217 code like USD",
+                "conversions.formats.amazon-orders.date_order: must be `mdy` or `dmy`, got `ymd`",
+                "conversions.formats.awin-json.columns.id: unknown field: awin-json reads the API's fixed field names and has no column mapping",
+                "conversions.awin.api_base: `ftp://x` is not an http(s) base URL",
+                "conversions.awin.publisher_id: `abc` is not an Awin publisher id (digits)",
+                "conversions.awin.token_env: `MY TOKEN` is not an environment variable name (letters, digits, `_`)",
+                "conversions.awin.calls_per_minute: must be at least 1, got 0",
+            ]
+        );
     }
 }

@@ -249,3 +249,48 @@ impl StandIn {
         StandIn { base, seen }
     }
 }
+
+/// A [`StandIn`] that answers with a body and sees the request headers:
+/// `respond(path, headers)` = (status line, extra headers, body), where
+/// `headers` are the request's header lines, names lower-cased
+/// (`authorization: Bearer …`). Used as a network API (Awin) stand-in.
+pub fn stand_in_with_body(
+    respond: impl Fn(&str, &[String]) -> (&'static str, String, String) + Send + 'static,
+) -> StandIn {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+                    break;
+                }
+                let header = header.trim_end();
+                headers.push(match header.split_once(':') {
+                    Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+                    None => header.to_owned(),
+                });
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            log.lock().unwrap().push(path.clone());
+            let (status, extra, body) = respond(&path, &headers);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    StandIn { base, seen }
+}

@@ -11,6 +11,7 @@ use tracing::error;
 use crate::error::{BuildError, ErrorCode};
 use crate::keys::AuthError;
 use crate::links::CreateError;
+use crate::reports::InvalidReport;
 use crate::store::StoreError;
 
 /// The error body's inner object.
@@ -24,6 +25,10 @@ pub struct ErrorDetail {
     pub retryable: bool,
     /// The request field at fault, if one is.
     pub field: Option<String>,
+    /// For an uploaded file that cannot be used: the 1-based line of the
+    /// first problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
 }
 
 /// The error body.
@@ -54,6 +59,7 @@ impl ApiError {
                 message: message.into(),
                 retryable: false,
                 field: None,
+                line: None,
             },
             retry_after: None,
         }
@@ -82,6 +88,11 @@ impl ApiError {
     /// Names the field at fault.
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.detail.field = Some(field.into());
+        self
+    }
+    /// Names the line of an uploaded file at fault.
+    pub fn line(mut self, line: u64) -> Self {
+        self.detail.line = Some(line);
         self
     }
     /// Marks the error retryable.
@@ -131,6 +142,7 @@ impl From<BuildError> for ApiError {
                 message: e.message.clone(),
                 retryable: e.retryable(),
                 field: e.field.map(str::to_owned),
+                line: None,
             },
             retry_after: e.retryable().then_some(5),
         }
@@ -148,6 +160,12 @@ impl From<StoreError> for ApiError {
             .field("code"),
             other => ApiError::internal("store", &other),
         }
+    }
+}
+
+impl From<InvalidReport> for ApiError {
+    fn from(e: InvalidReport) -> Self {
+        ApiError::invalid(e.message).field(e.field)
     }
 }
 

@@ -185,7 +185,7 @@ fn report(e: BuildError) -> BuildError {
 
 /// Creates one link: 201 with the new link, or 200 with the link an
 /// identical earlier request made.
-async fn create_one(
+pub(super) async fn create_one(
     app: &Arc<App>,
     req: CreateLinkRequest,
 ) -> Result<(StatusCode, Link), ApiError> {
@@ -495,17 +495,21 @@ pub(super) async fn delete_link(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A link's clicks.
+/// A link's clicks and conversions.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatsBody {
     /// Short code.
     pub code: String,
-    /// Clicks and bot hits, total and by day.
+    /// Clicks, bot hits, conversions, items, revenue, commission and
+    /// earnings per click, total and by day.
     #[serde(flatten)]
     pub stats: LinkStats,
 }
 
-/// Clicks and bot hits of a link, total and by day.
+/// Clicks, bot hits and attributed conversions of a link (all time), total
+/// and by UTC day: conversions, items, revenue, commission and earnings per
+/// click, money as exact decimal strings. Declined and deleted conversions
+/// are not counted.
 #[utoipa::path(get, path = "/api/v1/links/{code}/stats", params(("code" = String, Path, description = "Short code")),
     responses((status = 200, body = StatsBody), (status = 404, body = super::ErrorBody)))]
 pub(super) async fn link_stats(

@@ -4,9 +4,11 @@
 //! The OpenAPI document is generated from the handlers and types below with
 //! utoipa and served at `/api/v1/openapi.json`.
 
+mod conversions;
 mod error;
 mod jobs;
 mod links;
+mod reports;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +45,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         links::link_stats,
         links::providers,
         links::rewrite,
+        reports::report,
+        conversions::import_conversions,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerAuth),
@@ -83,7 +87,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/links/{code}/stats", get(links::link_stats))
         .route("/providers", get(links::providers))
         .route("/rewrite", axum::routing::post(links::rewrite))
+        .route("/reports", get(reports::report))
         .merge(jobs::routes())
+        .merge(conversions::routes())
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             authenticate,

@@ -93,12 +93,16 @@ pub struct App {
     pub clicklog: ClickLog,
     /// Metric handles.
     pub metrics: Arc<Metrics>,
+    /// How conversion reports are read (`[conversions]`).
+    pub conversions: Arc<crate::conversions::ConversionsConfig>,
     prometheus: PrometheusHandle,
     redirect_status: StatusCode,
     country_header: Option<HeaderName>,
     ready: AtomicBool,
     short_base: OnceLock<String>,
     configured_base: Option<String>,
+    /// How long the redirect host waits for the store on a cache miss.
+    pub(crate) store_timeout: Duration,
 }
 
 impl App {
@@ -137,6 +141,7 @@ impl App {
             ids,
             clicklog,
             metrics,
+            conversions: Arc::new(config.conversions.clone()),
             prometheus,
             redirect_status: StatusCode::from_u16(s.redirect_status).unwrap_or(StatusCode::FOUND),
             country_header: s
@@ -146,6 +151,7 @@ impl App {
             ready: AtomicBool::new(false),
             short_base: OnceLock::new(),
             configured_base: s.public_base_url.clone(),
+            store_timeout: s.request_timeout,
         })
     }
 
@@ -262,7 +268,7 @@ impl Server {
             stack(
                 tower::service_fn(move |req| public::handle(Arc::clone(&handler_app), req)),
                 s.max_concurrent_requests,
-                s.request_timeout,
+                None,
                 Arc::clone(&app.metrics),
                 false,
             )
@@ -271,7 +277,7 @@ impl Server {
             stack(
                 crate::api::router(Arc::clone(&app)),
                 s.max_concurrent_requests,
-                s.request_timeout,
+                Some(s.request_timeout),
                 Arc::clone(&app.metrics),
                 true,
             )
@@ -383,14 +389,17 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 /// 2. load shedding: when the concurrency limit is reached, refuse at once
 ///    rather than queue;
 /// 3. concurrency limit: at most `max_concurrent` requests in flight;
-/// 4. timeout: a request must be answered within `timeout`;
+/// 4. timeout: a request must be answered within `timeout`. The admin
+///    listener has one; the redirect host does not pay for a timer on every
+///    request: its handler awaits only store lookups on a cache miss, and
+///    those carry the same timeout themselves (`public::with_timeout`);
 /// 5. the router (`public::handle` or `admin::handle`), which also times each
 ///    request into `linkwright_http_request_duration_seconds` and logs it at
 ///    debug level.
 fn stack<S, B>(
     router: S,
     max_concurrent: usize,
-    timeout: Duration,
+    timeout: Option<Duration>,
     metrics: Arc<Metrics>,
     admin: bool,
 ) -> impl Service<
@@ -435,7 +444,9 @@ where
         })
         .load_shed()
         .concurrency_limit(max_concurrent)
-        .timeout(timeout)
+        .option_layer(timeout.map(tower::timeout::TimeoutLayer::new))
+        // Both arms of the optional timeout must fail alike.
+        .map_err(|never: Infallible| -> BoxError { match never {} })
         .service(router)
 }
 

@@ -15,6 +15,7 @@ use super::redirect::{Resolution, resolve};
 use super::{App, Body, json_error, text};
 use crate::cache::{CachedLink, Lookup};
 use crate::classify::{classify, country, referrer_host};
+use crate::click::ClickId;
 use crate::error::ErrorCode;
 use crate::metrics::{self, CacheResult, Outcome, Route};
 use crate::plugin::{BuildRequest, MAX_INPUT_LEN};
@@ -78,7 +79,7 @@ async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bo
             app.metrics.cache_lookup(false, CacheResult::Miss);
             let store = Arc::clone(&app.store);
             let key = code.to_owned();
-            match tokio::task::spawn_blocking(move || store.link_by_code(&key)).await {
+            match with_timeout(app, move || store.link_by_code(&key)).await {
                 Ok(Ok(Some(link))) => {
                     let cached =
                         CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
@@ -99,6 +100,18 @@ async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bo
                 }
             }
         }
+    }
+}
+
+/// Runs a store call on the blocking pool, bounded by the request timeout
+/// (the redirect host's only wait). A timeout reads as the store failing.
+async fn with_timeout<R: Send + 'static>(
+    app: &App,
+    f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+) -> Result<Result<R, StoreError>, tokio::task::JoinError> {
+    match tokio::time::timeout(app.store_timeout, tokio::task::spawn_blocking(f)).await {
+        Ok(joined) => joined,
+        Err(_) => Ok(Err(StoreError::Timeout(app.store_timeout))),
     }
 }
 
@@ -147,7 +160,7 @@ fn respond(app: &App, req: &Request<Incoming>, link: &CachedLink) -> Response<Bo
     app.clicklog.record(ClickEvent {
         click_id,
         link_id: link.id,
-        at_ms: now_ms(),
+        at_ms: click_id.as_ref().map_or_else(now_ms, ClickId::unix_ms),
         bot: visitor.bot,
         referrer_host: referrer_host(headers.get(header::REFERER).map(HeaderValue::as_bytes)),
         ua_class: visitor.class,
@@ -246,7 +259,7 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
             };
             let store = Arc::clone(&app.store);
             let source_key = key.clone();
-            let created = tokio::task::spawn_blocking(move || {
+            let created = with_timeout(app, move || {
                 let new = NewLink {
                     code: None,
                     input: source_key.clone(),

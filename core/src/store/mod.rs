@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::classify::UaClass;
 use crate::click::ClickId;
+use crate::money::Micros;
 use crate::template::Template;
 pub use sqlite::SqliteStore;
 
@@ -44,6 +45,9 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
+    /// The store did not answer in time.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// A stored row could not be read back.
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
@@ -152,19 +156,36 @@ pub struct LinkUpdate {
     pub destination: Option<(String, Template)>,
 }
 
-/// Clicks of one link.
+/// Clicks and conversions of one link.
+///
+/// Money amounts are exact decimal strings of the currency's major unit
+/// (see [`Micros`]); amounts in different currencies are summed as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LinkStats {
     /// Human clicks.
     pub clicks: u64,
     /// Bot, preview and HEAD hits.
     pub bot_hits: u64,
-    /// By UTC day, oldest first.
+    /// Conversions attributed to the link, except declined and deleted ones.
+    pub conversions: u64,
+    /// Items of those conversions: quantity minus returns.
+    pub items: i64,
+    /// Revenue (sales amount) of those conversions.
+    #[schema(value_type = String, example = "35.00")]
+    pub revenue: Micros,
+    /// Commission earned.
+    #[schema(value_type = String, example = "1.40")]
+    pub commission: Micros,
+    /// Commission per human click, to the micro-unit; 0 without clicks.
+    #[schema(value_type = String, example = "0.466667")]
+    pub earnings_per_click: Micros,
+    /// By UTC day (clicks by click time, conversions by event time), oldest
+    /// first; only days with clicks, bot hits or conversions.
     pub by_day: Vec<DayStats>,
 }
 
-/// Clicks of one link on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// Clicks and conversions of one link on one UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DayStats {
     /// `YYYY-MM-DD`.
     pub day: String,
@@ -172,6 +193,19 @@ pub struct DayStats {
     pub clicks: u64,
     /// Bot hits.
     pub bot_hits: u64,
+    /// Conversions, except declined and deleted ones.
+    pub conversions: u64,
+    /// Items: quantity minus returns.
+    pub items: i64,
+    /// Revenue.
+    #[schema(value_type = String, example = "35.00")]
+    pub revenue: Micros,
+    /// Commission.
+    #[schema(value_type = String, example = "1.40")]
+    pub commission: Micros,
+    /// Commission per human click; 0 without clicks.
+    #[schema(value_type = String, example = "0.466667")]
+    pub earnings_per_click: Micros,
 }
 
 /// One recorded redirect.
@@ -250,7 +284,7 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn update_link(&self, code: &str, update: &LinkUpdate) -> Result<Option<Link>, StoreError>;
     /// Deletes a link (its clicks stay for reports); false if there is none.
     fn delete_link(&self, code: &str) -> Result<bool, StoreError>;
-    /// Clicks and bot hits of a link, total and by day.
+    /// Clicks, bot hits and conversions of a link, total and by day.
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;

@@ -5,6 +5,7 @@
 //! clicks never blocks a link lookup. Schema changes are numbered migrations
 //! tracked in `PRAGMA user_version`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,9 +14,10 @@ use linkwright_plugin_sdk::SubIdEncoding;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    ClickEvent, DayStats, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
-    StoredClick, generate_code,
+    ClickEvent, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError, StoredClick,
+    generate_code,
 };
+use crate::reports::MS_PER_DAY;
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "linkwright.db";
@@ -472,26 +474,8 @@ impl Store for SqliteStore {
     }
 
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
-        let conn = lock(&self.clicks);
-        let mut stmt = conn.prepare_cached(
-            "SELECT date(at_ms / 1000, 'unixepoch') AS day, \
-                    sum(bot = 0), sum(bot = 1) \
-             FROM clicks WHERE link_id = ?1 GROUP BY day ORDER BY day",
-        )?;
-        let by_day = stmt
-            .query_map([link_id], |r| {
-                Ok(DayStats {
-                    day: r.get(0)?,
-                    clicks: r.get::<_, i64>(1)? as u64,
-                    bot_hits: r.get::<_, i64>(2)? as u64,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LinkStats {
-            clicks: by_day.iter().map(|d| d.clicks).sum(),
-            bot_hits: by_day.iter().map(|d| d.bot_hits).sum(),
-            by_day,
-        })
+        // Reads the click rollup and the conversions (see `crate::reports`).
+        crate::reports::link_stats(&lock(&self.clicks), link_id)
     }
 
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
@@ -502,7 +486,19 @@ impl Store for SqliteStore {
                 "INSERT INTO clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            // The per-link, per-UTC-day rollup that reports read moves in the
+            // same transaction as the clicks. A batch usually touches few
+            // (link, day) pairs: sum them here, then one upsert per pair.
+            let mut rollup: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
             for c in clicks {
+                let sums = rollup
+                    .entry((c.link_id, c.at_ms.div_euclid(MS_PER_DAY)))
+                    .or_default();
+                if c.bot {
+                    sums.1 += 1;
+                } else {
+                    sums.0 += 1;
+                }
                 let country = c
                     .country
                     .as_ref()
@@ -516,6 +512,17 @@ impl Store for SqliteStore {
                     c.ua_class.as_str(),
                     country,
                 ])?;
+            }
+            let mut pairs: Vec<_> = rollup.into_iter().collect();
+            // In key order, so consecutive upserts land on neighbouring pages.
+            pairs.sort_unstable_by_key(|(key, _)| *key);
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO click_rollup (link_id, day, clicks, bot_hits) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(link_id, day) DO UPDATE SET clicks = clicks + excluded.clicks, \
+                 bot_hits = bot_hits + excluded.bot_hits",
+            )?;
+            for ((link_id, day), (humans, bots)) in pairs {
+                upsert.execute(params![link_id, day, humans, bots])?;
             }
         }
         tx.commit()?;

@@ -1,0 +1,339 @@
+//! Attribution reports at scale: a store with 10,000,000 clicks over 10,000
+//! links and 60 days, and 100,000 conversions; then a 30-day report grouped
+//! by link, timed (budget ≤ 500 ms), and the other groupings for reference.
+//!
+//! The clicks go through `SqliteStore::insert_clicks` in batches of 4,096
+//! (the click writer's batch size), so the build also measures the cost of
+//! keeping the click rollup in step; the build time is printed. The built
+//! file is cached under the target folder (`CARGO_TARGET_TMPDIR`) and reused
+//! by later runs; delete `reports-bench/` there to rebuild.
+//!
+//! Does nothing unless run by `cargo bench` (`--bench` in the arguments).
+//!
+//! `cargo bench --bench reports`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use linkwright_core::ClickIdGenerator;
+use linkwright_core::classify::UaClass;
+use linkwright_core::reports::{self, GroupBy, MS_PER_DAY, ReportQuery};
+use linkwright_core::store::{ClickEvent, SqliteStore, Store};
+use rusqlite::params;
+
+const LINKS: i64 = 10_000;
+const CLICKS: i64 = 10_000_000;
+const DAYS: i64 = 60;
+const CONVERSIONS: i64 = 100_000;
+const BATCH: usize = 4_096;
+const CAMPAIGNS: i64 = 50;
+/// 2026-09-01: the first day of the data.
+const FIRST_DAY: i64 = 20_697;
+/// Bumped when the data set changes, so a stale cache is rebuilt.
+const VERSION: &str =
+    "reports-bench v1: 10,000 links, 10,000,000 clicks, 60 days, 100,000 conversions";
+
+/// A deterministic pseudo-random stream (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A link id, skewed like real traffic: the cube of a uniform number
+    /// puts half the clicks on the most popular 12.5% of links.
+    fn link(&mut self) -> i64 {
+        let u = self.unit();
+        1 + ((u * u * u) * LINKS as f64) as i64
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reports-bench");
+    let marker = dir.join("built.txt");
+    let built = std::fs::read_to_string(&marker).ok();
+    match built {
+        Some(text) if text.starts_with(VERSION) => {
+            println!("reusing {} ({})", dir.display(), text.trim());
+        }
+        _ => {
+            let _ = std::fs::remove_dir_all(&dir);
+            let summary = build(&dir);
+            std::fs::write(&marker, format!("{VERSION}; {summary}\n")).unwrap();
+        }
+    }
+    measure(&dir);
+}
+
+/// Builds the store; returns a one-line summary of the build.
+fn build(dir: &Path) -> String {
+    let store = SqliteStore::open(dir).unwrap();
+    let started = Instant::now();
+    insert_links(&store);
+    println!("{LINKS} links in {:.2?}", started.elapsed());
+
+    let ids = ClickIdGenerator::new(1);
+    let mut rng = Rng(7);
+    let span_ms = DAYS * MS_PER_DAY;
+    let start_ms = FIRST_DAY * MS_PER_DAY;
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut pairs_touched = 0usize;
+    let mut batches = 0usize;
+    let mut pair_set = std::collections::HashSet::new();
+    let started = Instant::now();
+    for i in 0..CLICKS {
+        // Time-ordered, like the click log: batch after batch moves on.
+        let at_ms = start_ms + (i as i128 * span_ms as i128 / CLICKS as i128) as i64;
+        let bot = rng.next() % 10 == 0;
+        let link_id = rng.link();
+        batch.push(ClickEvent {
+            click_id: (!bot).then(|| ids.next_id()),
+            link_id,
+            at_ms,
+            bot,
+            referrer_host: Some("news.example".into()),
+            ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
+            country: Some(*b"DE"),
+        });
+        pair_set.insert((link_id, at_ms.div_euclid(MS_PER_DAY)));
+        if batch.len() == BATCH || i == CLICKS - 1 {
+            store.insert_clicks(&batch).unwrap();
+            pairs_touched += pair_set.len();
+            pair_set.clear();
+            batches += 1;
+            batch.clear();
+            if batches % 500 == 0 {
+                println!("  {} clicks, {:.0?}", batches * BATCH, started.elapsed());
+            }
+        }
+    }
+    let click_time = started.elapsed();
+    let per_sec = CLICKS as f64 / click_time.as_secs_f64();
+    println!(
+        "{CLICKS} clicks through insert_clicks in {batches} batches of {BATCH}: {:.1?} \
+         ({per_sec:.0} clicks/s; {:.0} (link, day) pairs upserted per batch on average)",
+        click_time,
+        pairs_touched as f64 / batches as f64
+    );
+
+    let started = Instant::now();
+    insert_conversions(&store, &mut rng);
+    println!("{CONVERSIONS} conversions in {:.2?}", started.elapsed());
+    let started = Instant::now();
+    store.with_conn(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap());
+    println!("checkpoint in {:.2?}", started.elapsed());
+    format!(
+        "clicks inserted in {:.1} s ({per_sec:.0}/s)",
+        click_time.as_secs_f64()
+    )
+}
+
+fn insert_links(store: &SqliteStore) {
+    store.with_conn(|c| {
+        c.execute_batch("BEGIN").unwrap();
+        let mut stmt = c
+            .prepare(
+                "INSERT INTO links (id, code, provider, input, destination, template_prefix, \
+                 template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
+                 created_ms) VALUES (?1, ?2, ?3, ?4, ?4, ?5, '', 64, 'url_safe', ?6, ?7, ?8, 0)",
+            )
+            .unwrap();
+        for id in 1..=LINKS {
+            let (provider, marketplace) = match id % 10 {
+                0..=5 => ("amazon", Some("amazon.com")),
+                6 | 7 => ("amazon", Some("amazon.co.uk")),
+                8 => ("awin", Some("1001")),
+                _ => ("rakuten", None),
+            };
+            let destination = format!("https://www.amazon.com/dp/B{id:09}");
+            let campaign = (id % 7 != 0).then(|| format!("campaign-{:02}", id % CAMPAIGNS));
+            stmt.execute(params![
+                id,
+                format!("L{id:06}"),
+                provider,
+                destination,
+                format!("{destination}?tag=linkwright-20&ascsubtag="),
+                format!("Video {id}"),
+                marketplace,
+                campaign,
+            ])
+            .unwrap();
+        }
+        drop(stmt);
+        c.execute_batch("COMMIT").unwrap();
+    });
+}
+
+fn insert_conversions(store: &SqliteStore, rng: &mut Rng) {
+    store.with_conn(|c| {
+        c.execute_batch("BEGIN").unwrap();
+        let mut stmt = c
+            .prepare(
+                "INSERT INTO conversions (provider, kind, row_key, link_id, event_ms, quantity, \
+                 returns, price_micros, revenue_micros, commission_micros, status, currency, \
+                 imported_ms, updated_ms) \
+                 VALUES (?1, 'orders', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'USD', 0, 0)",
+            )
+            .unwrap();
+        for i in 0..CONVERSIONS {
+            let attributed = rng.next() % 10 != 0;
+            let link_id = attributed.then(|| rng.link());
+            let event_ms =
+                FIRST_DAY * MS_PER_DAY + (rng.unit() * (DAYS * MS_PER_DAY) as f64) as i64;
+            let quantity = 1 + (rng.next() % 3) as i64;
+            let returns = i64::from(rng.next() % 20 == 0);
+            let price = 5_000_000 + (rng.next() % 95_000_000) as i64;
+            let status = match rng.next() % 20 {
+                0 => "declined",
+                1 => "deleted",
+                2..=9 => "pending",
+                _ => "approved",
+            };
+            stmt.execute(params![
+                if rng.next() % 4 == 0 {
+                    "awin"
+                } else {
+                    "amazon"
+                },
+                format!("row-{i}"),
+                link_id,
+                event_ms,
+                quantity,
+                returns,
+                price,
+                price * (quantity - returns),
+                price * (quantity - returns) / 25,
+                status,
+            ])
+            .unwrap();
+        }
+        drop(stmt);
+        c.execute_batch("COMMIT").unwrap();
+    });
+}
+
+fn stats(mut samples: Vec<Duration>) -> (Duration, Duration, Duration) {
+    samples.sort();
+    (
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    )
+}
+
+fn measure(dir: &Path) {
+    let store = SqliteStore::open(dir).unwrap();
+    let (rollup_rows, db_bytes) = store.with_conn(|c| {
+        let rows: i64 = c
+            .query_row("SELECT count(*) FROM click_rollup", [], |r| r.get(0))
+            .unwrap();
+        let pages: i64 = c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+        (rows, pages * size)
+    });
+    println!(
+        "store: {} MiB, {rollup_rows} click_rollup rows",
+        db_bytes / (1 << 20)
+    );
+    let from = FIRST_DAY + 15;
+    let query = |group_by| ReportQuery {
+        from_day: from,
+        to_day: from + 29,
+        group_by,
+    };
+
+    // Warm up (page cache), and show what the report holds.
+    let report = reports::run(&store, &query(GroupBy::Link)).unwrap();
+    println!(
+        "30-day report by link, {} to {}: {} rows; totals: {} clicks, {} bot hits, \
+         {} conversions, revenue {}, commission {}, EPC {}",
+        report.from,
+        report.to,
+        report.rows.len(),
+        report.totals.clicks,
+        report.totals.bot_hits,
+        report.totals.conversions,
+        report.totals.revenue,
+        report.totals.commission,
+        report.totals.earnings_per_click
+    );
+
+    let runs = 20;
+    let samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(reports::run(&store, &query(GroupBy::Link)).unwrap());
+            t.elapsed()
+        })
+        .collect();
+    let (min, median, max) = stats(samples);
+    let verdict = if median <= Duration::from_millis(500) {
+        "pass"
+    } else {
+        "FAIL"
+    };
+    println!(
+        "30-day report by link ({runs} runs): min {min:.1?}, median {median:.1?}, max {max:.1?} \
+         — budget 500 ms: {verdict}"
+    );
+    for group_by in [
+        GroupBy::Campaign,
+        GroupBy::Provider,
+        GroupBy::Marketplace,
+        GroupBy::Day,
+    ] {
+        let samples: Vec<Duration> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(reports::run(&store, &query(group_by)).unwrap());
+                t.elapsed()
+            })
+            .collect();
+        let (min, median, _) = stats(samples);
+        println!("30-day report by {group_by} (5 runs): min {min:.1?}, median {median:.1?}");
+    }
+    let samples: Vec<Duration> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(
+                reports::run(
+                    &store,
+                    &ReportQuery {
+                        from_day: FIRST_DAY,
+                        to_day: FIRST_DAY + 365,
+                        group_by: GroupBy::Link,
+                    },
+                )
+                .unwrap(),
+            );
+            t.elapsed()
+        })
+        .collect();
+    let (min, median, _) = stats(samples);
+    println!(
+        "366-day report by link (all 60 days of data, 5 runs): min {min:.1?}, median {median:.1?}"
+    );
+    let samples: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(store.link_stats(1).unwrap());
+            t.elapsed()
+        })
+        .collect();
+    let (min, median, _) = stats(samples);
+    println!("link stats of the busiest link (20 runs): min {min:.1?}, median {median:.1?}");
+}

@@ -1,0 +1,257 @@
+//! Delimited reports (CSV, tab- or semicolon-separated) with a header line
+//! somewhere near the top: finding the header, mapping columns to fields,
+//! and reading rows with their line numbers.
+//!
+//! The header is the first of the first [`HEADER_SCAN_LINES`] lines that,
+//! split by one of the delimiters (tab, comma, semicolon), holds a column
+//! for every required field of the format; lines above it (a title such as
+//! `Fee-Earnings reports from 11-01-2026 to 11-30-2026`) are skipped. Headers
+//! are compared ignoring case, spaces, punctuation and bracketed parts, so
+//! `Ad Fees($)`, `ad fees` and `AdFees` are the same column.
+
+use csv::StringRecord;
+
+use super::ImportError;
+use super::settings::{Format, FormatSettings};
+
+/// How far down the file the header line is looked for.
+pub const HEADER_SCAN_LINES: usize = 50;
+
+/// A report with its header found, ready to read rows.
+pub(super) struct Table<'a> {
+    /// Per field of the format's settings, the column index (if present).
+    columns: Vec<(&'static str, Option<usize>)>,
+    /// The header cells as written.
+    headers: Vec<String>,
+    /// 1-based line of the header.
+    header_line: u64,
+    reader: csv::Reader<&'a [u8]>,
+    record: StringRecord,
+}
+
+/// Lower-case letters and digits of a header, without bracketed parts.
+pub(super) fn normalize(header: &str) -> String {
+    let mut out = String::with_capacity(header.len());
+    let mut depth = 0u32;
+    for c in header.chars() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 && c.is_alphanumeric() => out.extend(c.to_lowercase()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The currency a header names in brackets (`Price(£)`, `Revenue (EUR)`),
+/// if unambiguous (`$` is not: US, Canada, Mexico, Australia all use it).
+pub(super) fn currency_from_header(header: &str) -> Option<String> {
+    let open = header.find(['(', '['])?;
+    let inner = header[open + 1..].trim_end_matches([')', ']', ' ']).trim();
+    match inner {
+        "£" => Some("GBP".to_owned()),
+        "€" => Some("EUR".to_owned()),
+        "₹" => Some("INR".to_owned()),
+        "¥" | "￥" => Some("JPY".to_owned()),
+        "R$" => Some("BRL".to_owned()),
+        "zł" => Some("PLN".to_owned()),
+        code if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(code.to_ascii_uppercase())
+        }
+        _ => None,
+    }
+}
+
+fn split_line(line: &str, delimiter: u8) -> Vec<String> {
+    let mut reader = builder(delimiter).from_reader(line.as_bytes());
+    let mut record = StringRecord::new();
+    match reader.read_record(&mut record) {
+        Ok(true) => record.iter().map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn builder(delimiter: u8) -> csv::ReaderBuilder {
+    let mut b = csv::ReaderBuilder::new();
+    b.delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        // Tab-separated reports do not quote: a product name may start
+        // with `"` (`12" pan`).
+        .quoting(delimiter != b'\t');
+    b
+}
+
+/// Resolves each field to the first column whose header matches one of its
+/// candidate headers (in the candidates' order).
+fn resolve(
+    settings: &FormatSettings,
+    normalized: &[String],
+) -> Vec<(&'static str, Option<usize>)> {
+    settings
+        .columns
+        .iter()
+        .map(|(field, candidates)| {
+            let index = candidates.iter().find_map(|c| {
+                let c = normalize(c);
+                normalized.iter().position(|h| *h == c)
+            });
+            (*field, index)
+        })
+        .collect()
+}
+
+impl<'a> Table<'a> {
+    /// Finds the header line of `text` and prepares to read the rows below it.
+    pub(super) fn open(
+        text: &'a str,
+        format: Format,
+        settings: &FormatSettings,
+    ) -> Result<Table<'a>, ImportError> {
+        let mut offset = 0;
+        for (i, raw_line) in text.split_inclusive('\n').take(HEADER_SCAN_LINES).enumerate() {
+            let line = raw_line.trim_end_matches(['\n', '\r']);
+            let start = offset;
+            offset += raw_line.len();
+            if line.trim().is_empty() {
+                continue;
+            }
+            for delimiter in [b'\t', b',', b';'] {
+                if !line.as_bytes().contains(&delimiter) {
+                    continue;
+                }
+                let headers = split_line(line, delimiter);
+                let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
+                let columns = resolve(settings, &normalized);
+                let has = |field: &str| columns.iter().any(|(f, i)| *f == field && i.is_some());
+                if format.required().iter().all(|f| has(f)) {
+                    let body = &text.as_bytes()[start + raw_line.len()..];
+                    return Ok(Table {
+                        columns,
+                        headers,
+                        header_line: i as u64 + 1,
+                        reader: builder(delimiter).from_reader(body),
+                        record: StringRecord::new(),
+                    });
+                }
+            }
+        }
+        let wanted: Vec<String> = format
+            .required()
+            .iter()
+            .map(|f| {
+                let names = settings.headers(f);
+                format!("{f} ({})", names.join(" or "))
+            })
+            .collect();
+        Err(ImportError::Malformed {
+            line: 1,
+            message: format!(
+                "no header line found in the first {HEADER_SCAN_LINES} lines: a {format} report needs columns for {}; \
+                 set [conversions.formats.{format}.columns] if your report names them differently",
+                wanted.join(", ")
+            ),
+        })
+    }
+
+    /// The column index of a field, if the report has it.
+    pub(super) fn column(&self, field: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .find(|(f, _)| *f == field)
+            .and_then(|(_, i)| *i)
+    }
+
+    /// The header of a field's column as the report writes it (or the
+    /// field's name).
+    pub(super) fn header(&self, field: &'static str) -> &str {
+        self.column(field)
+            .and_then(|i| self.headers.get(i))
+            .map_or(field, String::as_str)
+    }
+
+    /// The currency a field's header names, if any.
+    pub(super) fn header_currency(&self, field: &str) -> Option<String> {
+        self.column(field)
+            .and_then(|i| self.headers.get(i))
+            .and_then(|h| currency_from_header(h))
+    }
+
+    /// The 1-based line of the header.
+    #[cfg(test)]
+    pub(super) fn header_line(&self) -> u64 {
+        self.header_line
+    }
+
+    /// The next row and its 1-based line, or `None` at the end.
+    pub(super) fn next_row(&mut self) -> Result<Option<(u64, &StringRecord)>, ImportError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(true) => {
+                let line = self.header_line + self.record.position().map_or(0, |p| p.line());
+                Ok(Some((line, &self.record)))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => Err(ImportError::Malformed {
+                line: self.header_line + e.position().map_or(0, |p| p.line()),
+                message: format!("unreadable row: {e}"),
+            }),
+        }
+    }
+
+    /// A field's trimmed cell in `record` ("" if the column or cell is absent).
+    pub(super) fn cell<'r>(&self, record: &'r StringRecord, field: &str) -> &'r str {
+        self.column(field)
+            .and_then(|i| record.get(i))
+            .map_or("", str::trim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_match_ignoring_case_punctuation_and_currency() {
+        assert_eq!(normalize("Ad Fees($)"), "adfees");
+        assert_eq!(normalize(" Tracking ID "), "trackingid");
+        assert_eq!(normalize("Tracking Id"), "trackingid");
+        assert_eq!(normalize("Sub-Tag"), "subtag");
+        assert_eq!(normalize("Revenue [EUR]"), "revenue");
+        assert_eq!(currency_from_header("Price(£)").as_deref(), Some("GBP"));
+        assert_eq!(currency_from_header("Revenue (eur)").as_deref(), Some("EUR"));
+        assert_eq!(currency_from_header("Price($)"), None);
+        assert_eq!(currency_from_header("Price"), None);
+    }
+
+    #[test]
+    fn header_is_found_below_a_title_line_with_its_delimiter() {
+        let settings = FormatSettings::defaults(Format::AmazonEarnings);
+        let text = "Fee-Earnings reports from 11-01-2026 to 11-30-2026\n\
+                    Category\tName\tASIN\tTracking ID\tDate Shipped\tItems Shipped\tAd Fees($)\n\
+                    Books\t\"A\" book\tB000000001\tx-20\t2026-11-03\t1\t0.45\n";
+        let mut table = Table::open(text, Format::AmazonEarnings, &settings).expect("header");
+        assert_eq!(table.header_line(), 2);
+        assert_eq!(table.header("commission"), "Ad Fees($)");
+        assert_eq!(table.column("sub_id"), None);
+        let (line, record) = table.next_row().expect("row").expect("some");
+        assert_eq!(line, 3);
+        let record = record.clone();
+        assert_eq!(table.cell(&record, "name"), "\"A\" book");
+        assert_eq!(table.cell(&record, "commission"), "0.45");
+        assert!(table.next_row().expect("end").is_none());
+    }
+
+    #[test]
+    fn a_file_without_the_required_columns_names_them() {
+        let settings = FormatSettings::defaults(Format::AmazonOrders);
+        let Err(ImportError::Malformed { line, message }) =
+            Table::open("a,b,c\n1,2,3\n", Format::AmazonOrders, &settings)
+        else {
+            panic!("accepted");
+        };
+        assert_eq!(line, 1);
+        assert!(message.contains("asin (ASIN)"), "{message}");
+        assert!(message.contains("[conversions.formats.amazon-orders.columns]"), "{message}");
+    }
+}
