@@ -102,6 +102,7 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
 
+    let load_before = loadavg();
     println!(
         "bulk: {ITEMS}-item CSV jobs (every {BAD_EVERY}th row an unknown host), submit → done, {iters} measured + 1 warm-up"
     );
@@ -150,7 +151,21 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
         BUDGET.as_millis(),
         BUDGET.as_secs_f64() / median.as_secs_f64()
     );
+    // Other processes on a shared machine slow the job; say how busy it was.
+    println!(
+        "machine load average (1 min) before/after: {load_before} / {} on {} cores",
+        loadavg(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     Ok(())
+}
+
+/// The 1-minute load average, as the kernel prints it.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -34,12 +34,12 @@ fn report(returns_every: usize) -> Vec<u8> {
     out.push_str("Fee-Earnings reports from 11-01-2026 to 11-30-2026\n");
     out.push_str("Category\tName\tASIN\tSeller\tTracking ID\tDate Shipped\tPrice($)\tItems Shipped\tReturns\tRevenue($)\tAd Fees($)\tDevice Type Group\tSub Tag\n");
     for i in 0..ROWS {
-        let sub = if i % 10 == 0 {
+        let sub = if i.is_multiple_of(10) {
             click_id(i / 10)
         } else {
             format!("U{i:013}")
         };
-        let returns = usize::from(returns_every > 0 && i % returns_every == 0);
+        let returns = usize::from(returns_every > 0 && i.is_multiple_of(returns_every));
         let cents = 100 + (i % 50_000);
         let _ = writeln!(
             out,
@@ -130,7 +130,10 @@ fn main() -> ExitCode {
         let t = Instant::now();
         let s = conversions::import(&store, &config, Format::AmazonEarnings, &file).unwrap();
         first.push(t.elapsed());
-        assert_eq!((s.inserted, s.unattributed), (ROWS as u64, (ROWS - CLICKS) as u64));
+        assert_eq!(
+            (s.inserted, s.unattributed),
+            (ROWS as u64, (ROWS - CLICKS) as u64)
+        );
 
         let t = Instant::now();
         let s = conversions::import(&store, &config, Format::AmazonEarnings, &file).unwrap();
@@ -153,7 +156,10 @@ fn main() -> ExitCode {
         ("parse only", &parse),
         ("first import: 100,000 inserted (10,000 attributed)", &first),
         ("re-import: 100,000 unchanged", &again),
-        ("import with returns: 1,000 updated, 99,000 unchanged", &update),
+        (
+            "import with returns: 1,000 updated, 99,000 unchanged",
+            &update,
+        ),
     ] {
         println!(
             "| {name} | {} | {} |",
@@ -164,7 +170,11 @@ fn main() -> ExitCode {
     println!(
         "budget: first import ≤ {} s: {} ({:.0} rows/s)",
         BUDGET.as_secs(),
-        if first_median <= BUDGET { "pass" } else { "FAIL" },
+        if first_median <= BUDGET {
+            "pass"
+        } else {
+            "FAIL"
+        },
         ROWS as f64 / first_median.as_secs_f64()
     );
     ExitCode::SUCCESS

@@ -77,6 +77,10 @@ fn main() {
         }
     }
     measure(&dir);
+    rollup_cost(
+        &PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reports-bench-rollup"),
+        256,
+    );
 }
 
 /// Builds the store; returns a one-line summary of the build.
@@ -86,39 +90,16 @@ fn build(dir: &Path) -> String {
     insert_links(&store);
     println!("{LINKS} links in {:.2?}", started.elapsed());
 
-    let ids = ClickIdGenerator::new(1);
-    let mut rng = Rng(7);
-    let span_ms = DAYS * MS_PER_DAY;
-    let start_ms = FIRST_DAY * MS_PER_DAY;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut stream = ClickStream::new();
     let mut pairs_touched = 0usize;
     let mut batches = 0usize;
-    let mut pair_set = std::collections::HashSet::new();
     let started = Instant::now();
-    for i in 0..CLICKS {
-        // Time-ordered, like the click log: batch after batch moves on.
-        let at_ms = start_ms + (i as i128 * span_ms as i128 / CLICKS as i128) as i64;
-        let bot = rng.next() % 10 == 0;
-        let link_id = rng.link();
-        batch.push(ClickEvent {
-            click_id: (!bot).then(|| ids.next_id()),
-            link_id,
-            at_ms,
-            bot,
-            referrer_host: Some("news.example".into()),
-            ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
-            country: Some(*b"DE"),
-        });
-        pair_set.insert((link_id, at_ms.div_euclid(MS_PER_DAY)));
-        if batch.len() == BATCH || i == CLICKS - 1 {
-            store.insert_clicks(&batch).unwrap();
-            pairs_touched += pair_set.len();
-            pair_set.clear();
-            batches += 1;
-            batch.clear();
-            if batches % 500 == 0 {
-                println!("  {} clicks, {:.0?}", batches * BATCH, started.elapsed());
-            }
+    while let Some(batch) = stream.batch() {
+        store.insert_clicks(&batch).unwrap();
+        pairs_touched += pairs(&batch);
+        batches += 1;
+        if batches % 500 == 0 {
+            println!("  {} clicks, {:.0?}", batches * BATCH, started.elapsed());
         }
     }
     let click_time = started.elapsed();
@@ -131,7 +112,7 @@ fn build(dir: &Path) -> String {
     );
 
     let started = Instant::now();
-    insert_conversions(&store, &mut rng);
+    insert_conversions(&store, &mut Rng(11));
     println!("{CONVERSIONS} conversions in {:.2?}", started.elapsed());
     let started = Instant::now();
     store.with_conn(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap());
@@ -140,6 +121,124 @@ fn build(dir: &Path) -> String {
         "clicks inserted in {:.1} s ({per_sec:.0}/s)",
         click_time.as_secs_f64()
     )
+}
+
+/// The bench's clicks: `CLICKS` of them spread evenly over `DAYS` days in
+/// time order (as the click log writes them), links skewed like real
+/// traffic, one in ten a bot; cut into batches of `BATCH`.
+struct ClickStream {
+    ids: ClickIdGenerator,
+    rng: Rng,
+    next: i64,
+}
+
+impl ClickStream {
+    fn new() -> ClickStream {
+        ClickStream {
+            ids: ClickIdGenerator::new(1),
+            rng: Rng(7),
+            next: 0,
+        }
+    }
+
+    fn batch(&mut self) -> Option<Vec<ClickEvent>> {
+        let end = CLICKS.min(self.next + BATCH as i64);
+        if self.next >= end {
+            return None;
+        }
+        let span_ms = i128::from(DAYS * MS_PER_DAY);
+        let batch = (self.next..end)
+            .map(|i| {
+                let at_ms =
+                    FIRST_DAY * MS_PER_DAY + (i128::from(i) * span_ms / i128::from(CLICKS)) as i64;
+                let bot = self.rng.next() % 10 == 0;
+                ClickEvent {
+                    click_id: (!bot).then(|| self.ids.next_id()),
+                    link_id: self.rng.link(),
+                    at_ms,
+                    bot,
+                    referrer_host: Some("news.example".into()),
+                    ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
+                    country: Some(*b"DE"),
+                }
+            })
+            .collect();
+        self.next = end;
+        Some(batch)
+    }
+}
+
+/// Distinct (link, day) pairs in a batch: the rollup upserts it costs.
+fn pairs(batch: &[ClickEvent]) -> usize {
+    let set: std::collections::HashSet<(i64, i64)> = batch
+        .iter()
+        .map(|c| (c.link_id, c.at_ms.div_euclid(MS_PER_DAY)))
+        .collect();
+    set.len()
+}
+
+/// What keeping the rollup costs the click writer: the first `batches`
+/// batches of the stream written, in turn, to two fresh stores: through
+/// `insert_clicks` (clicks + rollup), and through the click insert alone
+/// (the writer as it was before the rollup).
+fn rollup_cost(dir: &Path, batches: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    let with = SqliteStore::open(&dir.join("with")).unwrap();
+    let without = SqliteStore::open(&dir.join("without")).unwrap();
+    insert_links(&with);
+    insert_links(&without);
+    let mut stream = ClickStream::new();
+    let (mut t_with, mut t_without) = (Duration::ZERO, Duration::ZERO);
+    let mut clicks = 0;
+    for _ in 0..batches {
+        let Some(batch) = stream.batch() else { break };
+        clicks += batch.len();
+        let t = Instant::now();
+        with.insert_clicks(&batch).unwrap();
+        t_with += t.elapsed();
+        let t = Instant::now();
+        clicks_only(&without, &batch);
+        t_without += t.elapsed();
+    }
+    let rate = |t: Duration| clicks as f64 / t.as_secs_f64();
+    println!(
+        "rollup cost, {clicks} clicks into fresh stores: with the rollup {:.1?} ({:.0} clicks/s), \
+         clicks only {:.1?} ({:.0} clicks/s): {:.2}x the time",
+        t_with,
+        rate(t_with),
+        t_without,
+        rate(t_without),
+        t_with.as_secs_f64() / t_without.as_secs_f64()
+    );
+    drop((with, without));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The click insert of `insert_clicks` without the rollup upkeep.
+fn clicks_only(store: &SqliteStore, batch: &[ClickEvent]) {
+    store.with_conn(|c| {
+        let tx = c.unchecked_transaction().unwrap();
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .unwrap();
+        for c in batch {
+            stmt.execute(params![
+                c.click_id.as_ref().map(|id| id.as_str()),
+                c.link_id,
+                c.at_ms,
+                c.bot,
+                c.referrer_host.as_deref(),
+                c.ua_class.as_str(),
+                c.country.as_ref().and_then(|cc| std::str::from_utf8(cc).ok()),
+            ])
+            .unwrap();
+        }
+        drop(stmt);
+        tx.commit().unwrap();
+    });
 }
 
 fn insert_links(store: &SqliteStore) {

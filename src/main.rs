@@ -158,7 +158,7 @@ fn parse_conversion_format(s: &str) -> Result<linkwright_core::conversions::Form
     Format::parse(s).ok_or_else(|| format!("unknown format `{s}`; use one of {}", Format::names()))
 }
 
-fn print_import(summary: &linkwright_core::conversions::ImportSummary) {
+fn print_import(summary: &linkwright_core::conversions::ImportSummary, details: bool) {
     println!(
         "{}: {} rows: {} inserted, {} updated, {} unchanged, {} rejected; {} unattributed",
         summary.format,
@@ -169,6 +169,9 @@ fn print_import(summary: &linkwright_core::conversions::ImportSummary) {
         summary.rejected,
         summary.unattributed
     );
+    if !details {
+        return;
+    }
     for r in &summary.rejections {
         println!("rejected line {}: {}", r.line, r.reason);
     }
@@ -201,7 +204,7 @@ fn conversions_command(command: ConversionsCommand) -> Result<ExitCode> {
                     if json {
                         println!("{}", serde_json::to_string(&summary)?);
                     } else {
-                        print_import(&summary);
+                        print_import(&summary, true);
                     }
                     Ok(ExitCode::SUCCESS)
                 }
@@ -236,10 +239,10 @@ fn conversions_command(command: ConversionsCommand) -> Result<ExitCode> {
                     } else {
                         for w in &summary.windows {
                             print!("{}..{} ", w.from, w.to);
-                            print_import(&w.summary);
+                            print_import(&w.summary, true);
                         }
                         print!("total ({} calls) ", summary.calls);
-                        print_import(&summary.totals);
+                        print_import(&summary.totals, false);
                     }
                     Ok(ExitCode::SUCCESS)
                 }

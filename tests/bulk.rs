@@ -38,7 +38,10 @@ struct Setup {
 
 fn setup(name: &str) -> Setup {
     let dir = scratch(name);
-    let config = config_with(&dir, "[api]\nrate_limit_per_minute = 0");
+    let config = config_with(
+        &dir,
+        "[api]\nrate_limit_per_minute = 0\nwebhook_hosts = [\"127.0.0.1\"]",
+    );
     let data = dir.join("data");
     let key = create_key(&config, &data, &[]);
     let read_key = create_key(&config, &data, &["--scope", "read"]);
@@ -515,6 +518,20 @@ fn bulk_limits_bad_input_and_auth_are_refused_with_the_api_error_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(e["code"], "invalid_input", "{e}");
     assert_eq!(e["field"], "webhook_url", "{e}");
+
+    // Outbound calls go only to allow-listed hosts (api.webhook_hosts).
+    let (status, e) = error_code(post_json(
+        &server,
+        &s.key,
+        &json!({"items": [{"asin": "B08N5WRWNW"}], "webhook_url": "http://169.254.169.254/latest"}),
+    ));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(e["code"], "invalid_input", "{e}");
+    assert_eq!(e["field"], "webhook_url", "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("api.webhook_hosts"),
+        "{e}"
+    );
 
     // Larger than the API-wide 1 MiB body limit, within the bulk route's 16 MiB.
     let long = "x".repeat(400);

@@ -315,9 +315,7 @@ fn unattributed_rows_are_kept_with_their_tag_and_sub_tag() {
     let rows: Vec<(String, Option<String>, Option<i64>)> = {
         let db = s.db();
         let mut q = db
-            .prepare(
-                "SELECT tracking_id, sub_id, link_id FROM conversions ORDER BY event_ms, id",
-            )
+            .prepare("SELECT tracking_id, sub_id, link_id FROM conversions ORDER BY event_ms, id")
             .unwrap();
         q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
@@ -468,6 +466,43 @@ fn the_api_answers_the_counts_and_names_bad_input() {
         .unwrap();
     assert_eq!(stored, 3);
 
+    // Stored rows are counted by provider and status (4000001 approved,
+    // 4000002 pending, 4000003 paid; the re-import stored nothing), the
+    // malformed upload as a failure.
+    let metrics = client()
+        .get(format!("{}/metrics", api.server.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let sample = |name: &str, labels: &[&str]| -> Option<String> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(str::to_owned)
+    };
+    for status in ["approved", "pending", "paid"] {
+        assert_eq!(
+            sample(
+                "linkwright_conversions_imported_total",
+                &["provider=\"awin\"", &format!("status=\"{status}\"")]
+            )
+            .as_deref(),
+            Some("1"),
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        sample(
+            "linkwright_conversion_import_failures_total",
+            &["source=\"file\"", "provider=\"awin\""]
+        )
+        .as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+
     // The route and its answer are in the OpenAPI document.
     let doc: Value = client()
         .get(api.url("/openapi.json"))
@@ -493,12 +528,31 @@ fn awin_answer(path: &str) -> String {
     };
     let list = if path.contains("startDate=2026-01-01") {
         json!([
-            t(7_000_001, "pending", "2026-01-15", "100.00", "5.00", "CLICKA"),
-            t(7_000_002, "approved", "2026-01-31", "20.00", "1.00", "CLICKB"),
+            t(
+                7_000_001,
+                "pending",
+                "2026-01-15",
+                "100.00",
+                "5.00",
+                "CLICKA"
+            ),
+            t(
+                7_000_002,
+                "approved",
+                "2026-01-31",
+                "20.00",
+                "1.00",
+                "CLICKB"
+            ),
         ])
     } else if path.contains("startDate=2026-02-01") {
         json!([t(
-            7_000_003, "declined", "2026-03-02", "40.00", "2.00", "CLICKC"
+            7_000_003,
+            "declined",
+            "2026-03-02",
+            "40.00",
+            "2.00",
+            "CLICKC"
         )])
     } else {
         json!([])
@@ -571,7 +625,10 @@ fn a_pull_over_75_days_makes_three_calls_with_the_right_windows_and_upserts() {
     // 2 + 1 + 0 transactions, none attributed (no clicks in this store).
     assert_eq!(counts(&v["totals"]), [3, 3, 0, 0, 3, 0], "{v}");
     // Commission 5.00 + 1.00 + 2.00 = 8.00.
-    assert_eq!(s.number("SELECT sum(commission_micros) FROM conversions"), 8_000_000);
+    assert_eq!(
+        s.number("SELECT sum(commission_micros) FROM conversions"),
+        8_000_000
+    );
 
     // Pulling again upserts: nothing new, nothing changed.
     let out = s.pull(Some("test-token"), "2026-01-01", "2026-03-16");
@@ -633,7 +690,10 @@ fn a_pull_retries_429_and_5xx_and_stops_on_a_refused_token() {
     let out = s.pull(None, "2026-01-01", "2026-01-10");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("set the environment variable AWIN_API_TOKEN"), "{err}");
+    assert!(
+        err.contains("set the environment variable AWIN_API_TOKEN"),
+        "{err}"
+    );
     assert_eq!(awin.seen.lock().unwrap().len(), 4);
 }
 
@@ -752,7 +812,11 @@ fn clicks_through_the_redirect_host_are_joined_to_imported_earnings() {
     let header_and_row = format!(
         "{header}\nElectronics\tEcho Dot\tB09B8V1LZ3\tlinkwright-20\t2026-11-03\t49.99\t2\t2\t99.98\t3.00\t{echo1}\n"
     );
-    let (status, v) = api.upload(&api.key, "?format=amazon-earnings", header_and_row.into_bytes());
+    let (status, v) = api.upload(
+        &api.key,
+        "?format=amazon-earnings",
+        header_and_row.into_bytes(),
+    );
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(counts(&v), [1, 0, 1, 0, 0, 0], "{v}");
     let status: String = api

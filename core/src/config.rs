@@ -133,6 +133,8 @@ struct RawApi {
     rate_limit_per_minute: u32,
     /// Requests a key may make at once before the rate applies.
     rate_limit_burst: u32,
+    /// Host names bulk-job webhooks may call; empty: webhooks are refused.
+    webhook_hosts: Vec<String>,
 }
 
 impl Default for RawApi {
@@ -140,6 +142,7 @@ impl Default for RawApi {
         RawApi {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
+            webhook_hosts: Vec::new(),
         }
     }
 }
@@ -330,12 +333,14 @@ pub struct Config {
 }
 
 /// `[api]`, validated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Requests per minute per key; 0: unlimited.
     pub rate_limit_per_minute: u32,
     /// Burst.
     pub rate_limit_burst: u32,
+    /// Hosts bulk-job webhooks may call, lower case.
+    pub webhook_hosts: Vec<String>,
 }
 
 /// `[upstream]`, validated.
@@ -575,6 +580,12 @@ impl Config {
                 "api.rate_limit_burst",
                 &mut problems,
             ),
+            webhook_hosts: raw
+                .api
+                .webhook_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect(),
         };
         let mut expand = crate::expand::ExpandConfig {
             timeout: Duration::from_millis(at_least(
@@ -1101,7 +1112,11 @@ mod tests {
         let f = c.conversions.format(Format::AmazonEarnings);
         assert_eq!(f.headers("sub_id"), ["Sub Tag ID"]);
         assert_eq!(f.headers("date"), ["Shipped", "Date Shipped"]);
-        assert_eq!(f.headers("asin"), ["ASIN"], "unset fields keep their defaults");
+        assert_eq!(
+            f.headers("asin"),
+            ["ASIN"],
+            "unset fields keep their defaults"
+        );
         assert_eq!(f.currency.as_deref(), Some("EUR"));
         assert_eq!(f.date_order, DateOrder::DayFirst);
         let orders = c.conversions.format(Format::AmazonOrders);

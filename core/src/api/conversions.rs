@@ -29,10 +29,11 @@ pub(super) fn routes() -> Router<Arc<App>> {
 
 /// Query of `POST /conversions/import`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// The report's format.
-    #[param(value_type = Format)]
+    #[param(value_type = Format, inline)]
     pub format: Option<String>,
 }
 

@@ -75,9 +75,9 @@ impl From<SubmitError> for ApiError {
 }
 
 /// A JSON bulk submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkRequest {
+pub(super) struct BulkRequest {
     /// Up to 5,000 link requests (each like a `POST /links` body).
     items: Vec<serde_json::Value>,
     /// Where to POST the job summary when the job ends.
@@ -85,16 +85,16 @@ struct BulkRequest {
 }
 
 /// Query parameters of `POST /links/bulk`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct BulkQuery {
+pub(super) struct BulkQuery {
     /// Where to POST the job summary when the job ends (for CSV uploads).
     webhook_url: Option<String>,
 }
 
 /// The answer to an accepted submission.
-#[derive(Debug, Serialize)]
-struct Accepted {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Accepted {
     job_id: String,
     status: jobs::JobStatus,
     total: u64,
@@ -111,7 +111,14 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
 
 /// Accept a bulk job: JSON `{"items": [...], "webhook_url"}` or a CSV upload
 /// (`Content-Type: text/csv`, optional `?webhook_url=`).
-async fn submit(
+#[utoipa::path(post, path = "/api/v1/links/bulk", params(BulkQuery),
+    request_body(content((BulkRequest = "application/json"), (String = "text/csv"))),
+    responses(
+        (status = 202, description = "Accepted; the job runs in the background", body = Accepted),
+        (status = "4XX", description = "Bad input or more than 5,000 items", body = super::ErrorBody),
+        (status = "5XX", body = super::ErrorBody),
+    ))]
+pub(super) async fn submit(
     State(app): State<Arc<App>>,
     query: Result<Query<BulkQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -148,6 +155,9 @@ async fn submit(
             ));
         }
     };
+    if let Some(url) = &webhook_url {
+        check_webhook_host(&app, url)?;
+    }
     let db = Arc::clone(&app.db);
     let summary =
         tokio::task::spawn_blocking(move || jobs::new_job(&db, &items, webhook_url.as_deref()))
@@ -173,8 +183,27 @@ async fn submit(
     Ok(response)
 }
 
+/// Outbound calls go only to allow-listed hosts (`api.webhook_hosts`), so a
+/// key holder cannot make the server POST to internal addresses.
+fn check_webhook_host(app: &App, url: &str) -> Result<(), ApiError> {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    match host {
+        Some(h) if app.webhook_hosts.iter().any(|allowed| *allowed == h) => Ok(()),
+        Some(h) => Err(ApiError::invalid(format!(
+            "webhooks may go only to the hosts in the config's `api.webhook_hosts`; `{h}` is not one of them"
+        ))
+        .field("webhook_url")),
+        // Malformed URLs are reported by the job's own validation.
+        None => Ok(()),
+    }
+}
+
 /// A job's progress.
-async fn status(
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = jobs::JobSummary), (status = "4XX", body = super::ErrorBody)))]
+pub(super) async fn status(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<JobSummary>, ApiError> {
@@ -188,7 +217,12 @@ async fn status(
 }
 
 /// An ended job's result CSV: one row per submitted item, in order.
-async fn result_csv(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/result.csv", params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Input, Marketplace, Link Name, Short URL, Tracked URL, Status, Error", content_type = "text/csv", body = String),
+        (status = "4XX", body = super::ErrorBody),
+    ))]
+pub(super) async fn result_csv(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
     let task_app = Arc::clone(&app);
     let task_id = id.clone();
     let csv = tokio::task::spawn_blocking(move || {

@@ -44,16 +44,11 @@ pub(super) fn parse(
             .find_map(|f| table.header_currency(f))
     });
     let date_header = table.header("date").to_owned();
-    let headers: Vec<(&'static str, String)> = [
-        "quantity",
-        "returns",
-        "price",
-        "revenue",
-        "commission",
-    ]
-    .iter()
-    .map(|f| (*f, table.header(f).to_owned()))
-    .collect();
+    let headers: Vec<(&'static str, String)> =
+        ["quantity", "returns", "price", "revenue", "commission"]
+            .iter()
+            .map(|f| (*f, table.header(f).to_owned()))
+            .collect();
     let header_of = |field: &str| {
         headers
             .iter()
@@ -61,10 +56,7 @@ pub(super) fn parse(
             .map_or(field.to_owned(), |(_, h)| h.clone())
     };
     let mut keys = RowKeys::default();
-    loop {
-        let Some((line, record)) = table.next_row()? else {
-            break;
-        };
+    while let Some((line, record)) = table.next_row()? {
         if record.iter().all(|c| c.trim().is_empty()) {
             continue;
         }
@@ -98,9 +90,9 @@ pub(super) fn parse(
             let price = amount("price")?.unwrap_or(0);
             let revenue = match amount("revenue")? {
                 Some(r) => r,
-                None => price.checked_mul(quantity).ok_or_else(|| {
-                    reject("price × quantity is too large".to_owned())
-                })?,
+                None => price
+                    .checked_mul(quantity)
+                    .ok_or_else(|| reject("price × quantity is too large".to_owned()))?,
             };
             let commission = amount("commission")?.unwrap_or(0);
             let name = non_empty(cell("name"));

@@ -201,12 +201,11 @@ fn amount(a: Option<&Amount>, what: &str) -> Result<(i64, Option<String>), Strin
 }
 
 fn transaction(t: Transaction) -> Result<Conversion, String> {
-    let id = t
-        .id
-        .as_ref()
-        .and_then(scalar_text)
-        .and_then(|s| non_empty(&s))
-        .ok_or_else(|| "missing transaction id".to_owned())?;
+    let id =
+        t.id.as_ref()
+            .and_then(scalar_text)
+            .and_then(|s| non_empty(&s))
+            .ok_or_else(|| "missing transaction id".to_owned())?;
     let date = t
         .transaction_date
         .as_deref()

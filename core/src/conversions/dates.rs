@@ -259,10 +259,7 @@ fn parse_date(s: &str, order: DateOrder) -> Result<(i64, u32, u32), String> {
     let bad = || "not a date (use e.g. 2026-11-03)".to_owned();
     // Month names: `Nov 3, 2026`, `November 3 2026`, `3 Nov 2026`.
     if s.bytes().any(|b| b.is_ascii_alphabetic()) {
-        let words: Vec<&str> = s
-            .split([' ', ',', '-'])
-            .filter(|w| !w.is_empty())
-            .collect();
+        let words: Vec<&str> = s.split([' ', ',', '-']).filter(|w| !w.is_empty()).collect();
         let [a, b, c] = words.as_slice() else {
             return Err(bad());
         };
@@ -323,21 +320,49 @@ mod tests {
         let cases: &[(&str, DateOrder, i64)] = &[
             ("2026-11-03", DateOrder::MonthFirst, NOV_3),
             ("  2026-11-03  ", DateOrder::DayFirst, NOV_3),
-            ("2026-11-03 14:05:00", DateOrder::MonthFirst, NOV_3 + 14 * h + 300_000),
-            ("2026-11-03T14:05", DateOrder::MonthFirst, NOV_3 + 14 * h + 300_000),
-            ("2026-11-03T14:05:00Z", DateOrder::MonthFirst, NOV_3 + 14 * h + 300_000),
-            ("2026-11-03T14:05:00.250+01:00", DateOrder::MonthFirst, NOV_3 + 13 * h + 300_250),
-            ("2026-11-03T01:00:00-0130", DateOrder::MonthFirst, NOV_3 + 2 * h + 1_800_000),
+            (
+                "2026-11-03 14:05:00",
+                DateOrder::MonthFirst,
+                NOV_3 + 14 * h + 300_000,
+            ),
+            (
+                "2026-11-03T14:05",
+                DateOrder::MonthFirst,
+                NOV_3 + 14 * h + 300_000,
+            ),
+            (
+                "2026-11-03T14:05:00Z",
+                DateOrder::MonthFirst,
+                NOV_3 + 14 * h + 300_000,
+            ),
+            (
+                "2026-11-03T14:05:00.250+01:00",
+                DateOrder::MonthFirst,
+                NOV_3 + 13 * h + 300_250,
+            ),
+            (
+                "2026-11-03T01:00:00-0130",
+                DateOrder::MonthFirst,
+                NOV_3 + 2 * h + 1_800_000,
+            ),
             ("2026/11/03", DateOrder::DayFirst, NOV_3),
             ("11/03/2026", DateOrder::MonthFirst, NOV_3),
             ("03/11/2026", DateOrder::DayFirst, NOV_3),
             ("11-03-2026", DateOrder::MonthFirst, NOV_3),
-            ("3/11/2026 14:05:00", DateOrder::DayFirst, NOV_3 + 14 * h + 300_000),
+            (
+                "3/11/2026 14:05:00",
+                DateOrder::DayFirst,
+                NOV_3 + 14 * h + 300_000,
+            ),
             ("03.11.2026", DateOrder::MonthFirst, NOV_3),
             ("Nov 3, 2026", DateOrder::DayFirst, NOV_3),
             ("November 3, 2026", DateOrder::MonthFirst, NOV_3),
             ("3 Nov 2026", DateOrder::MonthFirst, NOV_3),
-            ("Sept 3, 2026", DateOrder::MonthFirst, NOV_3 - 61 * 86_400_000),
+            (
+                "Sept 3, 2026",
+                DateOrder::MonthFirst,
+                NOV_3 - 61 * 86_400_000,
+            ),
         ];
         for (input, order, want) in cases {
             assert_eq!(parse_event_time(input, *order), Ok(*want), "{input}");

@@ -33,8 +33,10 @@
 //! A file is imported entirely or not at all. What **fails the file**
 //! (nothing is imported; the error names the first problem and its line):
 //! bytes that are not UTF-8 (or UTF-16 with a byte-order mark) text, an empty
-//! file, no header line with the format's required columns in the first
-//! lines (see [`table`]), an unreadable CSV row, JSON that is not an array of
+//! file, no header line with the format's required columns in the first 50
+//! lines (a title line above the header is fine; headers match ignoring case,
+//! spaces, punctuation and a bracketed currency such as `Price($)`), an
+//! unreadable CSV row, JSON that is not an array of
 //! transactions, and a file none of whose rows can be used (most likely a
 //! wrong column mapping or date order, better reported than imported as
 //! nothing).

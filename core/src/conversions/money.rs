@@ -34,7 +34,9 @@ pub fn parse_micros(raw: &str) -> Result<Option<i64>, String> {
         }
         _ => {
             // Both: the last one is the decimal separator and appears once.
-            let last = digits.rfind(['.', ',']).map(|i| digits.as_bytes()[i] as char);
+            let last = digits
+                .rfind(['.', ','])
+                .map(|i| digits.as_bytes()[i] as char);
             let sep = last.unwrap_or('.');
             if digits.matches(sep).count() > 1 {
                 return Err(bad("two decimal separators"));
@@ -48,9 +50,7 @@ pub fn parse_micros(raw: &str) -> Result<Option<i64>, String> {
     };
     let groups: Vec<&str> = int_part.split(['.', ',']).collect();
     if groups.len() > 1
-        && (groups[0].is_empty()
-            || groups[0].len() > 3
-            || groups[1..].iter().any(|g| g.len() != 3))
+        && (groups[0].is_empty() || groups[0].len() > 3 || groups[1..].iter().any(|g| g.len() != 3))
     {
         return Err(bad("misplaced thousands separator"));
     }
@@ -136,7 +136,9 @@ pub fn parse_count(raw: &str) -> Result<Option<i64>, String> {
         return Err(bad());
     }
     let groups: Vec<&str> = int_part.split(',').collect();
-    if groups.iter().any(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_digit()))
+    if groups
+        .iter()
+        .any(|g| g.is_empty() || !g.bytes().all(|b| b.is_ascii_digit()))
         || groups.iter().skip(1).any(|g| g.len() != 3)
     {
         return Err(bad());

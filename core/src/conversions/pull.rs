@@ -84,7 +84,9 @@ pub enum PullError {
     #[error("{0}")]
     Setup(String),
     /// The API could not be reached or kept failing (upstream; retry later).
-    #[error("Awin API unavailable for {window}: {message} (windows before it were imported; retry later)")]
+    #[error(
+        "Awin API unavailable for {window}: {message} (windows before it were imported; retry later)"
+    )]
     Unavailable {
         /// The window, `from..to`.
         window: String,
@@ -382,7 +384,9 @@ async fn fetch_once(
             StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
                 Failure::Transient(format!("HTTP {status}{detail}"), retry_after)
             }
-            s if s.is_server_error() => Failure::Transient(format!("HTTP {s}{detail}"), retry_after),
+            s if s.is_server_error() => {
+                Failure::Transient(format!("HTTP {s}{detail}"), retry_after)
+            }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Failure::Refused(format!(
                 "HTTP {status}: the token was refused or lacks access to this publisher \
                  (check {} and conversions.awin.publisher_id){detail}",
@@ -414,10 +418,7 @@ enum ReadError {
 
 /// The body, or an error once it exceeds `max` bytes.
 async fn read_capped(response: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > max as u64)
-    {
+    if response.content_length().is_some_and(|n| n > max as u64) {
         return Err(ReadError::TooLarge);
     }
     let mut body = Vec::new();
@@ -434,7 +435,9 @@ async fn read_capped(response: &mut reqwest::Response, max: usize) -> Result<Vec
 fn without_url(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     if let Some(url) = e.url() {
-        text = text.replace(&format!(" ({url})"), "").replace(url.as_str(), "the API");
+        text = text
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "the API");
     }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -457,8 +460,10 @@ mod tests {
     fn ranges_split_into_windows_of_at_most_31_days() {
         // 2026-01-01..2026-03-16 is 75 days: 31 + 31 + 13.
         let w = windows(day("2026-01-01"), day("2026-03-16"));
-        let shown: Vec<(String, String)> =
-            w.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let shown: Vec<(String, String)> = w
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(
             shown,
             vec![

@@ -85,10 +85,7 @@ fn builder(delimiter: u8) -> csv::ReaderBuilder {
 
 /// Resolves each field to the first column whose header matches one of its
 /// candidate headers (in the candidates' order).
-fn resolve(
-    settings: &FormatSettings,
-    normalized: &[String],
-) -> Vec<(&'static str, Option<usize>)> {
+fn resolve(settings: &FormatSettings, normalized: &[String]) -> Vec<(&'static str, Option<usize>)> {
     settings
         .columns
         .iter()
@@ -110,7 +107,11 @@ impl<'a> Table<'a> {
         settings: &FormatSettings,
     ) -> Result<Table<'a>, ImportError> {
         let mut offset = 0;
-        for (i, raw_line) in text.split_inclusive('\n').take(HEADER_SCAN_LINES).enumerate() {
+        for (i, raw_line) in text
+            .split_inclusive('\n')
+            .take(HEADER_SCAN_LINES)
+            .enumerate()
+        {
             let line = raw_line.trim_end_matches(['\n', '\r']);
             let start = offset;
             offset += raw_line.len();
@@ -148,7 +149,7 @@ impl<'a> Table<'a> {
         Err(ImportError::Malformed {
             line: 1,
             message: format!(
-                "no header line found in the first {HEADER_SCAN_LINES} lines: a {format} report needs columns for {}; \
+                "no header line found in the first {HEADER_SCAN_LINES} lines: {format} needs columns for {}; \
                  set [conversions.formats.{format}.columns] if your report names them differently",
                 wanted.join(", ")
             ),
@@ -219,7 +220,10 @@ mod tests {
         assert_eq!(normalize("Sub-Tag"), "subtag");
         assert_eq!(normalize("Revenue [EUR]"), "revenue");
         assert_eq!(currency_from_header("Price(£)").as_deref(), Some("GBP"));
-        assert_eq!(currency_from_header("Revenue (eur)").as_deref(), Some("EUR"));
+        assert_eq!(
+            currency_from_header("Revenue (eur)").as_deref(),
+            Some("EUR")
+        );
         assert_eq!(currency_from_header("Price($)"), None);
         assert_eq!(currency_from_header("Price"), None);
     }
@@ -252,6 +256,9 @@ mod tests {
         };
         assert_eq!(line, 1);
         assert!(message.contains("asin (ASIN)"), "{message}");
-        assert!(message.contains("[conversions.formats.amazon-orders.columns]"), "{message}");
+        assert!(
+            message.contains("[conversions.formats.amazon-orders.columns]"),
+            "{message}"
+        );
     }
 }

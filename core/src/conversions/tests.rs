@@ -334,6 +334,9 @@ fn awin_json_reads_numbers_exactly_and_rejects_by_starting_line() {
 
 // ---- storing ----
 
+/// sub_id, link_id, tracking_id, returns, status.
+type StoredRow = (Option<String>, Option<i64>, Option<String>, i64, String);
+
 struct Fixture {
     dir: std::path::PathBuf,
     store: SqliteStore,
@@ -379,7 +382,7 @@ impl Fixture {
     }
 
     /// (row_key-less) stored rows: sub_id, link_id, tracking_id, returns, status.
-    fn rows(&self) -> Vec<(Option<String>, Option<i64>, Option<String>, i64, String)> {
+    fn rows(&self) -> Vec<StoredRow> {
         self.store.with_conn(|c| {
             let mut s = c
                 .prepare("SELECT sub_id, link_id, tracking_id, returns, status FROM conversions ORDER BY id")
@@ -455,7 +458,8 @@ fn a_click_known_later_attributes_on_reimport_and_attribution_is_kept() {
     assert_eq!(counts(&s), [2, 0, 1, 1, 1, 0]);
     assert_eq!(f.rows()[0].1, Some(link));
     // The click is gone (pruned): the attribution stays.
-    f.store.with_conn(|c| c.execute("DELETE FROM clicks", []).unwrap());
+    f.store
+        .with_conn(|c| c.execute("DELETE FROM clicks", []).unwrap());
     let s = f.import(Format::AmazonEarnings, EARNINGS);
     assert_eq!(counts(&s), [2, 0, 0, 2, 1, 0]);
     assert_eq!(f.rows()[0].1, Some(link));
@@ -465,8 +469,8 @@ fn a_click_known_later_attributes_on_reimport_and_attribution_is_kept() {
 fn a_malformed_file_stores_nothing() {
     let f = Fixture::new("malformed");
     // Good rows first (lines 3-5), then a line that is not UTF-8 (line 6).
-    let mut bytes = format!("{EARNINGS}Toys\tX\tB0\tA\tt\t2026-11-05\t1\t1\t0\t1\t1\tD\tS\n")
-        .into_bytes();
+    let mut bytes =
+        format!("{EARNINGS}Toys\tX\tB0\tA\tt\t2026-11-05\t1\t1\t0\t1\t1\tD\tS\n").into_bytes();
     bytes.extend_from_slice(b"Toys\t\xc3\x28\n");
     let err = import(&f.store, &f.config, Format::AmazonEarnings, &bytes).unwrap_err();
     assert_eq!(err.line(), Some(6));
@@ -504,4 +508,31 @@ fn awin_transactions_update_by_id_when_their_status_changes() {
     assert_eq!(counts(&s), [1, 0, 1, 0, 0, 0]);
     assert_eq!(f.rows()[0].4, "declined");
     assert_eq!(f.rows().len(), 3);
+}
+
+#[test]
+fn lookups_use_their_indexes() {
+    // A scan of the click log per report row would not survive millions of
+    // clicks: the sub-ID lookup must use the click ID index, the row lookup
+    // the (provider, kind, row_key) one.
+    let f = Fixture::new("plan");
+    let plan = |sql: &str| -> String {
+        f.store.with_conn(|c| {
+            let mut s = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let args =
+                rusqlite::params_from_iter(std::iter::repeat_n("x", sql.matches('?').count()));
+            s.query_map(args, |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    };
+    let clicks = plan(upsert::CLICK_SQL);
+    assert!(clicks.contains("USING INDEX clicks_click_id"), "{clicks}");
+    let rows = plan(upsert::EXISTING_SQL);
+    assert!(
+        rows.contains("USING INDEX sqlite_autoindex_conversions_1"),
+        "{rows}"
+    );
 }

@@ -15,6 +15,14 @@ use super::{Conversion, Status};
 /// How long an import waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The link of a click ID.
+pub(super) const CLICK_SQL: &str = "SELECT link_id FROM clicks WHERE click_id = ?1";
+
+/// A stored conversion by its identity.
+pub(super) const EXISTING_SQL: &str = "SELECT id, sub_id, click_id, link_id, tracking_id, event_ms, \
+     product_id, product_name, quantity, returns, price_micros, revenue_micros, commission_micros, \
+     status, currency FROM conversions WHERE provider = ?1 AND kind = ?2 AND row_key = ?3";
+
 /// What a write did.
 #[derive(Debug, Default)]
 pub(super) struct Written {
@@ -63,12 +71,8 @@ pub(super) fn write(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut written = Written::default();
     {
-        let mut click = tx.prepare_cached("SELECT link_id FROM clicks WHERE click_id = ?1")?;
-        let mut existing = tx.prepare_cached(
-            "SELECT id, sub_id, click_id, link_id, tracking_id, event_ms, product_id, product_name, \
-             quantity, returns, price_micros, revenue_micros, commission_micros, status, currency \
-             FROM conversions WHERE provider = ?1 AND kind = ?2 AND row_key = ?3",
-        )?;
+        let mut click = tx.prepare_cached(CLICK_SQL)?;
+        let mut existing = tx.prepare_cached(EXISTING_SQL)?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO conversions (provider, kind, row_key, sub_id, click_id, link_id, \
              tracking_id, event_ms, product_id, product_name, quantity, returns, price_micros, \
@@ -89,9 +93,7 @@ pub(super) fn write(
                 Some(sub) => match links.get(sub) {
                     Some(found) => *found,
                     None => {
-                        let found: Option<i64> = click
-                            .query_row([sub], |r| r.get(0))
-                            .optional()?;
+                        let found: Option<i64> = click.query_row([sub], |r| r.get(0)).optional()?;
                         links.insert(sub, found);
                         found
                     }

@@ -103,6 +103,8 @@ pub struct App {
     configured_base: Option<String>,
     /// How long the redirect host waits for the store on a cache miss.
     pub(crate) store_timeout: Duration,
+    /// Hosts bulk-job webhooks may call.
+    pub(crate) webhook_hosts: Vec<String>,
 }
 
 impl App {
@@ -152,6 +154,7 @@ impl App {
             short_base: OnceLock::new(),
             configured_base: s.public_base_url.clone(),
             store_timeout: s.request_timeout,
+            webhook_hosts: config.api.webhook_hosts.clone(),
         })
     }
 
