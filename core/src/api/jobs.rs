@@ -190,7 +190,7 @@ fn check_webhook_host(app: &App, url: &str) -> Result<(), ApiError> {
         .ok()
         .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
     match host {
-        Some(h) if app.webhook_hosts.iter().any(|allowed| *allowed == h) => Ok(()),
+        Some(h) if app.webhook_hosts.contains(&h) => Ok(()),
         Some(h) => Err(ApiError::invalid(format!(
             "webhooks may go only to the hosts in the config's `api.webhook_hosts`; `{h}` is not one of them"
         ))
