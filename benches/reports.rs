@@ -32,7 +32,7 @@ const CAMPAIGNS: i64 = 50;
 const FIRST_DAY: i64 = 20_697;
 /// Bumped when the data set changes, so a stale cache is rebuilt.
 const VERSION: &str =
-    "reports-bench v1: 10,000 links, 10,000,000 clicks, 60 days, 100,000 conversions";
+    "reports-bench v2: 10,000 links, 10,000,000 clicks, 60 days, 100,000 conversions";
 
 /// A deterministic pseudo-random stream (splitmix64).
 struct Rng(u64);

@@ -549,7 +549,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             use linkwright_core::reports::{self, Format, ReportQuery};
             let query = ReportQuery::parse(Some(&from), Some(&to), Some(&group_by))
                 .map_err(|e| anyhow::anyhow!("--{}: {e}", e.field.replace('_', "-")))?;
-            let format: Format = format.parse().map_err(|e| anyhow::anyhow!("--format: {e}"))?;
+            let format: Format = format
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
             let (_, store) = open_store(&config, &data)?;
             let report = reports::run(&store, &query)?;
             print!("{}", report.render(format)?);

@@ -142,10 +142,10 @@ fn shop(name: &str) -> Shop {
     // (row key, click ID, link, provider, quantity, returns, revenue and
     // commission in micro-units, status, currency).
     #[rustfmt::skip]
-    let rows: [(&str, Option<&str>, Option<i64>, &str, i64, i64, i64, i64, &str, &str); 4] = [
-        ("o1", Some(&echo_ids[0]), Some(echo_id), "amazon", 2, 1, 25_000_000, 1_000_000, "approved", "USD"),
-        ("o2", Some(&echo_ids[1]), Some(echo_id), "amazon", 1, 0, 10_000_000, 400_000, "pending", "USD"),
-        ("o3", Some(&echo_ids[2]), Some(echo_id), "amazon", 1, 0, 99_000_000, 5_000_000, "declined", "USD"),
+    let rows = [
+        ("o1", Some(echo_ids[0].as_str()), Some(echo_id), "amazon", 2, 1, 25_000_000, 1_000_000, "approved", "USD"),
+        ("o2", Some(echo_ids[1].as_str()), Some(echo_id), "amazon", 1, 0, 10_000_000, 400_000, "pending", "USD"),
+        ("o3", Some(echo_ids[2].as_str()), Some(echo_id), "amazon", 1, 0, 99_000_000, 5_000_000, "declined", "USD"),
         ("t1", None, None, "awin", 1, 0, 12_000_000, 600_000, "pending", "GBP"),
     ];
     for (row_key, click_id, link, provider, qty, ret, revenue, commission, status, currency) in rows
@@ -153,7 +153,7 @@ fn shop(name: &str) -> Shop {
         db.execute(
             "INSERT INTO conversions (provider, kind, row_key, sub_id, click_id, link_id, event_ms, \
              quantity, returns, revenue_micros, commission_micros, status, currency, imported_ms, \
-             updated_ms) VALUES (?1, 'orders', ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?5, ?5)",
+             updated_ms) VALUES (?1, 'earnings', ?2, ?3, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?5, ?5)",
             rusqlite::params![
                 provider,
                 row_key,

@@ -67,8 +67,12 @@ pub const CSV_HEADER: [&str; 9] = [
     "earnings_per_click",
 ];
 
-/// The SQL condition on a `conversions` row (aliased `c`) that counts it.
-const COUNTED: &str = "lower(c.status) NOT IN ('declined', 'deleted')";
+/// The SQL condition on a `conversions` row (aliased `c`) that counts it:
+/// not declined or deleted, and not an Amazon Orders row. Amazon reports each
+/// sale twice, in the Orders report (at purchase, preliminary) and again in
+/// the Earnings report (at shipment, with the final amounts and returns), so
+/// counting both would count the sale twice; Orders rows stay stored.
+const COUNTED: &str = "lower(c.status) NOT IN ('declined', 'deleted') AND NOT (c.provider = 'amazon' AND c.kind = 'orders')";
 
 /// First and last accepted dates: Unix days 0 and 9999-12-31.
 const FIRST_DAY: i64 = 0;
@@ -379,7 +383,8 @@ pub fn run(store: &SqliteStore, query: &ReportQuery) -> Result<Report, StoreErro
     report(&conn, query)
 }
 
-/// The report over `conn` (a connection to the store's database).
+/// The report over `conn` (a connection to the store's database, with no
+/// transaction open: the report reads in a transaction of its own).
 pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let (from, to) = (query.from_day, query.to_day);

@@ -11,23 +11,24 @@ use http::{HeaderValue, header};
 use utoipa::IntoParams;
 
 use super::ApiError;
-use crate::reports::{self, Format, Report, ReportQuery};
+use crate::reports::{self, Format, GroupBy, Report, ReportQuery};
 use crate::server::App;
 
 /// The report's query parameters; any other parameter is refused.
 #[derive(Debug, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReportParams {
-    /// First UTC day, `YYYY-MM-DD`. Required.
-    #[param(example = "2026-11-01")]
+    /// First UTC day, `YYYY-MM-DD`.
+    #[param(required = true, value_type = String, format = Date, example = "2026-11-01")]
     pub from: Option<String>,
     /// Last UTC day, included, `YYYY-MM-DD`; at most 366 days from `from`.
-    /// Required.
-    #[param(example = "2026-11-30")]
+    #[param(required = true, value_type = String, format = Date, example = "2026-11-30")]
     pub to: Option<String>,
-    /// `link` (default), `campaign`, `provider`, `marketplace` or `day`.
+    /// The grouping (default `link`).
+    #[param(value_type = Option<GroupBy>)]
     pub group_by: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(value_type = Option<String>, pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
