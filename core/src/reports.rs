@@ -1185,6 +1185,33 @@ mod tests {
     }
 
     #[test]
+    fn an_amazon_sale_in_both_orders_and_earnings_reports_counts_once() {
+        let f = Fixture::new("orders-vs-earnings");
+        let a = f.link("a", "amazon", Some("amazon.com"), None, None);
+        f.clicks(a, ms(D, 1), 4, 0);
+        // The same sale, as the Orders report (at purchase) and the Earnings
+        // report (at shipment) record it: only the Earnings row counts.
+        for (kind, row_key, status) in [("orders", "o1", "pending"), ("earnings", "e1", "approved")]
+        {
+            f.store.with_conn(|c| {
+                c.execute(
+                    "INSERT INTO conversions (provider, kind, row_key, link_id, event_ms, \
+                     quantity, returns, revenue_micros, commission_micros, status, currency, \
+                     imported_ms, updated_ms) \
+                     VALUES ('amazon', ?1, ?2, ?3, ?4, 1, 0, ?5, ?6, ?7, 'USD', 0, 0)",
+                    params![kind, row_key, a, ms(D, 2), 2000 * CENT, 100 * CENT, status],
+                )
+                .expect("insert conversion")
+            });
+        }
+        let report = f.report(D, D, GroupBy::Link);
+        assert_row(
+            &report.totals,
+            ("total", 4, 0, 1, 1, "20.00", "1.00", 0.25, "0.25"),
+        );
+    }
+
+    #[test]
     fn declined_and_deleted_conversions_are_not_counted() {
         let f = Fixture::new("declined");
         let a = f.link("a", "amazon", Some("amazon.com"), None, None);
