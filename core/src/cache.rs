@@ -2,21 +2,72 @@
 //! negative cache of unknown codes) and middleware-mode templates by
 //! normalised URL.
 //!
-//! Both are dashmaps; no guard is ever held across an `.await` or a second
-//! operation on the same map. Bounds are enforced on insert: a full map
-//! sheds about an eighth of its entries (a full negative cache is cleared),
-//! which keeps memory bounded without per-hit bookkeeping on the hot path.
+//! # The link cache
+//!
+//! The link cache holds up to a million links and is read on every redirect,
+//! so it is built for two things: memory near the size of the data, and
+//! lookups that slow down as little as possible as it grows.
+//!
+//! * **Shards.** 64 shards, each a [`RwLock`] padded to its own cache lines,
+//!   chosen by bits 48–53 of the code's hash (the index takes its bucket from
+//!   the low bits and its tag from the top byte, so neither is biased by the
+//!   shard choice). A hit takes one read lock; writers lock one shard.
+//! * **Records in an arena** ([`arena`]). A link is one packed record —
+//!   varint header (about 9 bytes for a typical link), code, template prefix,
+//!   template suffix — appended to its shard's arena: chunks allocated once
+//!   at their final capacity, so growth never copies, slack is at most one
+//!   chunk per shard, and there is no allocation (nor allocator overhead) per
+//!   link. Chunks are `String`s and the header is ASCII, so the template
+//!   halves are sliced out as `&str` in O(1): no UTF-8 revalidation on a hit,
+//!   and no `unsafe`.
+//! * **The index** ([`index`]) maps hashes to `u32` record locations in
+//!   64-byte buckets of 12 tags and 12 locations, so a probe reads one cache
+//!   line (hashbrown would read two: control bytes, then slot). Keys are not
+//!   duplicated: a probe compares the code in the record. A hit over a table
+//!   far larger than the CPU caches costs two dependent misses (bucket,
+//!   record, which holds the template too); an unknown code usually one.
+//! * **Dead bytes.** Overwriting or removing a link only drops its index
+//!   entry and counts its record as dead; once dead bytes exceed half of a
+//!   shard's arena, the shard is compacted under its write lock (live records
+//!   copied into fresh chunks), so the arena stays under twice the live data
+//!   (a quarter would copy three times as much per dead byte).
+//! * **The bound.** An exact count of links, reserved before an insert, never
+//!   exceeds `max_links`. When the cache is full, one writer sheds about an
+//!   eighth of the links, spread over all shards (one shard locked at a
+//!   time), as the dashmap version did: no per-hit bookkeeping on the hot
+//!   path, amortised O(1) per insert.
+//!
+//! At a million 72-byte links (7-byte code, 65-byte template) this takes
+//! about 90 bytes a link, against about 200 for a dashmap of boxed templates
+//! (see `benches/cache.rs`).
+//!
+//! Codes are hashed with foldhash, seeded per process (a `RandomState`).
+//!
+//! The negative cache and the middleware-mode cache stay dashmaps (with
+//! foldhash): both are small or short-lived. No guard of any of these maps is
+//! ever held across an `.await` or a second operation on the same map. Locks
+//! are taken through poisoning: only this module's code runs under a write
+//! lock, and a panic there can at worst leave a wrong entry in a cache, never
+//! undefined behaviour.
+#![forbid(unsafe_code)]
 
+mod arena;
+mod index;
+
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use compact_str::CompactString;
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 
+use self::arena::{Arena, Loc};
+use self::index::Index;
 use crate::store::Link;
 
-/// What the redirect path needs of a link, in one small record with a single
-/// heap allocation (the template), so a lookup touches as few cache lines as
-/// possible.
+/// A link as the redirect path needs it, owned: what callers insert, and
+/// what the middleware-mode cache keeps. One heap allocation (the template).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedLink {
     /// The link's row id (clicks refer to it).
@@ -66,6 +117,55 @@ impl CachedLink {
     pub fn suffix(&self) -> &str {
         &self.template[self.split as usize..]
     }
+
+    /// A borrowed view, as lookups hand it out.
+    pub fn as_ref(&self) -> LinkRef<'_> {
+        LinkRef {
+            id: self.id,
+            provider: self.provider,
+            disabled: self.disabled,
+            prefix: self.prefix(),
+            suffix: self.suffix(),
+        }
+    }
+}
+
+impl From<LinkRef<'_>> for CachedLink {
+    fn from(link: LinkRef<'_>) -> CachedLink {
+        CachedLink::new(
+            link.id,
+            link.prefix,
+            link.suffix,
+            link.disabled,
+            link.provider,
+        )
+    }
+}
+
+/// A cached link, borrowed from wherever it is stored (the link cache's
+/// arena, or a [`CachedLink`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRef<'a> {
+    /// The link's row id (clicks refer to it).
+    pub id: i64,
+    /// The provider's metrics label index.
+    pub provider: u16,
+    /// Disabled links answer 410.
+    pub disabled: bool,
+    prefix: &'a str,
+    suffix: &'a str,
+}
+
+impl<'a> LinkRef<'a> {
+    /// Template bytes before the sub-ID slot.
+    pub fn prefix(&self) -> &'a str {
+        self.prefix
+    }
+
+    /// Template bytes after the slot.
+    pub fn suffix(&self) -> &'a str {
+        self.suffix
+    }
 }
 
 /// A cache lookup's answer.
@@ -79,11 +179,250 @@ pub enum Lookup<R> {
     Unknown,
 }
 
+fn hash_code(state: &RandomState, code: &[u8]) -> u64 {
+    // `write` mixes in the length itself; no terminator needed.
+    let mut hasher = state.build_hasher();
+    hasher.write(code);
+    hasher.finish()
+}
+
+/// One shard of the link cache.
+#[derive(Debug, Default)]
+struct Shard {
+    index: Index,
+    arena: Arena,
+    /// Bytes of records no longer in the index.
+    dead: usize,
+}
+
+impl Shard {
+    #[inline]
+    fn find(&self, hash: u64, code: &str) -> Option<Loc> {
+        let arena = &self.arena;
+        self.index
+            .find(hash, |loc| arena.code(loc) == Some(code.as_bytes()))
+    }
+
+    /// Removes `code`'s entry, if any, counting its record as dead.
+    fn remove(&mut self, hash: u64, code: &str) -> bool {
+        let arena = &self.arena;
+        match self
+            .index
+            .remove(hash, |loc| arena.code(loc) == Some(code.as_bytes()))
+        {
+            Some(loc) => {
+                self.dead += arena.record_len(loc);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds an entry for a code known to be absent, unless the shard is out
+    /// of chunk numbers even after compaction (beyond 4 GiB of records).
+    ///
+    /// Callers learn what changed from `index.len()`, which is the truth
+    /// the link count is kept in line with.
+    fn add(&mut self, state: &RandomState, hash: u64, code: &str, link: LinkRef<'_>) {
+        let loc = match self.arena.append(code, link) {
+            Some(loc) => loc,
+            None if self.dead > 0 => {
+                self.compact(state);
+                match self.arena.append(code, link) {
+                    Some(loc) => loc,
+                    None => return,
+                }
+            }
+            None => return,
+        };
+        self.index.insert(hash, loc, rehash(state, &self.arena));
+    }
+
+    /// Compacts when dead bytes exceed half the arena.
+    fn maybe_compact(&mut self, state: &RandomState) {
+        if self.dead > self.arena.used / 2 {
+            self.compact(state);
+        }
+    }
+
+    /// Copies the live records into fresh chunks and frees the old ones;
+    /// shrinks the index if it is mostly empty. A record that cannot be
+    /// copied (only if the shard ran out of chunk numbers) is dropped.
+    fn compact(&mut self, state: &RandomState) {
+        let old = &self.arena;
+        let mut fresh = Arena::default();
+        self.index.retain(
+            |loc| match old.record(*loc).and_then(|record| fresh.copy(record)) {
+                Some(new) => {
+                    *loc = new;
+                    true
+                }
+                None => false,
+            },
+            rehash(state, old),
+        );
+        self.arena = fresh;
+        self.dead = 0;
+        self.index.shrink(rehash(state, &self.arena));
+    }
+}
+
+/// An entry's hash, recomputed from the code in its record.
+fn rehash<'a>(state: &'a RandomState, arena: &'a Arena) -> impl Fn(Loc) -> u64 + 'a {
+    move |loc| arena.code(loc).map_or(0, |code| hash_code(state, code))
+}
+
+/// A shard on cache lines of its own, so that readers of one shard do not
+/// slow down those of its neighbours.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PaddedShard(RwLock<Shard>);
+
+const SHARDS: usize = 64;
+/// The hash bits that pick the shard start here: above the bucket bits of
+/// any index that fits in memory, below the tag byte.
+const SHARD_SHIFT: u32 = 48;
+
+fn read(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The links, sharded, with an exact bound.
+#[derive(Debug)]
+struct Links {
+    shards: Box<[PaddedShard]>,
+    state: RandomState,
+    /// Links stored, plus at most one reserved by each insert in progress.
+    len: AtomicUsize,
+    max: usize,
+    /// Held by the one writer shedding links.
+    shedding: Mutex<()>,
+    /// Times the cache was full; also rotates the shard shedding starts at.
+    evictions: AtomicUsize,
+}
+
+impl Links {
+    fn new(max: usize) -> Links {
+        Links {
+            shards: (0..SHARDS).map(|_| PaddedShard::default()).collect(),
+            state: RandomState::default(),
+            len: AtomicUsize::new(0),
+            max,
+            shedding: Mutex::new(()),
+            evictions: AtomicUsize::new(0),
+        }
+    }
+
+    fn hash(&self, code: &str) -> u64 {
+        hash_code(&self.state, code.as_bytes())
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Shard> {
+        &self.shards[(hash >> SHARD_SHIFT) as usize & (SHARDS - 1)].0
+    }
+
+    fn get<R>(&self, code: &str, f: impl FnOnce(LinkRef<'_>) -> R) -> Option<R> {
+        let hash = self.hash(code);
+        let shard = read(self.shard(hash));
+        let loc = shard.find(hash, code)?;
+        let link = shard.arena.link(loc)?;
+        Some(f(link))
+    }
+
+    fn insert(&self, code: &str, link: LinkRef<'_>) {
+        let hash = self.hash(code);
+        loop {
+            {
+                let mut shard = write(self.shard(hash));
+                // An overwrite reuses the old entry's place in the count.
+                if shard.remove(hash, code) || self.try_reserve() {
+                    let counted = shard.index.len() + 1;
+                    shard.add(&self.state, hash, code, link);
+                    shard.maybe_compact(&self.state);
+                    // Normally 0: the count stays exact if a record could
+                    // not be stored.
+                    let unused = counted - shard.index.len();
+                    if unused > 0 {
+                        self.len.fetch_sub(unused, Ordering::Relaxed);
+                    }
+                    return;
+                }
+            }
+            // Full: make room, with no shard locked.
+            if !self.shed() {
+                return;
+            }
+        }
+    }
+
+    fn invalidate(&self, code: &str) {
+        let hash = self.hash(code);
+        let mut shard = write(self.shard(hash));
+        let before = shard.index.len();
+        if shard.remove(hash, code) {
+            shard.maybe_compact(&self.state);
+            self.len
+                .fetch_sub(before - shard.index.len(), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts one more link if that stays within the bound.
+    fn try_reserve(&self) -> bool {
+        self.len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Sheds about an eighth of the links (at least one), spread over the
+    /// shards, unless another writer just did. `false` if nothing can ever
+    /// be cached (`max` is 0).
+    fn shed(&self) -> bool {
+        if self.max == 0 {
+            return false;
+        }
+        let _shedding = self.shedding.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.len.load(Ordering::Relaxed) < self.max {
+            return true;
+        }
+        let start = self.evictions.fetch_add(1, Ordering::Relaxed);
+        // Counting from 7 removes the first link seen, then every eighth.
+        let mut seen = 7usize;
+        for k in 0..SHARDS {
+            let mut guard = write(&self.shards[start.wrapping_add(k) & (SHARDS - 1)].0);
+            let shard = &mut *guard;
+            let before = shard.index.len();
+            let (arena, dead) = (&shard.arena, &mut shard.dead);
+            shard.index.retain(
+                |&mut loc| {
+                    seen += 1;
+                    if seen.is_multiple_of(8) {
+                        *dead += arena.record_len(loc);
+                        false
+                    } else {
+                        true
+                    }
+                },
+                rehash(&self.state, arena),
+            );
+            shard.maybe_compact(&self.state);
+            self.len
+                .fetch_sub(before - shard.index.len(), Ordering::Relaxed);
+        }
+        true
+    }
+}
+
 /// A dashmap with a size bound. Keys (link codes, URLs) are stored inline
 /// when short, so comparing one needs no pointer chase.
 #[derive(Debug)]
 struct Bounded<V> {
-    map: DashMap<CompactString, V>,
+    map: DashMap<CompactString, V, RandomState>,
     max: usize,
     evictions: AtomicUsize,
 }
@@ -91,7 +430,7 @@ struct Bounded<V> {
 impl<V> Bounded<V> {
     fn new(max: usize) -> Self {
         Bounded {
-            map: DashMap::new(),
+            map: DashMap::with_hasher(RandomState::default()),
             max,
             evictions: AtomicUsize::new(0),
         }
@@ -118,7 +457,7 @@ impl<V> Bounded<V> {
 /// Links by code, and unknown codes.
 #[derive(Debug)]
 pub struct LinkCache {
-    links: Bounded<CachedLink>,
+    links: Links,
     missing: Bounded<()>,
 }
 
@@ -126,16 +465,17 @@ impl LinkCache {
     /// A cache holding at most `max_links` links and `max_missing` unknown codes.
     pub fn new(max_links: usize, max_missing: usize) -> LinkCache {
         LinkCache {
-            links: Bounded::new(max_links),
+            links: Links::new(max_links),
             missing: Bounded::new(max_missing),
         }
     }
 
     /// Looks a code up and, on a hit, runs `f` on the link while its shard
-    /// is read-locked (so `f` must not touch this cache).
-    pub fn get<R>(&self, code: &str, f: impl FnOnce(&CachedLink) -> R) -> Lookup<R> {
-        if let Some(link) = self.links.map.get(code) {
-            return Lookup::Hit(f(link.value()));
+    /// is read-locked (so `f` must not touch this cache). A hit allocates
+    /// nothing.
+    pub fn get<R>(&self, code: &str, f: impl FnOnce(LinkRef<'_>) -> R) -> Lookup<R> {
+        if let Some(r) = self.links.get(code, f) {
+            return Lookup::Hit(r);
         }
         if self.missing.map.contains_key(code) {
             return Lookup::Missing;
@@ -146,7 +486,7 @@ impl LinkCache {
     /// Caches a link.
     pub fn insert(&self, code: &str, link: CachedLink) {
         self.missing.map.remove(code);
-        self.links.insert(code, link, false);
+        self.links.insert(code, link.as_ref());
     }
 
     /// Remembers that a code does not exist.
@@ -156,18 +496,18 @@ impl LinkCache {
 
     /// Forgets a code either way (after a change to the link).
     pub fn invalidate(&self, code: &str) {
-        self.links.map.remove(code);
+        self.links.invalidate(code);
         self.missing.map.remove(code);
     }
 
     /// Links cached.
     pub fn len(&self) -> usize {
-        self.links.map.len()
+        self.links.len.load(Ordering::Relaxed)
     }
 
     /// Whether no link is cached.
     pub fn is_empty(&self) -> bool {
-        self.links.map.is_empty()
+        self.len() == 0
     }
 }
 
@@ -187,11 +527,11 @@ impl GoCache {
 
     /// Runs `f` on the link code and cached link for a normalised URL, under
     /// the shard's read lock.
-    pub fn get<R>(&self, key: &str, f: impl FnOnce(&str, &CachedLink) -> R) -> Option<R> {
+    pub fn get<R>(&self, key: &str, f: impl FnOnce(&str, LinkRef<'_>) -> R) -> Option<R> {
         self.urls
             .map
             .get(key)
-            .map(|e| f(&e.value().0, &e.value().1))
+            .map(|e| f(&e.value().0, e.value().1.as_ref()))
     }
 
     /// Caches the link made for a normalised URL.
@@ -207,6 +547,7 @@ impl GoCache {
 
 #[cfg(test)]
 mod tests {
+    use super::arena::{CHUNK, MAX_SHARED_RECORD};
     use super::*;
 
     fn link(id: i64) -> CachedLink {
@@ -215,6 +556,68 @@ mod tests {
 
     fn id_of(cache: &LinkCache, code: &str) -> Lookup<i64> {
         cache.get(code, |l| l.id)
+    }
+
+    fn owned(cache: &LinkCache, code: &str) -> Lookup<CachedLink> {
+        cache.get(code, |l| CachedLink::from(l))
+    }
+
+    /// Links stored in the shards' indexes (not the counter).
+    fn indexed(cache: &LinkCache) -> usize {
+        cache
+            .links
+            .shards
+            .iter()
+            .map(|s| read(&s.0).index.len())
+            .sum()
+    }
+
+    /// Checks every shard's arena accounting and bounds; returns the live
+    /// record bytes and the chunk bytes allocated over all shards.
+    fn check_arenas(cache: &LinkCache) -> (usize, usize) {
+        cache
+            .links
+            .shards
+            .iter()
+            .fold((0, 0), |(live, allocated), s| {
+                let s = read(&s.0);
+                let l: usize = s.index.locs().map(|loc| s.arena.record_len(loc)).sum();
+                assert_eq!(l, s.arena.used - s.dead, "the dead-byte count is exact");
+                assert!(
+                    s.dead <= s.arena.used / 2,
+                    "compacted: {} of {}",
+                    s.dead,
+                    s.arena.used
+                );
+                // Shared chunks waste at most an eighth, the first few small
+                // ones and the last one at most a chunk each.
+                let a = s.arena.capacity();
+                assert!(
+                    a <= s.arena.used * 8 / 7 + 2 * CHUNK,
+                    "{a} bytes allocated for {} used",
+                    s.arena.used
+                );
+                (live + l, allocated + a)
+            })
+    }
+
+    /// A deterministic template for version `v` of link `i`: lengths vary
+    /// from empty to past the shared-record limit, and some are not ASCII.
+    fn versioned(i: u64, v: u64) -> CachedLink {
+        let x = (i * 31 + v * 17) % 23;
+        let prefix = format!("https://{i}.test/v{v}/{}?s=", "é".repeat(x as usize * 3));
+        let suffix = if x == 5 {
+            "x".repeat(MAX_SHARED_RECORD + 100)
+        } else {
+            "&y".repeat(x as usize)
+        };
+        CachedLink::new(
+            (i as i64) * 1000 - v as i64,
+            &prefix,
+            &suffix,
+            v % 2 == 1,
+            (i % 3) as u16,
+        )
     }
 
     #[test]
@@ -230,6 +633,24 @@ mod tests {
         );
         cache.invalidate("a");
         assert_eq!(id_of(&cache, "a"), Lookup::Unknown);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn every_field_reads_back() {
+        let cache = LinkCache::new(10, 10);
+        let cases = [
+            CachedLink::new(i64::MIN, "", "", true, u16::MAX),
+            CachedLink::new(i64::MAX, "https://a.test/?s=", "", false, 0),
+            CachedLink::new(-1, "", "/tail", false, 7),
+            CachedLink::new(42, "https://ü.test/ß?s=", "&q=日本", true, 300),
+        ];
+        for (n, l) in cases.iter().enumerate() {
+            cache.insert(&format!("c{n}"), l.clone());
+        }
+        for (n, l) in cases.iter().enumerate() {
+            assert_eq!(owned(&cache, &format!("c{n}")), Lookup::Hit(l.clone()));
+        }
     }
 
     #[test]
@@ -238,12 +659,202 @@ mod tests {
         for i in 0..10_000 {
             cache.insert(&format!("c{i}"), link(i));
             cache.insert_missing(&format!("m{i}"));
+            assert!(cache.len() <= 100, "{}", cache.len());
         }
-        assert!(cache.len() <= 100, "{}", cache.len());
+        assert_eq!(cache.len(), indexed(&cache));
+        assert!(cache.len() > 80, "sheds about an eighth: {}", cache.len());
         assert!(cache.missing.map.len() <= 50);
         // The newest entries are always present.
         assert_eq!(id_of(&cache, "c9999"), Lookup::Hit(9999));
         assert_eq!(id_of(&cache, "m9999"), Lookup::Missing);
+    }
+
+    #[test]
+    fn tiny_bounds_hold() {
+        let cache = LinkCache::new(1, 1);
+        cache.insert("a", link(1));
+        cache.insert("b", link(2));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(id_of(&cache, "a"), Lookup::Unknown);
+        assert_eq!(id_of(&cache, "b"), Lookup::Hit(2));
+
+        let none = LinkCache::new(0, 0);
+        none.insert("a", link(1));
+        assert_eq!(id_of(&none, "a"), Lookup::Unknown);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn overwrite_replaces_and_does_not_count_twice() {
+        let cache = LinkCache::new(10, 10);
+        cache.insert("a", link(1));
+        cache.insert("a", CachedLink::new(2, "https://b.test/", "", true, 3));
+        assert_eq!(cache.len(), 1);
+        assert_eq!(
+            owned(&cache, "a"),
+            Lookup::Hit(CachedLink::new(2, "https://b.test/", "", true, 3))
+        );
+    }
+
+    #[test]
+    fn insert_forgets_the_code_was_missing() {
+        let cache = LinkCache::new(10, 10);
+        cache.insert_missing("a");
+        cache.insert("a", link(1));
+        cache.invalidate("a");
+        assert_eq!(id_of(&cache, "a"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn long_codes_and_long_templates() {
+        let cache = LinkCache::new(100, 10);
+        let long_code = "k".repeat(70_000);
+        let huge = "p".repeat(3 * CHUNK);
+        let cases = [
+            (long_code.clone(), link(1)),
+            ("big".to_owned(), CachedLink::new(2, &huge, &huge, false, 1)),
+            (
+                "shared-limit".to_owned(),
+                CachedLink::new(3, &"q".repeat(MAX_SHARED_RECORD - 40), "", false, 1),
+            ),
+            ("after".to_owned(), link(4)),
+        ];
+        for (code, l) in &cases {
+            cache.insert(code, l.clone());
+        }
+        for (code, l) in &cases {
+            assert_eq!(
+                owned(&cache, code),
+                Lookup::Hit(l.clone()),
+                "{}",
+                code.len()
+            );
+        }
+        assert_eq!(id_of(&cache, &"k".repeat(69_999)), Lookup::Unknown);
+    }
+
+    #[test]
+    fn churn_keeps_every_live_entry_exact_and_the_arena_bounded() {
+        const N: u64 = 3_000;
+        let cache = LinkCache::new(N as usize, 10);
+        let mut version = vec![None::<u64>; N as usize];
+        for round in 0..12u64 {
+            for i in 0..N {
+                let code = format!("code-{i}");
+                match (i + round) % 5 {
+                    0 => {
+                        cache.invalidate(&code);
+                        version[i as usize] = None;
+                    }
+                    1 if version[i as usize].is_some() => {}
+                    _ => {
+                        cache.insert(&code, versioned(i, round));
+                        version[i as usize] = Some(round);
+                    }
+                }
+            }
+            let live = version.iter().flatten().count();
+            assert_eq!(cache.len(), live);
+            assert_eq!(indexed(&cache), live);
+            for i in 0..N {
+                let code = format!("code-{i}");
+                let want = match version[i as usize] {
+                    Some(v) => Lookup::Hit(versioned(i, v)),
+                    None => Lookup::Unknown,
+                };
+                assert_eq!(owned(&cache, &code), want, "round {round}, {code}");
+            }
+            let (live_bytes, allocated) = check_arenas(&cache);
+            assert!(live_bytes > 0 && allocated >= live_bytes);
+        }
+        // Removing everything frees every chunk: the last removal in a shard
+        // leaves only dead bytes, which compacts it to nothing.
+        for i in 0..N {
+            cache.invalidate(&format!("code-{i}"));
+        }
+        assert!(cache.is_empty());
+        assert_eq!(indexed(&cache), 0);
+        assert_eq!(check_arenas(&cache), (0, 0));
+        let index_bytes: usize = cache
+            .links
+            .shards
+            .iter()
+            .map(|s| read(&s.0).index.allocated())
+            .sum();
+        assert_eq!(index_bytes, 0, "and every index");
+    }
+
+    #[test]
+    fn concurrent_readers_and_writers_see_exact_links() {
+        const WRITERS: u64 = 3;
+        const PER_WRITER: u64 = 2_000;
+        const ROUNDS: u64 = 4;
+        let cache = LinkCache::new((WRITERS * PER_WRITER) as usize, 10);
+        std::thread::scope(|s| {
+            for w in 0..WRITERS {
+                let cache = &cache;
+                s.spawn(move || {
+                    for round in 0..ROUNDS {
+                        for k in 0..PER_WRITER {
+                            let i = w * PER_WRITER + k;
+                            let code = format!("w{i}");
+                            if round == ROUNDS - 1 && k.is_multiple_of(4) {
+                                cache.invalidate(&code);
+                            } else {
+                                cache.insert(&code, versioned(i, round));
+                            }
+                        }
+                    }
+                });
+            }
+            for r in 0..2u64 {
+                let cache = &cache;
+                s.spawn(move || {
+                    for pass in 0..20u64 {
+                        for i in 0..WRITERS * PER_WRITER {
+                            let i = (i * 7 + pass + r) % (WRITERS * PER_WRITER);
+                            // Whatever version is read must be one that was
+                            // written, whole.
+                            if let Lookup::Hit(l) = owned(cache, &format!("w{i}")) {
+                                assert!(
+                                    (0..ROUNDS).any(|v| versioned(i, v) == l),
+                                    "torn or foreign link for w{i}: {l:?}"
+                                );
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        for i in 0..WRITERS * PER_WRITER {
+            let want = if (i % PER_WRITER).is_multiple_of(4) {
+                Lookup::Unknown
+            } else {
+                Lookup::Hit(versioned(i, ROUNDS - 1))
+            };
+            assert_eq!(owned(&cache, &format!("w{i}")), want, "w{i}");
+        }
+        assert_eq!(cache.len(), indexed(&cache));
+        assert_eq!(cache.len() as u64, WRITERS * PER_WRITER * 3 / 4);
+    }
+
+    #[test]
+    fn concurrent_inserts_beyond_the_bound_keep_it() {
+        let cache = LinkCache::new(500, 10);
+        std::thread::scope(|s| {
+            for w in 0..4 {
+                let cache = &cache;
+                s.spawn(move || {
+                    for i in 0..5_000 {
+                        cache.insert(&format!("{w}-{i}"), link(i));
+                        assert!(cache.len() <= 500);
+                    }
+                });
+            }
+        });
+        assert!(cache.len() <= 500);
+        assert!(cache.len() > 400, "{}", cache.len());
+        assert_eq!(cache.len(), indexed(&cache));
     }
 
     #[test]
@@ -254,8 +865,11 @@ mod tests {
         go.invalidate_code("code1");
         assert!(go.get("https://a.test/1", |_, _| ()).is_none());
         assert_eq!(
-            go.get("https://a.test/2", |c, l| (c.to_owned(), l.id)),
-            Some(("code2".to_owned(), 2))
+            go.get("https://a.test/2", |c, l| (
+                c.to_owned(),
+                CachedLink::from(l)
+            )),
+            Some(("code2".to_owned(), link(2)))
         );
     }
 }

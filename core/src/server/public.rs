@@ -13,7 +13,7 @@ use tracing::{debug, error, warn};
 
 use super::redirect::{Resolution, resolve};
 use super::{App, Body, json_error, text};
-use crate::cache::{CachedLink, Lookup};
+use crate::cache::{CachedLink, LinkRef, Lookup};
 use crate::classify::{classify, country, referrer_host};
 use crate::click::ClickId;
 use crate::error::ErrorCode;
@@ -83,7 +83,7 @@ async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bo
                 Ok(Ok(Some(link))) => {
                     let cached =
                         CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
-                    let response = respond(app, req, &cached);
+                    let response = respond(app, req, cached.as_ref());
                     app.cache.insert(code, cached);
                     response
                 }
@@ -135,7 +135,7 @@ fn now_ms() -> i64 {
 }
 
 /// Answers the redirect for a resolved link and records the click.
-fn respond(app: &App, req: &Request<Incoming>, link: &CachedLink) -> Response<Body> {
+fn respond(app: &App, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Body> {
     let headers = req.headers();
     let visitor = classify(
         req.method() == Method::HEAD,
@@ -292,7 +292,7 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
         }
     };
     let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
-    let response = respond(app, req, &cached);
+    let response = respond(app, req, cached.as_ref());
     app.go.insert(&key, &link.code, cached.clone());
     app.cache.insert(&link.code, cached);
     response

@@ -1,7 +1,7 @@
 //! Redirect resolution: a pure function of the request's classification and
 //! the link, with no I/O, tested case by case.
 
-use crate::cache::CachedLink;
+use crate::cache::LinkRef;
 use crate::classify::Visitor;
 use crate::click::ClickId;
 
@@ -23,7 +23,7 @@ pub enum Resolution {
 /// Resolves a request for `link`. `mint` is called only for a human visitor,
 /// so bots never consume click IDs. Visitor query parameters play no part:
 /// they can never override the affiliate tag or the sub-ID.
-pub fn resolve(link: &CachedLink, visitor: Visitor, mint: impl FnOnce() -> ClickId) -> Resolution {
+pub fn resolve(link: LinkRef<'_>, visitor: Visitor, mint: impl FnOnce() -> ClickId) -> Resolution {
     if link.disabled {
         return Resolution::Gone;
     }
@@ -40,6 +40,7 @@ pub fn resolve(link: &CachedLink, visitor: Visitor, mint: impl FnOnce() -> Click
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::CachedLink;
     use crate::classify::UaClass;
     use crate::click::ClickIdGenerator;
 
@@ -64,7 +65,8 @@ mod tests {
             "",
             false,
         );
-        let Resolution::Redirect { location, click_id } = resolve(&l, HUMAN, || ids.next_id())
+        let Resolution::Redirect { location, click_id } =
+            resolve(l.as_ref(), HUMAN, || ids.next_id())
         else {
             panic!("expected a redirect");
         };
@@ -79,7 +81,8 @@ mod tests {
     fn slot_in_the_middle_keeps_the_suffix() {
         let ids = ClickIdGenerator::new(0);
         let l = link("https://cj.test/sid/", "/https://store.example/x", false);
-        let Resolution::Redirect { location, click_id } = resolve(&l, HUMAN, || ids.next_id())
+        let Resolution::Redirect { location, click_id } =
+            resolve(l.as_ref(), HUMAN, || ids.next_id())
         else {
             panic!("expected a redirect");
         };
@@ -95,7 +98,7 @@ mod tests {
     #[test]
     fn bot_is_redirected_without_minting_a_click_id() {
         let l = link("https://t.test/?sub=", "&x=1", false);
-        let r = resolve(&l, BOT, || panic!("a bot must not mint a click ID"));
+        let r = resolve(l.as_ref(), BOT, || panic!("a bot must not mint a click ID"));
         assert_eq!(
             r,
             Resolution::Redirect {
@@ -108,7 +111,13 @@ mod tests {
     #[test]
     fn disabled_link_is_gone_for_everyone() {
         let l = link("https://t.test/?sub=", "", true);
-        assert_eq!(resolve(&l, HUMAN, || panic!("no mint")), Resolution::Gone);
-        assert_eq!(resolve(&l, BOT, || panic!("no mint")), Resolution::Gone);
+        assert_eq!(
+            resolve(l.as_ref(), HUMAN, || panic!("no mint")),
+            Resolution::Gone
+        );
+        assert_eq!(
+            resolve(l.as_ref(), BOT, || panic!("no mint")),
+            Resolution::Gone
+        );
     }
 }
