@@ -11,7 +11,7 @@ pub mod redirect;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -265,6 +265,12 @@ impl Server {
             .header_read_timeout(s.header_read_timeout)
             .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
+        // The public host enforces the header-read timeout per connection
+        // (see `Progress`), not with hyper's timer, which arms and clears a
+        // tokio timer on every request.
+        let mut public_builder = auto::Builder::new(TokioExecutor::new());
+        public_builder.http1().keep_alive(true);
+        public_builder.http2().timer(TokioTimer::new());
 
         let public_svc = {
             let handler_app = Arc::clone(&app);
@@ -308,11 +314,21 @@ impl Server {
             tokio::select! {
                 accepted = public.accept() => {
                     if let Some(stream) = accepted_stream(accepted, "public").await {
-                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(public_svc.clone()));
+                        let progress = Arc::new(Progress::default());
+                        let svc = ServiceBuilder::new()
+                            .layer(ProgressLayer(Arc::clone(&progress)))
+                            .service(public_svc.clone());
+                        let conn = public_builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
                         let conn = graceful.watch(conn.into_owned());
+                        let period = s.header_read_timeout;
                         tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                debug!(error = %e, "public connection ended with an error");
+                            tokio::select! {
+                                ended = conn => if let Err(e) = ended {
+                                    debug!(error = %e, "public connection ended with an error");
+                                },
+                                () = progress.stalled(period) => {
+                                    debug!("closing a public connection that sent no request head in time");
+                                }
                             }
                         });
                     }
@@ -352,6 +368,86 @@ impl Server {
             error!("click log shutdown panicked");
         }
         info!("stopped");
+    }
+}
+
+/// Requests started and finished on one public connection, for its
+/// header-read watchdog. Only that connection's tasks write it, so the
+/// counters cost no contended cache line.
+#[derive(Debug, Default)]
+struct Progress {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Progress {
+    /// Resolves once a whole `period` went by with no request in flight and
+    /// no request head received: the client is idle, or too slow to send its
+    /// headers. The connection is then closed, so a connection stays open
+    /// without sending a request head for at least `period` and at most
+    /// twice that. One timer per connection per period, none per request.
+    async fn stalled(&self, period: Duration) {
+        let mut seen = u64::MAX;
+        loop {
+            tokio::time::sleep(period).await;
+            let started = self.started.load(Ordering::Acquire);
+            let idle = started == self.finished.load(Ordering::Acquire);
+            if idle && started == seen {
+                return;
+            }
+            seen = started;
+        }
+    }
+}
+
+/// Counts a connection's requests into its [`Progress`].
+#[derive(Debug, Clone)]
+struct ProgressLayer(Arc<Progress>);
+
+impl<S> tower::Layer<S> for ProgressLayer {
+    type Service = ProgressService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ProgressService {
+            inner,
+            progress: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// See [`ProgressLayer`].
+#[derive(Debug, Clone)]
+struct ProgressService<S> {
+    inner: S,
+    progress: Arc<Progress>,
+}
+
+impl<S, Req> Service<Req> for ProgressService<S>
+where
+    S: Service<Req>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.progress.started.fetch_add(1, Ordering::AcqRel);
+        let fut = self.inner.call(req);
+        let progress = Arc::clone(&self.progress);
+        Box::pin(async move {
+            let out = fut.await;
+            progress.finished.fetch_add(1, Ordering::AcqRel);
+            out
+        })
     }
 }
 
