@@ -309,7 +309,43 @@ pub fn classify(is_head: bool, user_agent: Option<&[u8]>) -> Visitor {
     }
 }
 
+/// Slots in each thread's memo of recent User-Agents (a power of two).
+const MEMO_SLOTS: usize = 64;
+
+/// A direct-mapped memo of User-Agent → class, one per thread. Real traffic
+/// repeats a few UA strings (browsers send the same reduced UA), so most
+/// clicks skip the scan: a hash and one comparison. A collision or a new UA
+/// only costs the scan it would have cost anyway, plus one small allocation;
+/// memory is bounded by `MEMO_SLOTS` × [`MAX_USER_AGENT_LEN`] per thread.
+struct Memo {
+    slots: Vec<Option<(Box<[u8]>, UaClass)>>,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::new(Memo {
+        slots: vec![None; MEMO_SLOTS],
+    });
+}
+
 fn user_agent_class(ua: &[u8]) -> UaClass {
+    use std::hash::BuildHasher;
+    let slot = foldhash::fast::FixedState::with_seed(0x6c77).hash_one(ua) as usize % MEMO_SLOTS;
+    let memoised = MEMO.try_with(|memo| {
+        let mut memo = memo.borrow_mut();
+        match &memo.slots[slot] {
+            Some((seen, class)) if **seen == *ua => *class,
+            _ => {
+                let class = scan(ua);
+                memo.slots[slot] = Some((ua.into(), class));
+                class
+            }
+        }
+    });
+    // Thread-locals are gone only while a thread exits.
+    memoised.unwrap_or_else(|_| scan(ua))
+}
+
+fn scan(ua: &[u8]) -> UaClass {
     let Some(scanner) = SCANNER.as_ref() else {
         // The automaton is built from constants and cannot fail to build;
         // should it ever, nobody loses a sub-ID over it.
@@ -652,6 +688,34 @@ mod tests {
         for &(ua, want) in HUMANS {
             assert_eq!(classify(false, Some(ua.as_bytes())), want, "{ua}");
         }
+    }
+
+    #[test]
+    fn the_per_thread_memo_answers_what_the_scan_answers() {
+        // More UAs than memo slots, visited three times in different orders,
+        // so slots are hit, missed and overwritten by colliding UAs.
+        let uas: Vec<&str> = HUMANS
+            .iter()
+            .map(|(ua, _)| *ua)
+            .chain(BOTS.iter().copied())
+            .collect();
+        assert!(uas.len() > MEMO_SLOTS);
+        for round in 0..3 {
+            for i in 0..uas.len() {
+                let ua = uas[(i * (round * 2 + 1)) % uas.len()];
+                let bytes = ua.as_bytes();
+                assert_eq!(user_agent_class(bytes), scan(bytes), "round {round}: {ua}");
+            }
+        }
+        // A UA that differs from a memoised one only in its last byte.
+        let a =
+            b"Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148 Googlebot/2.1";
+        let mut b = a.to_vec();
+        if let Some(last) = b.last_mut() {
+            *last = b'X';
+        }
+        assert_eq!(user_agent_class(a), UaClass::Bot);
+        assert_eq!(user_agent_class(&b), scan(&b));
     }
 
     #[test]
