@@ -1006,22 +1006,19 @@ pub fn spawn(app: Arc<App>, id: String) {
     });
 }
 
-/// Resumes, in the background, every job that has not ended (after a
-/// restart). Must be called inside a tokio runtime.
+/// Resumes, in the background, every job the previous run left unfinished
+/// (listed by `App::new`; once). Must be called inside a tokio runtime.
 pub fn resume(app: Arc<App>) {
-    tokio::spawn(async move {
-        match blocking(&app, |db| unfinished(db).map_err(JobError::from)).await {
-            Ok(ids) => {
-                for id in ids {
-                    info!(job_id = %id, "resuming bulk job");
-                    spawn(Arc::clone(&app), id);
-                }
-            }
-            Err(e) => {
-                error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start")
-            }
-        }
-    });
+    let ids = std::mem::take(
+        &mut *app
+            .interrupted_jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for id in ids {
+        info!(job_id = %id, "resuming bulk job");
+        spawn(Arc::clone(&app), id);
+    }
 }
 
 // ---------------------------------------------------------------------------

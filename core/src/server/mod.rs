@@ -105,12 +105,20 @@ pub struct App {
     pub(crate) store_timeout: Duration,
     /// Hosts bulk-job webhooks may call.
     pub(crate) webhook_hosts: Vec<String>,
+    /// Bulk jobs left unfinished by the previous run, listed when the store
+    /// was opened (before the listeners are announced, so a job queued
+    /// after that is this run's, not one to resume); `run` resumes them.
+    pub(crate) interrupted_jobs: std::sync::Mutex<Vec<String>>,
 }
 
 impl App {
     /// Opens the store, restores the click ID state and starts the click log.
     pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, ServeError> {
         let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
+        let interrupted_jobs = crate::jobs::unfinished(&db).unwrap_or_else(|e| {
+            error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
+            Vec::new()
+        });
         let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
@@ -155,6 +163,7 @@ impl App {
             configured_base: s.public_base_url.clone(),
             store_timeout: s.request_timeout,
             webhook_hosts: config.api.webhook_hosts.clone(),
+            interrupted_jobs: std::sync::Mutex::new(interrupted_jobs),
         })
     }
 
