@@ -24,6 +24,7 @@ pub mod money;
 pub mod plugin;
 pub mod reports;
 pub mod server;
+pub mod shard;
 pub mod store;
 pub mod template;
 
