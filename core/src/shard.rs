@@ -67,6 +67,13 @@ impl<T> Sharded<T> {
         &self.shards[index()]
     }
 
+    /// Shard `i` (an index from [`index`]), for an update that must undo
+    /// one made earlier, possibly on another thread.
+    #[inline]
+    pub fn get(&self, i: usize) -> &T {
+        &self.shards[i % SHARDS]
+    }
+
     /// Every shard, for readers that sum or drain them.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.shards.iter().map(|p| &p.0)
@@ -95,7 +102,11 @@ mod tests {
         let total: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         assert_eq!(total, (SHARDS as u64 + 4) * 1000);
         assert!(
-            counts.iter().filter(|c| c.load(Ordering::Relaxed) > 0).count() > 1,
+            counts
+                .iter()
+                .filter(|c| c.load(Ordering::Relaxed) > 0)
+                .count()
+                > 1,
             "threads are spread over shards"
         );
         assert_eq!(std::mem::align_of::<Padded<u8>>(), 128);

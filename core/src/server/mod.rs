@@ -5,6 +5,7 @@
 //! Shutdown stops accepting, lets in-flight requests finish within the grace
 //! period (and says so when the deadline runs out), then drains the click log.
 
+mod admission;
 mod public;
 pub mod redirect;
 
@@ -93,6 +94,8 @@ pub struct App {
     pub clicklog: ClickLog,
     /// Metric handles.
     pub metrics: Arc<Metrics>,
+    /// The public host's concurrency limit.
+    pub(crate) admission: admission::Admission,
     /// How conversion reports are read (`[conversions]`).
     pub conversions: Arc<crate::conversions::ConversionsConfig>,
     prometheus: PrometheusHandle,
@@ -151,6 +154,7 @@ impl App {
             ids,
             clicklog,
             metrics,
+            admission: admission::Admission::new(s.max_concurrent_requests),
             conversions: Arc::new(config.conversions.clone()),
             prometheus,
             redirect_status: StatusCode::from_u16(s.redirect_status).unwrap_or(StatusCode::FOUND),
@@ -281,16 +285,6 @@ impl Server {
         public_builder.http1().keep_alive(true);
         public_builder.http2().timer(TokioTimer::new());
 
-        let public_svc = {
-            let handler_app = Arc::clone(&app);
-            stack(
-                tower::service_fn(move |req| public::handle(Arc::clone(&handler_app), req)),
-                s.max_concurrent_requests,
-                None,
-                Arc::clone(&app.metrics),
-                false,
-            )
-        };
         let admin_svc = {
             stack(
                 crate::api::router(Arc::clone(&app)),
@@ -323,19 +317,25 @@ impl Server {
             tokio::select! {
                 accepted = public.accept() => {
                     if let Some(stream) = accepted_stream(accepted, "public").await {
-                        let progress = Arc::new(Progress::default());
-                        let svc = ServiceBuilder::new()
-                            .layer(ProgressLayer(Arc::clone(&progress)))
-                            .service(public_svc.clone());
-                        let conn = public_builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-                        let conn = graceful.watch(conn.into_owned());
+                        let conn = Arc::new(Conn {
+                            app: Arc::clone(&app),
+                            started: AtomicU64::new(0),
+                            finished: AtomicU64::new(0),
+                        });
+                        let handler = {
+                            let conn = Arc::clone(&conn);
+                            tower::service_fn(move |req| public::handle(Arc::clone(&conn), req))
+                        };
+                        let svc = admission::Admitted::new(handler, Arc::clone(&conn));
+                        let served = public_builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+                        let served = graceful.watch(served.into_owned());
                         let period = s.header_read_timeout;
                         tokio::spawn(async move {
                             tokio::select! {
-                                ended = conn => if let Err(e) = ended {
+                                ended = served => if let Err(e) = ended {
                                     debug!(error = %e, "public connection ended with an error");
                                 },
-                                () = progress.stalled(period) => {
+                                () = conn.stalled(period) => {
                                     debug!("closing a public connection that sent no request head in time");
                                 }
                             }
@@ -380,16 +380,18 @@ impl Server {
     }
 }
 
-/// Requests started and finished on one public connection, for its
-/// header-read watchdog. Only that connection's tasks write it, so the
-/// counters cost no contended cache line.
-#[derive(Debug, Default)]
-struct Progress {
+/// One public-host connection: what its requests need, and how many it has
+/// started and finished (for its header-read watchdog). Only that
+/// connection's tasks touch it, so its counters and reference count sit on
+/// no cache line another core writes.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) app: Arc<App>,
     started: AtomicU64,
     finished: AtomicU64,
 }
 
-impl Progress {
+impl Conn {
     /// Resolves once a whole `period` went by with no request in flight and
     /// no request head received: the client is idle, or too slow to send its
     /// headers. The connection is then closed, so a connection stays open
@@ -406,57 +408,6 @@ impl Progress {
             }
             seen = started;
         }
-    }
-}
-
-/// Counts a connection's requests into its [`Progress`].
-#[derive(Debug, Clone)]
-struct ProgressLayer(Arc<Progress>);
-
-impl<S> tower::Layer<S> for ProgressLayer {
-    type Service = ProgressService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        ProgressService {
-            inner,
-            progress: Arc::clone(&self.0),
-        }
-    }
-}
-
-/// See [`ProgressLayer`].
-#[derive(Debug, Clone)]
-struct ProgressService<S> {
-    inner: S,
-    progress: Arc<Progress>,
-}
-
-impl<S, Req> Service<Req> for ProgressService<S>
-where
-    S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        self.progress.started.fetch_add(1, Ordering::AcqRel);
-        let fut = self.inner.call(req);
-        let progress = Arc::clone(&self.progress);
-        Box::pin(async move {
-            let out = fut.await;
-            progress.finished.fetch_add(1, Ordering::AcqRel);
-            out
-        })
     }
 }
 

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tracing::{debug, error, warn};
 
 use super::redirect::{Resolution, resolve};
-use super::{App, Body, json_error, text};
+use super::{App, Body, Conn, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
 use crate::classify::{classify, country, referrer_host};
 use crate::click::ClickId;
@@ -25,18 +25,19 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
 /// Routes a public-host request.
 pub(super) async fn handle(
-    app: Arc<App>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let app = &conn.app;
     let started = Instant::now();
     let (route, response) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(&app, &req).await),
+        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(app, &req).await),
         (&Method::GET | &Method::HEAD, "/robots.txt") => (
             Route::Other,
             text(StatusCode::OK, "User-agent: *\nDisallow: /\n"),
         ),
         (&Method::GET | &Method::HEAD, path) => {
-            (Route::Redirect, redirect(&app, &req, &path[1..]).await)
+            (Route::Redirect, redirect(app, &req, &path[1..]).await)
         }
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
