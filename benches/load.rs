@@ -580,6 +580,9 @@ fn start_linkwright(tmp: &TempDir) -> Result<Linkwright> {
 struct Measurement {
     wrk: WrkResult,
     cpu_us_per_request: f64,
+    /// Of `cpu_us_per_request`, what linkwright's click-log writer thread
+    /// took (none for the bare server).
+    writer_us_per_request: Option<f64>,
     /// Where the machine's CPU time went during the run, in cores (CPU
     /// seconds per wall second): the server, wrk, everything else.
     server_cores: f64,
@@ -597,18 +600,24 @@ fn measure(server: &Server, settings: &Settings, url: &str) -> Result<Measuremen
     let machine_before = machine_cpu_ticks()?;
     let wrk_before = children_cpu_secs();
     let before = proc_cpu_ticks(pid)?;
+    let writer_before = thread_cpu_ticks(pid, WRITER_THREAD);
     let start = Instant::now();
     let wrk = run_wrk(&settings.wrk_args(settings.secs, url))?;
     let wall = start.elapsed().as_secs_f64();
     let after = proc_cpu_ticks(pid)?;
+    let writer_after = thread_cpu_ticks(pid, WRITER_THREAD);
     let wrk_secs = children_cpu_secs() - wrk_before;
     let machine_after = machine_cpu_ticks()?;
 
     let server_secs = after.saturating_sub(before) as f64 * tick;
     let busy_secs = machine_after.busy.saturating_sub(machine_before.busy) as f64 * tick;
     let steal_secs = machine_after.steal.saturating_sub(machine_before.steal) as f64 * tick;
+    let per_request = |secs: f64| secs * 1e6 / wrk.requests.max(1) as f64;
     Ok(Measurement {
-        cpu_us_per_request: server_secs * 1e6 / wrk.requests.max(1) as f64,
+        cpu_us_per_request: per_request(server_secs),
+        writer_us_per_request: writer_before
+            .zip(writer_after)
+            .map(|(b, a)| per_request(a.saturating_sub(b) as f64 * tick)),
         wrk,
         server_cores: server_secs / wall,
         wrk_cores: wrk_secs / wall,
@@ -662,10 +671,34 @@ fn children_cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// The name (as `/proc/PID/task/TID/comm` shows it, cut to 15 bytes) of
+/// linkwright's click-log writer thread.
+const WRITER_THREAD: &str = "click-log-write";
+
+/// utime + stime of the threads of `pid` named `name`, in clock ticks; none
+/// if it has no such thread.
+fn thread_cpu_ticks(pid: u32, name: &str) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            let ticks = stat_cpu_ticks(&task.path().join("stat")).ok()?;
+            *total.get_or_insert(0) += ticks;
+        }
+    }
+    total
+}
+
 /// utime + stime of a process (all its threads), in clock ticks.
 fn proc_cpu_ticks(pid: u32) -> Result<u64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    stat_cpu_ticks(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// utime + stime from a `/proc` `stat` file, in clock ticks.
+fn stat_cpu_ticks(path: &Path) -> Result<u64> {
+    let path = path.display();
+    let stat = fs::read_to_string(path.to_string()).with_context(|| format!("read {path}"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count
     // from after the last ')'. Field 3 (state) is then index 0, so utime
     // (field 14) is index 11 and stime (field 15) index 12.
@@ -881,6 +914,7 @@ struct Best {
     p50_us: f64,
     p99_us: f64,
     cpu_us_per_request: f64,
+    writer_us_per_request: Option<f64>,
     bad_status: u64,
     socket_errors: u64,
 }
@@ -895,6 +929,10 @@ fn best(runs: &[Measurement]) -> Best {
         p50_us: min(|m| m.wrk.p50_us),
         p99_us: min(|m| m.wrk.p99_us),
         cpu_us_per_request: min(|m| m.cpu_us_per_request),
+        writer_us_per_request: runs
+            .iter()
+            .filter_map(|m| m.writer_us_per_request)
+            .reduce(f64::min),
         bad_status: runs.iter().map(|m| m.wrk.bad_status).sum(),
         socket_errors: runs.iter().map(|m| m.wrk.socket_errors).sum(),
     }
@@ -954,6 +992,13 @@ impl Report {
                 m.cpu_us_per_request,
                 m.bad_status,
                 m.socket_errors
+            );
+        }
+
+        if let Some(writer) = lw.writer_us_per_request {
+            let _ = writeln!(
+                w,
+                "\nOf linkwright's server CPU, its click-log writer thread (SQLite inserts) took {writer:.2} µs per request."
             );
         }
 
@@ -1017,20 +1062,22 @@ impl Report {
         );
         let _ = writeln!(
             w,
-            "\n| round | server | requests/s | p50 | p99 | CPU µs/request | server CPU | wrk CPU | other processes | steal |"
+            "\n| round | server | requests/s | p50 | p99 | CPU µs/request | of which click-log writer | server CPU | wrk CPU | other processes | steal |"
         );
-        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let mut disturbed = 0.0_f64;
         for (i, (b, l)) in self.bare_runs.iter().zip(&self.lw_runs).enumerate() {
             for (name, m) in [("bare", b), ("linkwright", l)] {
                 let _ = writeln!(
                     w,
-                    "| {} | {name} | {:.0} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {name} | {:.0} | {} | {} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
                     i + 1,
                     m.wrk.requests_per_sec,
                     fmt_us(m.wrk.p50_us),
                     fmt_us(m.wrk.p99_us),
                     m.cpu_us_per_request,
+                    m.writer_us_per_request
+                        .map_or_else(|| "–".to_owned(), |v| format!("{v:.2}")),
                     m.server_cores,
                     m.wrk_cores,
                     m.other_cores,

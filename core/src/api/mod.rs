@@ -118,8 +118,7 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         _ => Route::Other,
     };
     let response = next.run(req).await;
-    app.metrics
-        .request_duration(true, route, started.elapsed().as_secs_f64());
+    app.metrics.request_duration(true, route, started.elapsed());
     response
 }
 

@@ -186,7 +186,10 @@ impl App {
         self.metrics
             .queue_depth
             .set(self.clicklog.depth().max(0) as f64);
-        self.prometheus.render()
+        self.metrics.fold();
+        let mut text = self.prometheus.render();
+        self.metrics.render_durations(&mut text);
+        text
     }
 
     /// Drops a link from every cache of this instance (after it changed).

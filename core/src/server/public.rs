@@ -47,8 +47,7 @@ pub(super) async fn handle(
         }
     };
     let elapsed = started.elapsed();
-    app.metrics
-        .request_duration(false, route, elapsed.as_secs_f64());
+    app.metrics.request_duration(false, route, elapsed);
     debug!(
         method = %req.method(),
         path = req.uri().path(),
