@@ -37,6 +37,14 @@
 //!   time), as the dashmap version did: no per-hit bookkeeping on the hot
 //!   path, amortised O(1) per insert.
 //!
+//! * **A memo per thread.** Each thread keeps copies of up to 32 links it
+//!   served lately (a link is copied in when it is looked up twice in a row
+//!   through the same memo slot), checked before the shard lock. A shard's
+//!   read lock is a write to a cache line: on a link that both cores serve,
+//!   they trade that line on every request; a memo hit writes nothing
+//!   shared. Copies are tagged with a generation that every insert and
+//!   invalidation bumps, so a changed link is never served from a memo.
+//!
 //! At a million 72-byte links (7-byte code, 65-byte template) this takes
 //! about 90 bytes a link, against about 200 for a dashmap of boxed templates
 //! (see `benches/cache.rs`).
@@ -54,8 +62,11 @@
 mod arena;
 mod index;
 
+use crate::shard::Padded;
+
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use compact_str::CompactString;
@@ -303,6 +314,44 @@ struct Links {
     shedding: Mutex<()>,
     /// Times the cache was full; also rotates the shard shedding starts at.
     evictions: AtomicUsize,
+    /// Bumped after every change to a link's content (insert, invalidate);
+    /// a thread's memo entries are good only for the generation they were
+    /// taken in. On its own cache line: it is read on every hit and written
+    /// only when links change.
+    generation: Padded<AtomicU64>,
+    /// Tells this cache's memo entries from another cache's.
+    instance: u64,
+}
+
+/// Slots of a thread's memo of links it served lately.
+const MEMO_SLOTS: usize = 32;
+
+/// A memo slot: a link this thread served twice in a row from this slot,
+/// copied out of the cache.
+#[derive(Debug)]
+struct MemoEntry {
+    instance: u64,
+    generation: u64,
+    hash: u64,
+    code: Box<str>,
+    link: CachedLink,
+}
+
+/// A slot of the memo: the entry, and the hash of the last code looked up
+/// through it that missed (a code is copied in when it misses twice in a
+/// row, so traffic spread over many links does not copy on every hit).
+#[derive(Debug, Default)]
+struct MemoSlot {
+    entry: Option<MemoEntry>,
+    candidate: u64,
+}
+
+thread_local! {
+    /// Every thread's own memo: a hit costs no lock and no write to memory
+    /// another core reads, where a hit in the cache takes its shard's read
+    /// lock, which on a link both cores serve is a cache line they trade on
+    /// every request.
+    static MEMO: RefCell<Vec<MemoSlot>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Links {
@@ -314,7 +363,17 @@ impl Links {
             max,
             shedding: Mutex::new(()),
             evictions: AtomicUsize::new(0),
+            generation: Padded(AtomicU64::new(0)),
+            instance: {
+                static INSTANCES: AtomicU64 = AtomicU64::new(0);
+                INSTANCES.fetch_add(1, Ordering::Relaxed)
+            },
         }
+    }
+
+    /// A link's content changed: every memo entry taken before is stale.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn hash(&self, code: &str) -> u64 {
@@ -327,10 +386,67 @@ impl Links {
 
     fn get<R>(&self, code: &str, f: impl FnOnce(LinkRef<'_>) -> R) -> Option<R> {
         let hash = self.hash(code);
+        // Read before the lookup: a change after this makes a copy taken
+        // below stale, never current.
+        let generation = self.generation.load(Ordering::Acquire);
+        let slot = hash as usize % MEMO_SLOTS;
+        let mut f = Some(f);
+        let memo_hit = MEMO
+            .try_with(|memo| {
+                // Not re-entered (`f` may not touch this cache), but a
+                // failed borrow only means no memo.
+                let memo = memo.try_borrow().ok()?;
+                let entry = memo.get(slot)?.entry.as_ref()?;
+                let fresh = entry.instance == self.instance
+                    && entry.generation == generation
+                    && entry.hash == hash
+                    && &*entry.code == code;
+                fresh.then(|| f.take().map(|f| f(entry.link.as_ref())))?
+            })
+            .ok()
+            .flatten();
+        if memo_hit.is_some() {
+            return memo_hit;
+        }
+        let f = f?;
         let shard = read(self.shard(hash));
         let loc = shard.find(hash, code)?;
         let link = shard.arena.link(loc)?;
+        self.remember(slot, hash, generation, code, link);
         Some(f(link))
+    }
+
+    /// Copies a link into this thread's memo slot if the slot's last miss
+    /// was the same code.
+    fn remember(&self, slot: usize, hash: u64, generation: u64, code: &str, link: LinkRef<'_>) {
+        let _ = MEMO.try_with(|memo| {
+            let Ok(mut memo) = memo.try_borrow_mut() else {
+                return;
+            };
+            if memo.is_empty() {
+                memo.resize_with(MEMO_SLOTS, MemoSlot::default);
+            }
+            let Some(s) = memo.get_mut(slot) else {
+                return;
+            };
+            if s.candidate != hash {
+                s.candidate = hash;
+                return;
+            }
+            s.entry = Some(MemoEntry {
+                instance: self.instance,
+                generation,
+                hash,
+                code: code.into(),
+                link: CachedLink::new(
+                    link.id,
+                    link.prefix(),
+                    link.suffix(),
+                    link.disabled,
+                    link.provider,
+                ),
+            });
+        });
     }
 
     fn insert(&self, code: &str, link: LinkRef<'_>) {
@@ -342,6 +458,7 @@ impl Links {
                 if shard.remove(hash, code) || self.try_reserve() {
                     let counted = shard.index.len() + 1;
                     shard.add(&self.state, hash, code, link);
+                    self.changed();
                     shard.maybe_compact(&self.state);
                     // Normally 0: the count stays exact if a record could
                     // not be stored.
@@ -363,6 +480,9 @@ impl Links {
         let hash = self.hash(code);
         let mut shard = write(self.shard(hash));
         let before = shard.index.len();
+        // Even if the code is not cached (evicted): a thread's memo may
+        // still hold it.
+        self.changed();
         if shard.remove(hash, code) {
             shard.maybe_compact(&self.state);
             self.len
@@ -471,8 +591,9 @@ impl LinkCache {
     }
 
     /// Looks a code up and, on a hit, runs `f` on the link while its shard
-    /// is read-locked (so `f` must not touch this cache). A hit allocates
-    /// nothing.
+    /// is read-locked or the thread's memo borrowed (so `f` must not touch
+    /// this cache). A hit allocates nothing, except when it copies a link
+    /// into the memo.
     pub fn get<R>(&self, code: &str, f: impl FnOnce(LinkRef<'_>) -> R) -> Lookup<R> {
         if let Some(r) = self.links.get(code, f) {
             return Lookup::Hit(r);
@@ -560,6 +681,70 @@ mod tests {
 
     fn owned(cache: &LinkCache, code: &str) -> Lookup<CachedLink> {
         cache.get(code, |l| CachedLink::from(l))
+    }
+
+    /// Whether this thread's memo holds `code` for `cache`.
+    fn memoized(cache: &LinkCache, code: &str) -> bool {
+        MEMO.with_borrow(|memo| {
+            memo.iter().any(|s| {
+                s.entry
+                    .as_ref()
+                    .is_some_and(|e| e.instance == cache.links.instance && &*e.code == code)
+            })
+        })
+    }
+
+    #[test]
+    fn a_link_looked_up_twice_is_served_from_the_memo_until_it_changes() {
+        let cache = LinkCache::new(100, 10);
+        cache.insert(
+            "hot",
+            CachedLink::new(1, "https://a.test/?s=", "", false, 0),
+        );
+        assert_eq!(id_of(&cache, "hot"), Lookup::Hit(1));
+        assert!(!memoized(&cache, "hot"), "one lookup copies nothing");
+        assert_eq!(id_of(&cache, "hot"), Lookup::Hit(1));
+        assert!(memoized(&cache, "hot"), "the second one does");
+        // A new template for the code: the memo copy is stale at once.
+        cache.insert(
+            "hot",
+            CachedLink::new(1, "https://b.test/?s=", "", false, 0),
+        );
+        let prefix = |c: &LinkCache| c.get("hot", |l| l.prefix().to_owned());
+        assert_eq!(prefix(&cache), Lookup::Hit("https://b.test/?s=".into()));
+        assert_eq!(prefix(&cache), Lookup::Hit("https://b.test/?s=".into()));
+        assert!(memoized(&cache, "hot"));
+        // Disabled (invalidated, then stored again as disabled).
+        cache.invalidate("hot");
+        assert_eq!(id_of(&cache, "hot"), Lookup::Unknown);
+        cache.insert("hot", CachedLink::new(1, "https://b.test/?s=", "", true, 0));
+        assert_eq!(cache.get("hot", |l| l.disabled), Lookup::Hit(true));
+    }
+
+    #[test]
+    fn an_evicted_link_invalidated_later_is_not_served_from_the_memo() {
+        let cache = LinkCache::new(100, 10);
+        cache.insert("x", link(7));
+        assert_eq!(id_of(&cache, "x"), Lookup::Hit(7));
+        assert_eq!(id_of(&cache, "x"), Lookup::Hit(7));
+        assert!(memoized(&cache, "x"));
+        // Dropped from the shards (as eviction does), then changed.
+        let hash = cache.links.hash("x");
+        assert!(write(cache.links.shard(hash)).remove(hash, "x"));
+        cache.invalidate("x");
+        assert_eq!(id_of(&cache, "x"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn memo_entries_of_one_cache_are_never_served_by_another() {
+        let (a, b) = (LinkCache::new(10, 10), LinkCache::new(10, 10));
+        a.insert("same", link(1));
+        b.insert("same", link(2));
+        for _ in 0..3 {
+            assert_eq!(id_of(&a, "same"), Lookup::Hit(1));
+            assert_eq!(id_of(&b, "same"), Lookup::Hit(2));
+        }
+        assert_eq!(id_of(&LinkCache::new(10, 10), "same"), Lookup::Unknown);
     }
 
     /// Links stored in the shards' indexes (not the counter).
