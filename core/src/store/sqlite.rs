@@ -167,12 +167,16 @@ fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn open(path: &Path) -> Result<Connection, StoreError> {
+fn open(path: &Path, foreign_keys: bool) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "foreign_keys",
+        if foreign_keys { "ON" } else { "OFF" },
+    )?;
     Ok(conn)
 }
 
@@ -202,9 +206,19 @@ impl SqliteStore {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let mut links = open(&path)?;
+        let mut links = open(&path, true)?;
         migrate(&mut links)?;
-        let clicks = open(&path)?;
+        // The clicks connection does without foreign key checks: with them,
+        // every click row costs a lookup of its `link_id` in `links`, and
+        // that check can never fail. A click names a link the redirect just
+        // read from this store (committed before any command or API call
+        // answered), and links are never removed: deleting one only sets
+        // `deleted_ms`, so its clicks stay valid for reports. This
+        // connection writes only `clicks`, `click_rollup` (no foreign keys)
+        // and `meta`; the links connection keeps the checks for everything
+        // else. Measured with `benches/clicklog.rs`: about 15% of the cost
+        // per click.
+        let clicks = open(&path, false)?;
         Ok(SqliteStore {
             path,
             links: Mutex::new(links),
