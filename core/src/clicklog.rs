@@ -1,46 +1,94 @@
-//! The click log: redirects hand click events to a bounded queue and never
-//! wait; a background thread writes them to the store in batched
+//! The click log: redirects hand click events to per-thread buffers and
+//! never wait; a background thread writes them to the store in batched
 //! transactions.
 //!
-//! The writer wakes every flush interval (or when told to stop), drains the
-//! queue, and writes what it found in transactions of at most `batch_size`
-//! events. Producers never wake it, so a redirect costs one lock-free queue
-//! push and no system call. A full queue drops the event and counts it
-//! (`linkwright_clicklog_dropped_total`).
+//! Each thread appends to its own shard ([`crate::shard`]): a `Vec` behind a
+//! mutex that only that thread and, once per flush interval, the writer
+//! touch. A redirect costs an uncontended lock and a push: no atomic on a
+//! cache line another core writes, no system call, no wait for disk.
+//! Producers never wake the writer. It wakes every flush interval, takes each
+//! shard's events by swapping in an empty buffer (buffers are recycled, so
+//! the steady state allocates nothing), and writes them in transactions of
+//! at most `batch_size` events. Events of different threads interleave in
+//! the table; each row carries its own time and click ID.
+//!
+//! Bound: each shard holds at most `ceil(queue_capacity / SHARDS)` events,
+//! so all of them together hold at most `queue_capacity` (rounded up to a
+//! multiple of [`SHARDS`]). A thread whose shard is full drops the event and
+//! counts it (`linkwright_clicklog_dropped_total`), even if other shards
+//! have room: with few busy threads (the redirect host runs one per core),
+//! what they can buffer between two flushes is their shards' share only.
 //!
 //! Durability: a clean shutdown ([`ClickLog::shutdown`], on SIGTERM/SIGINT)
-//! drains the whole queue, so no click is lost. A crash loses the events
-//! still queued: at most those of the last flush interval (200 ms by
-//! default), and never more than the queue's capacity. A failed write keeps
-//! its batch and retries on the next wake-up.
+//! closes every shard and writes everything they held, so no accepted click
+//! is lost (unless that final write fails twice: then the events are logged
+//! and counted as dropped); a click recorded after the shards closed is
+//! refused and counted as dropped. A crash loses the events not yet written:
+//! at most those of the last flush interval (200 ms by default), and never
+//! more than the capacity, plus, while writes are failing, those the writer
+//! holds for its retry (under `batch_size` plus one shard's bound). A failed
+//! write keeps its events and retries them on the next wake-up; until it
+//! succeeds the writer takes nothing more from the shards, which fill up and
+//! drop, so memory stays bounded while the store is down.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
 use crate::click::ClickIdGenerator;
 use crate::config::ClickLogConfig;
 use crate::metrics::Metrics;
+use crate::shard::{SHARDS, Sharded};
 use crate::store::{ClickEvent, Store};
 
 /// The producer side of the click log, shared by every request.
 #[derive(Debug)]
 pub struct ClickLog {
-    tx: SyncSender<ClickEvent>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-#[derive(Debug)]
+/// One thread's buffer.
+#[derive(Debug, Default)]
+struct Shard {
+    /// Events recorded and not yet taken by the writer.
+    events: Vec<ClickEvent>,
+    /// Set by the writer's final pass: the shard accepts nothing more.
+    closed: bool,
+}
+
 struct Shared {
-    /// Events in the queue (sent, not yet taken by the writer).
-    depth: AtomicI64,
+    shards: Sharded<Mutex<Shard>>,
+    /// Most events one shard holds.
+    per_shard: usize,
     stop: AtomicBool,
     metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Shared {
+    // Not the buffered events: there may be thousands.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("per_shard", &self.per_shard)
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Events buffered in the shards.
+    fn depth(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).events.len()).sum()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding a shard lock except an allocation
+    // failure; the buffer is still a valid Vec then.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl ClickLog {
@@ -51,45 +99,52 @@ impl ClickLog {
         config: ClickLogConfig,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<ClickLog> {
-        let (tx, rx) = sync_channel(config.queue_capacity);
         let shared = Arc::new(Shared {
-            depth: AtomicI64::new(0),
+            shards: Sharded::new(|| Mutex::new(Shard::default())),
+            per_shard: config.queue_capacity.div_ceil(SHARDS),
             stop: AtomicBool::new(false),
             metrics,
         });
-        let writer_shared = Arc::clone(&shared);
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            store,
+            ids,
+            batch_size: config.batch_size,
+            held: Vec::new(),
+            spare: Vec::new(),
+            written_total: 0,
+        };
+        let flush_interval = config.flush_interval;
         let writer = std::thread::Builder::new()
             .name("click-log-writer".into())
-            .spawn(move || write_loop(rx, store, ids, config, writer_shared))?;
+            .spawn(move || writer.run(flush_interval))?;
         Ok(ClickLog {
-            tx,
             shared,
             writer: Mutex::new(Some(writer)),
         })
     }
 
-    /// Queues an event without waiting; false (and counted) if the queue is
-    /// full or the writer has stopped.
+    /// Buffers an event in the calling thread's shard without waiting; false
+    /// (and counted) if that shard is full or the log has shut down.
     pub fn record(&self, event: ClickEvent) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                self.shared.depth.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.shared.metrics.clicks_dropped.increment(1);
-                false
+        {
+            let mut shard = lock(self.shared.shards.local());
+            if !shard.closed && shard.events.len() < self.shared.per_shard {
+                shard.events.push(event);
+                return true;
             }
         }
+        self.shared.metrics.clicks_dropped.increment(1);
+        false
     }
 
-    /// Events waiting in the queue.
+    /// Events buffered and not yet taken by the writer.
     pub fn depth(&self) -> i64 {
-        self.shared.depth.load(Ordering::Relaxed)
+        self.shared.depth() as i64
     }
 
-    /// Stops the writer after it has written everything queued, and waits
-    /// for it. Idempotent.
+    /// Stops the writer after it has written everything recorded, and waits
+    /// for it. Later events are refused. Idempotent.
     pub fn shutdown(&self) {
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
@@ -108,71 +163,516 @@ impl Drop for ClickLog {
     }
 }
 
-fn write_loop(
-    rx: Receiver<ClickEvent>,
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
     store: Arc<dyn Store>,
     ids: Arc<ClickIdGenerator>,
-    config: ClickLogConfig,
-    shared: Arc<Shared>,
-) {
-    let mut batch: Vec<ClickEvent> = Vec::with_capacity(config.batch_size);
-    let mut written_total: u64 = 0;
-    loop {
-        // Read the flag before draining: everything sent before `shutdown`
-        // set it is in the queue now and is drained below.
-        let stopping = shared.stop.load(Ordering::Acquire);
+    batch_size: usize,
+    /// Events taken from the shards and not yet written, in the order taken.
+    /// A failed write leaves them here for the next wake-up.
+    held: Vec<ClickEvent>,
+    /// Empty buffers (with their capacity) to swap into the shards.
+    spare: Vec<Vec<ClickEvent>>,
+    written_total: u64,
+}
+
+impl Writer {
+    fn run(mut self, flush_interval: Duration) {
         loop {
-            // A batch that failed to write is kept and retried first.
-            let mut taken = 0;
-            while batch.len() < config.batch_size {
-                match rx.try_recv() {
-                    Ok(event) => {
-                        batch.push(event);
-                        taken += 1;
-                    }
-                    Err(_) => break,
-                }
+            let stopping = self.wait(flush_interval);
+            if stopping {
+                self.final_pass();
+            } else {
+                self.pass();
             }
-            shared.depth.fetch_sub(taken, Ordering::Relaxed);
-            if batch.is_empty() {
-                break;
-            }
-            let started = Instant::now();
-            if let Err(e) = store.insert_clicks(&batch) {
-                shared.metrics.clicklog_errors.increment(1);
-                error!(error = %e, events = batch.len(), "click log write failed; will retry");
-                // Do not spin: retry on the next wake-up (at shutdown, once
-                // more below).
-                break;
-            }
-            shared
+            self.shared
                 .metrics
-                .flush_duration
-                .record(started.elapsed().as_secs_f64());
-            shared.metrics.clicks_written.increment(batch.len() as u64);
-            written_total += batch.len() as u64;
-            batch.clear();
-        }
-        shared
-            .metrics
-            .queue_depth
-            .set(shared.depth.load(Ordering::Relaxed).max(0) as f64);
-        if let Err(e) = store.save_click_state(ids.state()) {
-            error!(error = %e, "saving the click ID state failed");
-        }
-        if stopping {
-            if !batch.is_empty() {
-                if let Err(e) = store.insert_clicks(&batch) {
-                    error!(error = %e, lost = batch.len(), "click log: final write failed; events lost");
-                    shared.metrics.clicks_dropped.increment(batch.len() as u64);
-                } else {
-                    shared.metrics.clicks_written.increment(batch.len() as u64);
-                    written_total += batch.len() as u64;
-                }
+                .queue_depth
+                .set(self.shared.depth() as f64);
+            if let Err(e) = self.store.save_click_state(self.ids.state()) {
+                error!(error = %e, "saving the click ID state failed");
             }
-            info!(written = written_total, "click log drained and stopped");
+            if stopping {
+                info!(
+                    written = self.written_total,
+                    "click log drained and stopped"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Sleeps for the flush interval, or until shutdown asks; true if it
+    /// did. A spurious wake-up does not end the interval early.
+    fn wait(&self, interval: Duration) -> bool {
+        let deadline = Instant::now().checked_add(interval);
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return true;
+            }
+            match deadline {
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+                None => std::thread::park(),
+            }
+        }
+    }
+
+    /// One wake-up: retries what a failed write left, then takes each
+    /// shard's events and writes them. Stops at a failed write (retried at
+    /// the next wake-up) without taking more, so that what the writer holds
+    /// stays under `batch_size` plus one shard's bound.
+    fn pass(&mut self) {
+        if !self.write(false) {
             return;
         }
-        std::thread::park_timeout(config.flush_interval);
+        let shared = Arc::clone(&self.shared);
+        for shard in shared.shards.iter() {
+            self.take(shard, false);
+            // Whole batches now; a remainder waits for the next shard's
+            // events, to fill the transaction.
+            if !self.write(true) {
+                return;
+            }
+        }
+        self.write(false);
+    }
+
+    /// At shutdown: closes every shard (later events are refused and
+    /// counted), then writes everything, retrying a failed write once. What
+    /// still fails is lost, logged and counted as dropped.
+    fn final_pass(&mut self) {
+        let shared = Arc::clone(&self.shared);
+        for shard in shared.shards.iter() {
+            self.take(shard, true);
+        }
+        if !self.write(false) && !self.write(false) {
+            let lost = self.held.len();
+            error!(lost, "click log: final write failed; events lost");
+            self.shared.metrics.clicks_dropped.increment(lost as u64);
+            self.held.clear();
+        }
+    }
+
+    /// Moves a shard's events to the end of `held`, swapping a spare buffer
+    /// into the shard; with `close`, the shard accepts nothing more.
+    fn take(&mut self, shard: &Mutex<Shard>, close: bool) {
+        let mut taken = {
+            let mut shard = lock(shard);
+            shard.closed |= close;
+            if shard.events.is_empty() {
+                return;
+            }
+            let spare = self.spare.pop().unwrap_or_default();
+            std::mem::replace(&mut shard.events, spare)
+        };
+        self.held.append(&mut taken);
+        self.spare.push(taken);
+    }
+
+    /// Writes `held` in transactions of at most `batch_size` events (with
+    /// `whole_only`, only full ones), removing what was written. False if a
+    /// write failed; its events and those after it stay in `held`.
+    fn write(&mut self, whole_only: bool) -> bool {
+        let mut done = 0;
+        let mut ok = true;
+        while done < self.held.len() {
+            let end = self.held.len().min(done + self.batch_size);
+            if whole_only && end - done < self.batch_size {
+                break;
+            }
+            let batch = &self.held[done..end];
+            let started = Instant::now();
+            if let Err(e) = self.store.insert_clicks(batch) {
+                self.shared.metrics.clicklog_errors.increment(1);
+                error!(error = %e, events = batch.len(), "click log write failed; will retry");
+                ok = false;
+                break;
+            }
+            let metrics = &self.shared.metrics;
+            metrics
+                .flush_duration
+                .record(started.elapsed().as_secs_f64());
+            metrics.clicks_written.increment(batch.len() as u64);
+            self.written_total += batch.len() as u64;
+            done = end;
+        }
+        self.held.drain(..done);
+        ok
+    }
+}
+
+impl Drop for Writer {
+    /// After the final pass there is nothing left. If the writer panicked,
+    /// this closes the shards, so that no event is accepted into a buffer
+    /// nobody writes, and counts what they and `held` kept as dropped.
+    fn drop(&mut self) {
+        let mut lost = std::mem::take(&mut self.held).len();
+        for shard in self.shared.shards.iter() {
+            let mut shard = lock(shard);
+            shard.closed = true;
+            lost += std::mem::take(&mut shard.events).len();
+        }
+        if lost > 0 {
+            error!(lost, "click log writer stopped early; events lost");
+            self.shared.metrics.clicks_dropped.increment(lost as u64);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+    use crate::classify::UaClass;
+    use crate::store::{
+        Link, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore, StoreError, StoredClick,
+    };
+
+    /// Metrics in a recorder of their own, so that tests running in parallel
+    /// do not share counters.
+    fn local_metrics() -> (Arc<Metrics>, PrometheusHandle) {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let metrics =
+            ::metrics::with_local_recorder(&recorder, || Metrics::new(std::iter::empty()));
+        (Arc::new(metrics), handle)
+    }
+
+    fn counter(handle: &PrometheusHandle, name: &str) -> u64 {
+        handle
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    const DROPPED: &str = "linkwright_clicklog_dropped_total";
+    const WRITTEN: &str = "linkwright_clicklog_written_total";
+    const ERRORS: &str = "linkwright_clicklog_write_errors_total";
+    /// A flush interval no test waits out: the writer only writes at shutdown.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn config(queue_capacity: usize, batch_size: usize, flush: Duration) -> ClickLogConfig {
+        ClickLogConfig {
+            queue_capacity,
+            batch_size,
+            flush_interval: flush,
+        }
+    }
+
+    /// A human click as the redirect path records it.
+    fn event(ids: &ClickIdGenerator, link_id: i64) -> ClickEvent {
+        let id = ids.next_id();
+        ClickEvent {
+            click_id: Some(id),
+            link_id,
+            at_ms: id.unix_ms(),
+            bot: false,
+            referrer_host: Some("news.example".into()),
+            ua_class: UaClass::Desktop,
+            country: Some(*b"DE"),
+        }
+    }
+
+    /// Keeps clicks in memory. Its first `fail` click writes fail; every
+    /// write is reported on `writes` as (events, succeeded), then, if there
+    /// is a `gate`, waits for a message on it before it returns.
+    #[derive(Debug)]
+    struct MemStore {
+        clicks: Mutex<Vec<ClickEvent>>,
+        fail: AtomicUsize,
+        writes: mpsc::Sender<(usize, bool)>,
+        gate: Mutex<Option<mpsc::Receiver<()>>>,
+    }
+
+    impl MemStore {
+        fn new(fail: usize) -> (Arc<MemStore>, mpsc::Receiver<(usize, bool)>) {
+            let (writes, rx) = mpsc::channel();
+            let store = MemStore {
+                clicks: Mutex::new(Vec::new()),
+                fail: AtomicUsize::new(fail),
+                writes,
+                gate: Mutex::new(None),
+            };
+            (Arc::new(store), rx)
+        }
+
+        fn clicks(&self) -> Vec<ClickEvent> {
+            lock(&self.clicks).clone()
+        }
+    }
+
+    impl Store for MemStore {
+        fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
+            let failing = self
+                .fail
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+            if !failing {
+                lock(&self.clicks).extend_from_slice(clicks);
+            }
+            let _ = self.writes.send((clicks.len(), !failing));
+            if let Some(gate) = lock(&self.gate).as_ref() {
+                let _ = gate.recv();
+            }
+            if failing {
+                return Err(StoreError::Timeout(Duration::ZERO));
+            }
+            Ok(())
+        }
+        fn load_click_state(&self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn save_click_state(&self, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn create_link(&self, _: NewLink) -> Result<Link, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn link_by_code(&self, _: &str) -> Result<Option<Link>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn link_by_source_key(&self, _: &str) -> Result<Option<Link>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn list_links(&self, _: &LinkFilter) -> Result<Vec<Link>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn link_by_request_key(&self, _: &str) -> Result<Option<Link>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn set_disabled(&self, _: &str, _: bool) -> Result<bool, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn update_link(&self, _: &str, _: &LinkUpdate) -> Result<Option<Link>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn delete_link(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn link_stats(&self, _: i64) -> Result<LinkStats, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn clicks(&self, _: usize) -> Result<Vec<StoredClick>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lw-clicklog-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn concurrent_clicks_are_each_stored_once_or_counted_as_dropped() {
+        const THREADS: usize = 8;
+        const PER_THREAD: usize = 5_000;
+        let dir = temp_dir("concurrent");
+        let store = Arc::new(SqliteStore::open(&dir).expect("open"));
+        let link_id = store.with_conn(|c| {
+            c.execute(
+                "INSERT INTO links (code, provider, input, destination, template_prefix, \
+                 template_suffix, subid_max_len, subid_encoding, created_ms) \
+                 VALUES ('c', 'amazon', 'x', 'x', 'x', '', 0, 'url_safe', 0)",
+                [],
+            )
+            .expect("link");
+            c.last_insert_rowid()
+        });
+        let ids = Arc::new(ClickIdGenerator::new(0));
+        let (metrics, handle) = local_metrics();
+        // Small shards, small batches and a short interval: some events are
+        // dropped, the rest go through many passes and transactions.
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&ids),
+            config(SHARDS * 1024, 50, Duration::from_millis(1)),
+            metrics,
+        )
+        .expect("start");
+        let accepted: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut mine = Vec::new();
+                        for i in 0..PER_THREAD {
+                            if i % 100 == 0 {
+                                // Let the writer in now and then (2 cores).
+                                std::thread::yield_now();
+                            }
+                            let e = event(&ids, link_id);
+                            let id = e.click_id.as_ref().expect("human").as_str().to_owned();
+                            if log.record(e) {
+                                mine.push(id);
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("producer"))
+                .collect()
+        });
+        log.shutdown();
+
+        let attempted = THREADS * PER_THREAD;
+        let stored = store.clicks(attempted + 1).expect("clicks");
+        let stored_ids: HashSet<String> = stored
+            .iter()
+            .map(|c| c.click_id.clone().expect("human"))
+            .collect();
+        assert!(!accepted.is_empty());
+        assert_eq!(stored.len(), accepted.len(), "each accepted event once");
+        assert_eq!(stored_ids, accepted.iter().cloned().collect::<HashSet<_>>());
+        assert_eq!(
+            accepted.len() as u64 + counter(&handle, DROPPED),
+            attempted as u64
+        );
+        assert_eq!(counter(&handle, WRITTEN), accepted.len() as u64);
+        assert_eq!(log.depth(), 0);
+        drop(log);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_full_shard_refuses_and_counts() {
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            config(3 * SHARDS, 100, NEVER),
+            metrics,
+        )
+        .expect("start");
+        // All from this thread: one shard, which holds 3.
+        let results: Vec<bool> = (0..10).map(|_| log.record(event(&ids, 1))).collect();
+        assert_eq!(results, [[true; 3].as_slice(), &[false; 7]].concat());
+        assert_eq!(log.depth(), 3);
+        assert_eq!(counter(&handle, DROPPED), 7);
+        assert!(store.clicks().is_empty(), "the writer has not woken yet");
+        log.shutdown();
+        assert_eq!(store.clicks().len(), 3);
+        assert_eq!(counter(&handle, WRITTEN), 3);
+        assert_eq!(log.depth(), 0);
+    }
+
+    #[test]
+    fn events_during_and_after_shutdown_are_refused_and_counted() {
+        let (store, writes) = MemStore::new(0);
+        let (open_gate, gate) = mpsc::channel();
+        *lock(&store.gate) = Some(gate);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            config(1024, 100, NEVER),
+            metrics,
+        )
+        .expect("start");
+        let before = event(&ids, 1);
+        assert!(log.record(before.clone()));
+        std::thread::scope(|s| {
+            s.spawn(|| log.shutdown());
+            // The final write has begun (and waits for the gate): the
+            // shards were closed before it.
+            let (n, _) = writes
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the final write");
+            let during = log.record(event(&ids, 1));
+            open_gate.send(()).expect("the writer waits");
+            assert_eq!(n, 1);
+            assert!(!during, "refused during the final write");
+        });
+        assert_eq!(
+            store.clicks(),
+            vec![before],
+            "shutdown writes what it holds"
+        );
+        assert!(!log.record(event(&ids, 1)), "refused after shutdown");
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(!log.record(event(&ids, 1)), "every shard is closed"));
+        });
+        assert_eq!(counter(&handle, DROPPED), 3);
+        assert_eq!(log.depth(), 0);
+        assert_eq!(store.clicks().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_on_the_next_wake_up() {
+        let (store, writes) = MemStore::new(1);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            config(1024, 4, Duration::from_millis(1)),
+            metrics,
+        )
+        .expect("start");
+        let recorded: Vec<ClickEvent> = (0..10).map(|_| event(&ids, 1)).collect();
+        for e in &recorded {
+            assert!(log.record(e.clone()));
+        }
+        // Wait (before any shutdown) until the writer's own wake-ups have
+        // written all ten, after the first write failed.
+        let (mut written, mut failed) = (0, 0);
+        while written < recorded.len() {
+            let (n, ok) = writes
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the writer keeps writing");
+            if ok {
+                written += n;
+            } else {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 1);
+        log.shutdown();
+        assert_eq!(store.clicks(), recorded, "nothing lost, nothing twice");
+        assert_eq!(counter(&handle, ERRORS), 1);
+        assert_eq!(counter(&handle, WRITTEN), 10);
+        assert_eq!(counter(&handle, DROPPED), 0);
+    }
+
+    #[test]
+    fn the_final_write_is_retried_once_then_counted_as_lost() {
+        for (fail, kept) in [(1, 5), (2, 0)] {
+            let (store, _writes) = MemStore::new(fail);
+            let ids = ClickIdGenerator::new(0);
+            let (metrics, handle) = local_metrics();
+            let log = ClickLog::start(
+                Arc::clone(&store) as Arc<dyn Store>,
+                Arc::new(ClickIdGenerator::new(0)),
+                config(1024, 100, NEVER),
+                metrics,
+            )
+            .expect("start");
+            for _ in 0..5 {
+                assert!(log.record(event(&ids, 1)));
+            }
+            log.shutdown();
+            assert_eq!(store.clicks().len(), kept, "failing {fail} times");
+            assert_eq!(counter(&handle, WRITTEN), kept as u64);
+            assert_eq!(counter(&handle, DROPPED), 5 - kept as u64);
+        }
     }
 }
