@@ -12,12 +12,16 @@
 //! at most `batch_size` events. Events of different threads interleave in
 //! the table; each row carries its own time and click ID.
 //!
-//! Bound: each shard holds at most `ceil(queue_capacity / SHARDS)` events,
-//! so all of them together hold at most `queue_capacity` (rounded up to a
-//! multiple of [`SHARDS`]). A thread whose shard is full drops the event and
-//! counts it (`linkwright_clicklog_dropped_total`), even if other shards
-//! have room: with few busy threads (the redirect host runs one per core),
-//! what they can buffer between two flushes is their shards' share only.
+//! Bound: the shards together hold about `queue_capacity` events. Each
+//! shard holds at most a share of it: `queue_capacity / (n + 1)`, where `n`
+//! is the number of shards that had events at the writer's last pass (the
+//! busy threads), and the `+ 1` leaves room for one thread that starts
+//! recording. The writer adjusts the share at every pass; it starts at half
+//! the capacity. So the total stays within `queue_capacity`, except in the
+//! interval in which several threads start recording at once (each may then
+//! fill one share before the writer sees it). A thread whose shard is full
+//! drops the event and counts it (`linkwright_clicklog_dropped_total`), even
+//! if other shards have room.
 //!
 //! Durability: a clean shutdown ([`ClickLog::shutdown`], on SIGTERM/SIGINT)
 //! closes every shard and writes everything they held, so no accepted click
@@ -31,7 +35,7 @@
 //! succeeds the writer takes nothing more from the shards, which fill up and
 //! drop, so memory stays bounded while the store is down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,7 +45,7 @@ use tracing::{error, info};
 use crate::click::ClickIdGenerator;
 use crate::config::ClickLogConfig;
 use crate::metrics::Metrics;
-use crate::shard::{SHARDS, Sharded};
+use crate::shard::Sharded;
 use crate::store::{ClickEvent, Store};
 
 /// The producer side of the click log, shared by every request.
@@ -62,8 +66,12 @@ struct Shard {
 
 struct Shared {
     shards: Sharded<Mutex<Shard>>,
-    /// Most events one shard holds.
-    per_shard: usize,
+    /// Most events one shard holds now (see the module doc). Written by the
+    /// writer only when it changes, so producers read a line that stays in
+    /// their cache.
+    per_shard: AtomicUsize,
+    /// `queue_capacity`.
+    capacity: usize,
     stop: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -101,7 +109,8 @@ impl ClickLog {
     ) -> std::io::Result<ClickLog> {
         let shared = Arc::new(Shared {
             shards: Sharded::new(|| Mutex::new(Shard::default())),
-            per_shard: config.queue_capacity.div_ceil(SHARDS),
+            per_shard: AtomicUsize::new(config.queue_capacity.div_ceil(2)),
+            capacity: config.queue_capacity,
             stop: AtomicBool::new(false),
             metrics,
         });
@@ -129,7 +138,7 @@ impl ClickLog {
     pub fn record(&self, event: ClickEvent) -> bool {
         {
             let mut shard = lock(self.shared.shards.local());
-            if !shard.closed && shard.events.len() < self.shared.per_shard {
+            if !shard.closed && shard.events.len() < self.shared.per_shard.load(Ordering::Relaxed) {
                 shard.events.push(event);
                 return true;
             }
@@ -233,13 +242,18 @@ impl Writer {
             return;
         }
         let shared = Arc::clone(&self.shared);
+        let mut busy = 0;
         for shard in shared.shards.iter() {
-            self.take(shard, false);
+            busy += usize::from(self.take(shard, false));
             // Whole batches now; a remainder waits for the next shard's
             // events, to fill the transaction.
             if !self.write(true) {
                 return;
             }
+        }
+        let share = shared.capacity.div_ceil(busy + 1);
+        if shared.per_shard.load(Ordering::Relaxed) != share {
+            shared.per_shard.store(share, Ordering::Relaxed);
         }
         self.write(false);
     }
@@ -261,19 +275,21 @@ impl Writer {
     }
 
     /// Moves a shard's events to the end of `held`, swapping a spare buffer
-    /// into the shard; with `close`, the shard accepts nothing more.
-    fn take(&mut self, shard: &Mutex<Shard>, close: bool) {
+    /// into the shard; with `close`, the shard accepts nothing more. True if
+    /// the shard had events.
+    fn take(&mut self, shard: &Mutex<Shard>, close: bool) -> bool {
         let mut taken = {
             let mut shard = lock(shard);
             shard.closed |= close;
             if shard.events.is_empty() {
-                return;
+                return false;
             }
             let spare = self.spare.pop().unwrap_or_default();
             std::mem::replace(&mut shard.events, spare)
         };
         self.held.append(&mut taken);
         self.spare.push(taken);
+        true
     }
 
     /// Writes `held` in transactions of at most `batch_size` events (with
@@ -500,7 +516,7 @@ mod tests {
         let log = ClickLog::start(
             Arc::clone(&store) as Arc<dyn Store>,
             Arc::clone(&ids),
-            config(SHARDS * 1024, 50, Duration::from_millis(1)),
+            config(crate::shard::SHARDS * 1024, 50, Duration::from_millis(1)),
             metrics,
         )
         .expect("start");
@@ -558,11 +574,12 @@ mod tests {
         let log = ClickLog::start(
             Arc::clone(&store) as Arc<dyn Store>,
             Arc::new(ClickIdGenerator::new(0)),
-            config(3 * SHARDS, 100, NEVER),
+            config(6, 100, NEVER),
             metrics,
         )
         .expect("start");
-        // All from this thread: one shard, which holds 3.
+        // All from this thread: one shard, which holds half the capacity
+        // until the writer has seen how many threads record.
         let results: Vec<bool> = (0..10).map(|_| log.record(event(&ids, 1))).collect();
         assert_eq!(results, [[true; 3].as_slice(), &[false; 7]].concat());
         assert_eq!(log.depth(), 3);
@@ -572,6 +589,56 @@ mod tests {
         assert_eq!(store.clicks().len(), 3);
         assert_eq!(counter(&handle, WRITTEN), 3);
         assert_eq!(log.depth(), 0);
+    }
+
+    #[test]
+    fn each_shard_gets_a_share_of_the_capacity_by_how_many_threads_record() {
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, _handle) = local_metrics();
+        let shared = Arc::new(Shared {
+            shards: Sharded::new(|| Mutex::new(Shard::default())),
+            per_shard: AtomicUsize::new(12 / 2),
+            capacity: 12,
+            stop: AtomicBool::new(false),
+            metrics,
+        });
+        let mut writer = Writer {
+            shared: Arc::clone(&shared),
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            ids: Arc::new(ClickIdGenerator::new(0)),
+            batch_size: 100,
+            held: Vec::new(),
+            spare: Vec::new(),
+            written_total: 0,
+        };
+        let log = ClickLog {
+            shared: Arc::clone(&shared),
+            writer: Mutex::new(None),
+        };
+        let record = |n: usize| (0..n).filter(|_| log.record(event(&ids, 1))).count();
+        // Before any pass: half the capacity per shard.
+        assert_eq!(record(10), 6);
+        // Two more threads record (in other shards: threads take shard
+        // indexes in turn); the pass sees three busy shards.
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| record(1));
+            }
+        });
+        writer.pass();
+        let share = shared.per_shard.load(Ordering::Relaxed);
+        // 12 / (3 + 1); 12 / (2 + 1) if another test's thread took a shard
+        // index in between and two of these threads share a shard.
+        assert!(share == 3 || share == 4, "{share}");
+        assert_eq!(record(10), share, "this thread's shard holds its share");
+        // Only this thread records now: its share grows back to half.
+        writer.pass();
+        assert_eq!(shared.per_shard.load(Ordering::Relaxed), 6);
+        assert_eq!(
+            store.clicks().len() as i64 + log.depth(),
+            (6 + 2 + share) as i64
+        );
     }
 
     #[test]

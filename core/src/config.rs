@@ -263,7 +263,7 @@ struct RawClickLog {
 impl Default for RawClickLog {
     fn default() -> Self {
         RawClickLog {
-            queue_capacity: 65_536,
+            queue_capacity: 131_072,
             batch_size: 4_096,
             flush_interval_ms: 200,
         }
