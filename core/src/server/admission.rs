@@ -148,7 +148,7 @@ where
     }
 
     fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
-        self.conn.started.fetch_add(1, Ordering::AcqRel);
+        self.conn.control.started.fetch_add(1, Ordering::AcqRel);
         let shard = self.conn.app.admission.enter();
         let guard = Guard {
             conn: Arc::clone(&self.conn),
@@ -191,7 +191,7 @@ impl Drop for Guard {
         if let Some(shard) = self.shard {
             self.conn.app.admission.leave(shard);
         }
-        self.conn.finished.fetch_add(1, Ordering::AcqRel);
+        self.conn.control.finished.fetch_add(1, Ordering::AcqRel);
     }
 }
 

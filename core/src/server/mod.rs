@@ -6,13 +6,14 @@
 //! period (and says so when the deadline runs out), then drains the click log.
 
 mod admission;
+mod connections;
 mod public;
 pub mod redirect;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use dashmap::DashMap;
 
+use self::connections::{Connections, Control};
 use crate::cache::{GoCache, LinkCache};
 use crate::click::ClickIdGenerator;
 use crate::clicklog::ClickLog;
@@ -281,9 +283,9 @@ impl Server {
             .header_read_timeout(s.header_read_timeout)
             .keep_alive(true);
         builder.http2().timer(TokioTimer::new());
-        // The public host enforces the header-read timeout per connection
-        // (see `Progress`), not with hyper's timer, which arms and clears a
-        // tokio timer on every request.
+        // The public host enforces the header-read timeout with one watchdog
+        // for all its connections (see `connections`), not with hyper's
+        // timer, which arms and clears a tokio timer on every request.
         let mut public_builder = auto::Builder::new(TokioExecutor::new());
         public_builder.http1().keep_alive(true);
         public_builder.http2().timer(TokioTimer::new());
@@ -313,7 +315,11 @@ impl Server {
 
         // Bulk jobs interrupted by a restart carry on.
         crate::api::resume_jobs(Arc::clone(&app));
+        // Admin connections are few: hyper-util's graceful shutdown is
+        // enough. Public ones are supervised through their own `Conn`.
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Connections::default());
+        let watchdog = tokio::spawn(Arc::clone(&connections).watch(s.header_read_timeout));
         app.ready.store(true, Ordering::Release);
         tokio::pin!(shutdown);
         loop {
@@ -322,26 +328,26 @@ impl Server {
                     if let Some(stream) = accepted_stream(accepted, "public").await {
                         let conn = Arc::new(Conn {
                             app: Arc::clone(&app),
-                            started: AtomicU64::new(0),
-                            finished: AtomicU64::new(0),
+                            control: Arc::new(Control::new()),
                         });
+                        let registered = connections.register(&conn.control);
                         let handler = {
                             let conn = Arc::clone(&conn);
                             tower::service_fn(move |req| public::handle(Arc::clone(&conn), req))
                         };
                         let svc = admission::Admitted::new(handler, Arc::clone(&conn));
-                        let served = public_builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-                        let served = graceful.watch(served.into_owned());
-                        let period = s.header_read_timeout;
+                        let served = public_builder
+                            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                            .into_owned();
                         tokio::spawn(async move {
-                            tokio::select! {
-                                ended = served => if let Err(e) = ended {
-                                    debug!(error = %e, "public connection ended with an error");
-                                },
-                                () = conn.stalled(period) => {
-                                    debug!("closing a public connection that sent no request head in time");
-                                }
+                            let ended = connections::supervise(&conn.control, served, |c| {
+                                c.graceful_shutdown()
+                            })
+                            .await;
+                            if let Some(Err(e)) = ended {
+                                debug!(error = %e, "public connection ended with an error");
                             }
+                            drop(registered);
                         });
                     }
                 }
@@ -364,7 +370,12 @@ impl Server {
         app.ready.store(false, Ordering::Release);
         drop(public);
         drop(admin);
-        match tokio::time::timeout(s.shutdown_grace, graceful.shutdown()).await {
+        watchdog.abort();
+        connections.drain();
+        let drained = async {
+            tokio::join!(graceful.shutdown(), connections.drained());
+        };
+        match tokio::time::timeout(s.shutdown_grace, drained).await {
             Ok(()) => info!("all connections drained"),
             Err(_) => warn!(
                 grace_ms = s.shutdown_grace.as_millis() as u64,
@@ -383,35 +394,12 @@ impl Server {
     }
 }
 
-/// One public-host connection: what its requests need, and how many it has
-/// started and finished (for its header-read watchdog). Only that
-/// connection's tasks touch it, so its counters and reference count sit on
-/// no cache line another core writes.
+/// One public-host connection: what its requests need, its request
+/// counters, and how the watchdog and shutdown reach it.
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) app: Arc<App>,
-    started: AtomicU64,
-    finished: AtomicU64,
-}
-
-impl Conn {
-    /// Resolves once a whole `period` went by with no request in flight and
-    /// no request head received: the client is idle, or too slow to send its
-    /// headers. The connection is then closed, so a connection stays open
-    /// without sending a request head for at least `period` and at most
-    /// twice that. One timer per connection per period, none per request.
-    async fn stalled(&self, period: Duration) {
-        let mut seen = u64::MAX;
-        loop {
-            tokio::time::sleep(period).await;
-            let started = self.started.load(Ordering::Acquire);
-            let idle = started == self.finished.load(Ordering::Acquire);
-            if idle && started == seen {
-                return;
-            }
-            seen = started;
-        }
-    }
+    pub(crate) control: Arc<Control>,
 }
 
 /// Turns an accept result into a stream, backing off on errors such as
