@@ -182,6 +182,12 @@ impl ClickIdGenerator {
 
     /// Mints the next ID.
     pub fn next_id(&self) -> ClickId {
+        self.mint().0
+    }
+
+    /// Mints the next ID, with the Unix millisecond it carries (what
+    /// [`ClickId::unix_ms`] would decode from it, without decoding).
+    pub fn mint(&self) -> (ClickId, i64) {
         let now = now_ms() << SEQ_BITS;
         let state = LEASED.with(|leased| {
             let mut lease = leased.get();
@@ -199,7 +205,7 @@ impl ClickIdGenerator {
         let ms = u128::from(state >> SEQ_BITS) & ((1u128 << TIME_BITS) - 1);
         let seq = u128::from(state) & ((1u128 << SEQ_BITS) - 1);
         let value = (ms << (NODE_BITS + SEQ_BITS)) | (u128::from(self.node) << SEQ_BITS) | seq;
-        ClickId::encode(value)
+        (ClickId::encode(value), (ms as u64 + EPOCH_MS) as i64)
     }
 
     /// Takes the next [`LEASE`] values: from the larger of "previous + 1"
@@ -318,6 +324,15 @@ mod tests {
         let newest = minted.iter().max().copied().expect("ids");
         let after = ClickIdGenerator::with_floor(3, g.state());
         assert!(after.next_id() > newest);
+    }
+
+    #[test]
+    fn mint_reports_the_millisecond_the_id_carries() {
+        let ids = ClickIdGenerator::with_floor(7, 5 << SEQ_BITS);
+        for _ in 0..(3 * LEASE) {
+            let (id, ms) = ids.mint();
+            assert_eq!(ms, id.unix_ms());
+        }
     }
 
     #[test]

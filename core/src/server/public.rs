@@ -2,7 +2,10 @@
 //! and `robots.txt`. Nothing else is served here.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -15,7 +18,6 @@ use super::redirect::{Resolution, resolve};
 use super::{App, Body, Conn, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
 use crate::classify::{classify, country, referrer_host};
-use crate::click::ClickId;
 use crate::error::ErrorCode;
 use crate::metrics::{self, CacheResult, Outcome, Route};
 use crate::plugin::{BuildRequest, MAX_INPUT_LEN};
@@ -23,29 +25,83 @@ use crate::store::{ClickEvent, NewLink, StoreError, validate_code};
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
+/// A public-host response: ready at once for everything that needs no store
+/// (every cache hit, the 404s and 400s, robots.txt), or a boxed future for
+/// the rare requests that wait on the store (a cache miss). The hot path so
+/// builds no async state machine: nothing to set up, move or poll again.
+pub(super) enum Handled {
+    Ready(Option<Response<Body>>),
+    Waiting(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Handled {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Handled::Ready(response) => Poll::Ready(Ok(response
+                .take()
+                .unwrap_or_else(|| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")))),
+            Handled::Waiting(future) => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+/// What the synchronous part of a route decided.
+enum Step {
+    Done(Response<Body>),
+    /// A redirect code that is in no cache: ask the store.
+    LookUp,
+    /// A middleware URL (normalised) that is in no cache: find or make its link.
+    Generate(String),
+}
+
 /// Routes a public-host request.
-pub(super) async fn handle(
-    conn: Arc<Conn>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+pub(super) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
     let app = &conn.app;
     let started = Instant::now();
-    let (route, response) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(app, &req).await),
+    let (route, step) = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(app, &req)),
         (&Method::GET | &Method::HEAD, "/robots.txt") => (
             Route::Other,
-            text(StatusCode::OK, "User-agent: *\nDisallow: /\n"),
+            Step::Done(text(StatusCode::OK, "User-agent: *\nDisallow: /\n")),
         ),
-        (&Method::GET | &Method::HEAD, path) => {
-            (Route::Redirect, redirect(app, &req, &path[1..]).await)
-        }
+        (&Method::GET | &Method::HEAD, path) => (Route::Redirect, redirect(app, &req, &path[1..])),
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            (Route::Other, r)
+            (Route::Other, Step::Done(r))
         }
     };
+    match step {
+        Step::Done(response) => {
+            finish(app, &req, route, started, &response);
+            Handled::Ready(Some(response))
+        }
+        Step::LookUp => Handled::Waiting(Box::pin(async move {
+            let app = &conn.app;
+            let response = look_up(app, &req, &req.uri().path()[1..]).await;
+            finish(app, &req, route, started, &response);
+            response
+        })),
+        Step::Generate(key) => Handled::Waiting(Box::pin(async move {
+            let app = &conn.app;
+            let response = generate(app, &req, key).await;
+            finish(app, &req, route, started, &response);
+            response
+        })),
+    }
+}
+
+/// Times a finished request.
+fn finish(
+    app: &App,
+    req: &Request<Incoming>,
+    route: Route,
+    started: Instant,
+    response: &Response<Body>,
+) {
     let elapsed = started.elapsed();
     app.metrics.request_duration(false, route, elapsed);
     debug!(
@@ -55,50 +111,55 @@ pub(super) async fn handle(
         micros = elapsed.as_micros() as u64,
         "public request"
     );
-    Ok(response)
 }
 
-async fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Response<Body> {
+fn not_found(app: &App) -> Response<Body> {
+    app.metrics.failed(Outcome::NotFound);
+    text(StatusCode::NOT_FOUND, "no such link\n")
+}
+
+fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
     // Codes are short and plain; anything else cannot exist, and is not
     // worth a store lookup or a negative-cache slot.
     if validate_code(code).is_err() {
-        app.metrics.failed(Outcome::NotFound);
-        return text(StatusCode::NOT_FOUND, "no such link\n");
+        return Step::Done(not_found(app));
     }
     match app.cache.get(code, |link| respond(app, req, link)) {
         Lookup::Hit(response) => {
             app.metrics.cache_lookup(false, CacheResult::Hit);
-            response
+            Step::Done(response)
         }
         Lookup::Missing => {
             app.metrics.cache_lookup(false, CacheResult::NegativeHit);
-            app.metrics.failed(Outcome::NotFound);
-            text(StatusCode::NOT_FOUND, "no such link\n")
+            Step::Done(not_found(app))
         }
         Lookup::Unknown => {
             app.metrics.cache_lookup(false, CacheResult::Miss);
-            let store = Arc::clone(&app.store);
-            let key = code.to_owned();
-            match with_timeout(app, move || store.link_by_code(&key)).await {
-                Ok(Ok(Some(link))) => {
-                    let cached =
-                        CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
-                    let response = respond(app, req, cached.as_ref());
-                    app.cache.insert(code, cached);
-                    response
-                }
-                Ok(Ok(None)) => {
-                    app.cache.insert_missing(code);
-                    app.metrics.failed(Outcome::NotFound);
-                    text(StatusCode::NOT_FOUND, "no such link\n")
-                }
-                Ok(Err(e)) => store_unavailable(app, &e),
-                Err(e) => {
-                    error!(error = %e, "link lookup task failed");
-                    app.metrics.failed(Outcome::Error);
-                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                }
-            }
+            Step::LookUp
+        }
+    }
+}
+
+/// A code in no cache: the store has the link, or knows it does not exist.
+async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Body> {
+    let store = Arc::clone(&app.store);
+    let key = code.to_owned();
+    match with_timeout(app, move || store.link_by_code(&key)).await {
+        Ok(Ok(Some(link))) => {
+            let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+            let response = respond(app, req, cached.as_ref());
+            app.cache.insert(code, cached);
+            response
+        }
+        Ok(Ok(None)) => {
+            app.cache.insert_missing(code);
+            not_found(app)
+        }
+        Ok(Err(e)) => store_unavailable(app, &e),
+        Err(e) => {
+            error!(error = %e, "link lookup task failed");
+            app.metrics.failed(Outcome::Error);
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
         }
     }
 }
@@ -141,7 +202,13 @@ fn respond(app: &App, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Bo
         req.method() == Method::HEAD,
         headers.get(header::USER_AGENT).map(HeaderValue::as_bytes),
     );
-    let (location, click_id) = match resolve(link, visitor, || app.ids.next_id()) {
+    let mut minted_ms = None;
+    let mint = || {
+        let (id, ms) = app.ids.mint();
+        minted_ms = Some(ms);
+        id
+    };
+    let (location, click_id) = match resolve(link, visitor, mint) {
         Resolution::Gone => {
             app.metrics.failed(Outcome::Gone);
             return text(StatusCode::GONE, "this link has been disabled\n");
@@ -160,7 +227,7 @@ fn respond(app: &App, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Bo
     app.clicklog.record(ClickEvent {
         click_id,
         link_id: link.id,
-        at_ms: click_id.as_ref().map_or_else(now_ms, ClickId::unix_ms),
+        at_ms: minted_ms.unwrap_or_else(now_ms),
         bot: visitor.bot,
         referrer_host: referrer_host(headers.get(header::REFERER).map(HeaderValue::as_bytes)),
         ua_class: visitor.class,
@@ -189,10 +256,15 @@ fn url_param(req: &Request<Incoming>) -> Option<String> {
 
 /// Middleware mode: redirect a product URL through its provider. Only URLs a
 /// loaded provider accepts are redirected; the proxy is never an open redirect.
-async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
+fn go(app: &App, req: &Request<Incoming>) -> Step {
     let bad = |code: ErrorCode, message: &str| {
         app.metrics.failed(Outcome::BadRequest);
-        json_error(StatusCode::BAD_REQUEST, code.as_str(), message, false)
+        Step::Done(json_error(
+            StatusCode::BAD_REQUEST,
+            code.as_str(),
+            message,
+            false,
+        ))
     };
     let Some(raw) = url_param(req) else {
         return bad(
@@ -218,9 +290,19 @@ async fn go(app: &Arc<App>, req: &Request<Incoming>) -> Response<Body> {
 
     if let Some(response) = app.go.get(&key, |_, link| respond(app, req, link)) {
         app.metrics.cache_lookup(true, CacheResult::Hit);
-        return response;
+        return Step::Done(response);
     }
     app.metrics.cache_lookup(true, CacheResult::Miss);
+    Step::Generate(key)
+}
+
+/// A middleware URL in no cache: find the link made for it earlier, or make
+/// one through the provider that accepts it, then redirect.
+async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<Body> {
+    let bad = |code: ErrorCode, message: &str| {
+        app.metrics.failed(Outcome::BadRequest);
+        json_error(StatusCode::BAD_REQUEST, code.as_str(), message, false)
+    };
 
     // Generate once: a link made for this URL earlier (by this instance or
     // another sharing the store) is reused.
