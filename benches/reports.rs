@@ -220,29 +220,50 @@ fn rollup_cost(dir: &Path, batches: usize) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The click insert of `insert_clicks` without the rollup upkeep.
+/// The click insert of `insert_clicks` without the rollup upkeep: clicks
+/// with a click ID in `clicks_by_id`, the others in `clicks_without_id`.
 fn clicks_only(store: &SqliteStore, batch: &[ClickEvent]) {
     store.with_conn(|c| {
         let tx = c.unchecked_transaction().unwrap();
-        let mut stmt = tx
+        let mut by_id = tx
             .prepare_cached(
-                "INSERT INTO clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, referrer_host, ua_class, \
+                 country) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .unwrap();
+        let mut without_id = tx
+            .prepare_cached(
+                "INSERT INTO clicks_without_id (link_id, at_ms, bot, referrer_host, ua_class, \
+                 country) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .unwrap();
         for c in batch {
-            stmt.execute(params![
-                c.click_id.as_ref().map(|id| id.as_str()),
+            let country = c
+                .country
+                .as_ref()
+                .and_then(|cc| std::str::from_utf8(cc).ok());
+            let (link, at, bot, referrer, class) = (
                 c.link_id,
                 c.at_ms,
                 c.bot,
                 c.referrer_host.as_deref(),
                 c.ua_class.as_str(),
-                c.country.as_ref().and_then(|cc| std::str::from_utf8(cc).ok()),
-            ])
+            );
+            match &c.click_id {
+                Some(id) => by_id.execute(params![
+                    id.as_str(),
+                    link,
+                    at,
+                    bot,
+                    referrer,
+                    class,
+                    country
+                ]),
+                None => without_id.execute(params![link, at, bot, referrer, class, country]),
+            }
             .unwrap();
         }
-        drop(stmt);
+        drop((by_id, without_id));
         tx.commit().unwrap();
     });
 }

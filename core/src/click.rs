@@ -60,6 +60,12 @@ impl ClickId {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
+    /// The ID's 13 ASCII bytes (the text of [`ClickId::as_str`], without
+    /// the UTF-8 check).
+    pub fn as_bytes(&self) -> &[u8; CLICK_ID_LEN] {
+        &self.0
+    }
+
     /// Parses an ID written by [`ClickId::as_str`].
     pub fn parse(s: &str) -> Option<ClickId> {
         let bytes: [u8; CLICK_ID_LEN] = s.as_bytes().try_into().ok()?;

@@ -368,7 +368,8 @@ impl Fixture {
             let id = c.last_insert_rowid();
             for click in click_ids {
                 c.execute(
-                    "INSERT INTO clicks (click_id, link_id, at_ms, bot, ua_class) VALUES (?1, ?2, 0, 0, 'desktop')",
+                    "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, ua_class) \
+                     VALUES (?1, ?2, 0, 0, 'desktop')",
                     rusqlite::params![click, id],
                 )
                 .unwrap();
@@ -459,7 +460,7 @@ fn a_click_known_later_attributes_on_reimport_and_attribution_is_kept() {
     assert_eq!(f.rows()[0].1, Some(link));
     // The click is gone (pruned): the attribution stays.
     f.store
-        .with_conn(|c| c.execute("DELETE FROM clicks", []).unwrap());
+        .with_conn(|c| c.execute("DELETE FROM clicks_by_id", []).unwrap());
     let s = f.import(Format::AmazonEarnings, EARNINGS);
     assert_eq!(counts(&s), [2, 0, 0, 2, 1, 0]);
     assert_eq!(f.rows()[0].1, Some(link));
@@ -513,7 +514,7 @@ fn awin_transactions_update_by_id_when_their_status_changes() {
 #[test]
 fn lookups_use_their_indexes() {
     // A scan of the click log per report row would not survive millions of
-    // clicks: the sub-ID lookup must use the click ID index, the row lookup
+    // clicks: the sub-ID lookup must use the click ID key, the row lookup
     // the (provider, kind, row_key) one.
     let f = Fixture::new("plan");
     let plan = |sql: &str| -> String {
@@ -529,7 +530,29 @@ fn lookups_use_their_indexes() {
         })
     };
     let clicks = plan(upsert::CLICK_SQL);
-    assert!(clicks.contains("USING INDEX clicks_click_id"), "{clicks}");
+    // Through the `clicks` view: a primary key search of `clicks_by_id`.
+    assert!(
+        clicks.contains("SEARCH clicks_by_id USING PRIMARY KEY (click_id=?)"),
+        "{clicks}"
+    );
+    // The view's other half (`clicks_without_id`, whose click ID is NULL)
+    // shows in the plan as a scan, but a non-NULL ID skips it: with bot hits
+    // stored, the lookup takes no full-scan step.
+    let link = f.link_with_clicks("a", &["CLICK1"]);
+    f.store.with_conn(|c| {
+        for at_ms in 0..100 {
+            c.execute(
+                "INSERT INTO clicks_without_id (link_id, at_ms, bot, ua_class) \
+                 VALUES (?1, ?2, 1, 'bot')",
+                rusqlite::params![link, at_ms],
+            )
+            .unwrap();
+        }
+        let mut s = c.prepare(upsert::CLICK_SQL).unwrap();
+        let found: i64 = s.query_row(["CLICK1"], |r| r.get(0)).unwrap();
+        assert_eq!(found, link);
+        assert_eq!(s.get_status(rusqlite::StatementStatus::FullscanStep), 0);
+    });
     let rows = plan(upsert::EXISTING_SQL);
     assert!(
         rows.contains("USING INDEX sqlite_autoindex_conversions_1"),

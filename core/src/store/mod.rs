@@ -288,7 +288,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
-    /// Clicks in insertion order, at most `limit`.
+    /// Clicks in time order (at the same millisecond, those without a click
+    /// ID first, then by click ID), at most `limit`.
     fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;
     /// The click ID generator state saved by the last run (0 if none).
     fn load_click_state(&self) -> Result<u64, StoreError>;

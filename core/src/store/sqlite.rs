@@ -11,7 +11,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use linkwright_plugin_sdk::SubIdEncoding;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, Statement, ToSql, params};
 
 use super::{
     ClickEvent, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError, StoredClick,
@@ -144,6 +145,48 @@ const MIGRATIONS: &[&str] = &[
     r#"
     DROP INDEX clicks_link_at;
     "#,
+    // 6: clicks split by whether they carry a click ID. Those that do (every
+    // human click) go in a WITHOUT ROWID table keyed by the ID: one B-tree
+    // per insert instead of the rowid table plus the unique `clicks_click_id`
+    // index (IDs are time-ordered, so inserts land at the right edge). Those
+    // that don't (bot hits, HEAD requests) keep a plain rowid table. Readers
+    // see both through the view `clicks`, with the columns of the old table
+    // but `id`; `click_id = ?` on the view searches the primary key (the
+    // other half's click ID is NULL, so a non-NULL ID skips its scan). Both
+    // tables keep `bot`: the store takes any event, and one the redirect
+    // never makes (a human without an ID, a bot with one) reads back as it
+    // went in. Ordered copies, so each table is built in key order.
+    r#"
+    CREATE TABLE clicks_by_id (
+        click_id      TEXT PRIMARY KEY,
+        link_id       INTEGER NOT NULL REFERENCES links(id),
+        at_ms         INTEGER NOT NULL,
+        bot           INTEGER NOT NULL,
+        referrer_host TEXT,
+        ua_class      TEXT NOT NULL,
+        country       TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE clicks_without_id (
+        id            INTEGER PRIMARY KEY,
+        link_id       INTEGER NOT NULL REFERENCES links(id),
+        at_ms         INTEGER NOT NULL,
+        bot           INTEGER NOT NULL,
+        referrer_host TEXT,
+        ua_class      TEXT NOT NULL,
+        country       TEXT
+    );
+    INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, referrer_host, ua_class, country)
+        SELECT click_id, link_id, at_ms, bot, referrer_host, ua_class, country
+        FROM clicks WHERE click_id IS NOT NULL ORDER BY click_id;
+    INSERT INTO clicks_without_id (id, link_id, at_ms, bot, referrer_host, ua_class, country)
+        SELECT id, link_id, at_ms, bot, referrer_host, ua_class, country
+        FROM clicks WHERE click_id IS NULL ORDER BY id;
+    DROP TABLE clicks;
+    CREATE VIEW clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) AS
+        SELECT click_id, link_id, at_ms, bot, referrer_host, ua_class, country FROM clicks_by_id
+        UNION ALL
+        SELECT NULL, link_id, at_ms, bot, referrer_host, ua_class, country FROM clicks_without_id;
+    "#,
 ];
 
 /// SQLite-backed [`Store`].
@@ -214,8 +257,8 @@ impl SqliteStore {
         // read from this store (committed before any command or API call
         // answered), and links are never removed: deleting one only sets
         // `deleted_ms`, so its clicks stay valid for reports. This
-        // connection writes only `clicks`, `click_rollup` (no foreign keys)
-        // and `meta`; the links connection keeps the checks for everything
+        // connection writes only the click tables (`clicks_by_id`,
+        // `clicks_without_id`), `click_rollup` (no foreign keys) and `meta`; the links connection keeps the checks for everything
         // else. Measured with `benches/clicklog.rs`: about 15% of the cost
         // per click.
         let clicks = open(&path, false)?;
@@ -245,8 +288,16 @@ const LINK_COLUMNS: &str = "id, code, provider, input, destination, template_pre
 /// Rows per multi-row click insert.
 const INSERT_ROWS: usize = 64;
 
-/// `INSERT OR FAIL INTO clicks (...) VALUES (?,?,?,?,?,?,?), ...` for `rows`
-/// rows.
+/// The click tables' columns after the key, in binding order.
+const CLICK_COLUMNS: &str = "link_id, at_ms, bot, referrer_host, ua_class, country";
+
+/// Columns bound per click row: the click ID (in `clicks_by_id` only), then
+/// [`CLICK_COLUMNS`].
+const BY_ID_WIDTH: usize = 7;
+const WITHOUT_ID_WIDTH: usize = 6;
+
+/// `INSERT OR FAIL INTO {table} ({columns}) VALUES (?,...), ...`: `rows`
+/// rows of `width` parameters each.
 ///
 /// `OR FAIL`, not the default `ABORT`: under `ABORT` a multi-row statement
 /// keeps a statement journal (a copy of every page before it changes it) so
@@ -254,57 +305,82 @@ const INSERT_ROWS: usize = 64;
 /// clicks go in one transaction that [`Store::insert_clicks`] rolls back
 /// whole on any error, so undoing one statement buys nothing. Measured with
 /// `benches/clicklog.rs`: about 3% of the cost per click.
-fn insert_clicks_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT OR FAIL INTO clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country) VALUES ",
-    );
+fn insert_clicks_sql(table: &str, columns: &str, width: usize, rows: usize) -> String {
+    let mut sql = format!("INSERT OR FAIL INTO {table} ({columns}) VALUES ");
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?)");
+        sql.push('(');
+        for j in 0..width {
+            if j > 0 {
+                sql.push(',');
+            }
+            sql.push('?');
+        }
+        sql.push(')');
     }
     sql
 }
 
-/// One click's column values, borrowed from the event.
-struct ClickRow<'a> {
-    click_id: Option<&'a str>,
-    link_id: i64,
-    at_ms: i64,
-    bot: bool,
-    referrer_host: Option<&'a str>,
-    ua_class: &'static str,
-    country: Option<&'a str>,
+/// Text bound as the bytes it is, for values known to be ASCII (a click ID
+/// is 13 base-62 digits): no UTF-8 check on the way in.
+struct AsciiText<'a>(&'a [u8]);
+
+impl ToSql for AsciiText<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
+    }
 }
 
-impl<'a> ClickRow<'a> {
-    fn new(c: &'a ClickEvent) -> Self {
-        ClickRow {
-            click_id: c.click_id.as_ref().map(|id| id.as_str()),
-            link_id: c.link_id,
-            at_ms: c.at_ms,
-            bot: c.bot,
-            referrer_host: c.referrer_host.as_deref(),
-            ua_class: c.ua_class.as_str(),
-            country: c
-                .country
-                .as_ref()
-                .and_then(|cc| std::str::from_utf8(cc).ok()),
-        }
-    }
+/// Binds `c`'s [`CLICK_COLUMNS`] from parameter `first` (1-based) on.
+fn bind_click_columns(
+    stmt: &mut Statement<'_>,
+    first: usize,
+    c: &ClickEvent,
+) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(first, c.link_id)?;
+    stmt.raw_bind_parameter(first + 1, c.at_ms)?;
+    stmt.raw_bind_parameter(first + 2, c.bot)?;
+    stmt.raw_bind_parameter(first + 3, c.referrer_host.as_deref())?;
+    stmt.raw_bind_parameter(first + 4, c.ua_class.as_str())?;
+    stmt.raw_bind_parameter(
+        first + 5,
+        c.country
+            .as_ref()
+            .and_then(|cc| std::str::from_utf8(cc).ok()),
+    )
+}
 
-    fn params(&self) -> [&dyn rusqlite::ToSql; 7] {
-        [
-            &self.click_id,
-            &self.link_id,
-            &self.at_ms,
-            &self.bot,
-            &self.referrer_host,
-            &self.ua_class,
-            &self.country,
-        ]
+/// Binds a row of `clicks_by_id` (the event has a click ID).
+fn bind_by_id(stmt: &mut Statement<'_>, first: usize, c: &ClickEvent) -> rusqlite::Result<()> {
+    let id = c.click_id.as_ref().map(|id| AsciiText(id.as_bytes()));
+    stmt.raw_bind_parameter(first, id)?;
+    bind_click_columns(stmt, first + 1, c)
+}
+
+/// Inserts `events` through `many` (`INSERT_ROWS` rows per execution) and
+/// the remainder through `one`, binding each row's `width` parameters with
+/// `bind`.
+fn insert_rows(
+    many: &mut Statement<'_>,
+    one: &mut Statement<'_>,
+    events: &[&ClickEvent],
+    width: usize,
+    bind: fn(&mut Statement<'_>, usize, &ClickEvent) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
+    let mut chunks = events.chunks_exact(INSERT_ROWS);
+    for chunk in &mut chunks {
+        for (i, c) in chunk.iter().enumerate() {
+            bind(many, 1 + i * width, c)?;
+        }
+        many.raw_execute()?;
     }
+    for c in chunks.remainder() {
+        bind(one, 1, c)?;
+        one.raw_execute()?;
+    }
+    Ok(())
 }
 
 fn encoding_name(e: SubIdEncoding) -> &'static str {
@@ -563,17 +639,43 @@ impl Store for SqliteStore {
     }
 
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
+        // Clicks with a click ID (humans) and without (bots, HEAD requests)
+        // go in their own tables (migration 6).
+        let (by_id, without_id): (Vec<&ClickEvent>, Vec<&ClickEvent>) =
+            clicks.iter().partition(|c| c.click_id.is_some());
         let mut conn = lock(&self.clicks);
         let tx = conn.transaction()?;
         {
             // Rows go in statements of INSERT_ROWS rows each (fewer statement
             // executions per click), the remainder one by one.
-            let mut many = tx.prepare_cached(&insert_clicks_sql(INSERT_ROWS))?;
-            let mut one = tx.prepare_cached(&insert_clicks_sql(1))?;
+            if !by_id.is_empty() {
+                let columns = format!("click_id, {CLICK_COLUMNS}");
+                let sql = |rows| insert_clicks_sql("clicks_by_id", &columns, BY_ID_WIDTH, rows);
+                insert_rows(
+                    &mut *tx.prepare_cached(&sql(INSERT_ROWS))?,
+                    &mut *tx.prepare_cached(&sql(1))?,
+                    &by_id,
+                    BY_ID_WIDTH,
+                    bind_by_id,
+                )?;
+            }
+            if !without_id.is_empty() {
+                let sql = |rows| {
+                    insert_clicks_sql("clicks_without_id", CLICK_COLUMNS, WITHOUT_ID_WIDTH, rows)
+                };
+                insert_rows(
+                    &mut *tx.prepare_cached(&sql(INSERT_ROWS))?,
+                    &mut *tx.prepare_cached(&sql(1))?,
+                    &without_id,
+                    WITHOUT_ID_WIDTH,
+                    bind_click_columns,
+                )?;
+            }
             // The per-link, per-UTC-day rollup that reports read moves in the
             // same transaction as the clicks. A batch usually touches few
             // (link, day) pairs: sum them here, then one upsert per pair.
-            let mut rollup: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
+            let mut rollup: HashMap<(i64, i64), (i64, i64), foldhash::fast::RandomState> =
+                HashMap::default();
             for c in clicks {
                 let sums = rollup
                     .entry((c.link_id, c.at_ms.div_euclid(MS_PER_DAY)))
@@ -583,17 +685,6 @@ impl Store for SqliteStore {
                 } else {
                     sums.0 += 1;
                 }
-            }
-            let mut chunks = clicks.chunks_exact(INSERT_ROWS);
-            for chunk in &mut chunks {
-                let values: Vec<ClickRow<'_>> = chunk.iter().map(ClickRow::new).collect();
-                many.execute(rusqlite::params_from_iter(
-                    values.iter().flat_map(ClickRow::params),
-                ))?;
-            }
-            for c in chunks.remainder() {
-                let row = ClickRow::new(c);
-                one.execute(rusqlite::params_from_iter(row.params()))?;
             }
             let mut pairs: Vec<_> = rollup.into_iter().collect();
             // In key order, so consecutive upserts land on neighbouring pages.
@@ -615,7 +706,7 @@ impl Store for SqliteStore {
         let conn = lock(&self.clicks);
         let mut stmt = conn.prepare_cached(
             "SELECT c.click_id, l.code, c.at_ms, c.bot, c.referrer_host, c.ua_class, c.country \
-             FROM clicks c JOIN links l ON l.id = c.link_id ORDER BY c.id LIMIT ?1",
+             FROM clicks c JOIN links l ON l.id = c.link_id ORDER BY c.at_ms, c.click_id LIMIT ?1",
         )?;
         let rows = stmt.query_map([limit as i64], |r| {
             Ok(StoredClick {
@@ -800,6 +891,211 @@ mod tests {
         store.insert_clicks(&batch).expect("insert");
         assert_eq!(store.clicks(1000).expect("clicks").len(), 100);
         assert_eq!(store.link_stats(link.id).expect("stats").clicks, 100);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `(click_id, link_id, at_ms, bot, referrer_host, ua_class, country)`.
+    type ClickColumns = (
+        Option<String>,
+        i64,
+        i64,
+        bool,
+        Option<String>,
+        String,
+        Option<String>,
+    );
+
+    /// Every row of `clicks` (the table before migration 6, the view after).
+    fn click_rows(conn: &Connection) -> Vec<ClickColumns> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT click_id, link_id, at_ms, bot, referrer_host, ua_class, country \
+                 FROM clicks ORDER BY at_ms, click_id",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn insert_clicks_puts_clicks_with_and_without_an_id_in_their_tables() {
+        let dir = temp_dir("click-tables");
+        let store = SqliteStore::open(&dir).expect("open");
+        let link = store.create_link(new_link(Some("c"))).expect("create");
+        let ids = ClickIdGenerator::new(0);
+        // 200 human clicks (3 full multi-row statements and 8 rows one by
+        // one) and 100 bot hits (one full statement and 36 one by one),
+        // interleaved as the click log hands them over.
+        let batch: Vec<ClickEvent> = (0..300)
+            .map(|i| {
+                let bot = i % 3 == 0;
+                ClickEvent {
+                    click_id: (!bot).then(|| ids.next_id()),
+                    link_id: link.id,
+                    at_ms: 1_000 + i,
+                    bot,
+                    referrer_host: (i % 2 == 0).then(|| format!("r{i}.example").into()),
+                    ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
+                    country: (i % 5 == 0).then_some(*b"FR"),
+                }
+            })
+            .collect();
+        store.insert_clicks(&batch).expect("insert");
+
+        let (by_id, without_id, rows) = store.with_conn(|c| {
+            (
+                count(c, "clicks_by_id"),
+                count(c, "clicks_without_id"),
+                click_rows(c),
+            )
+        });
+        assert_eq!((by_id, without_id), (200, 100));
+        let expected: Vec<ClickColumns> = batch
+            .iter()
+            .map(|e| {
+                (
+                    e.click_id.map(|id| id.as_str().to_owned()),
+                    e.link_id,
+                    e.at_ms,
+                    e.bot,
+                    e.referrer_host.as_deref().map(str::to_owned),
+                    e.ua_class.as_str().to_owned(),
+                    e.country
+                        .map(|cc| String::from_utf8_lossy(&cc).into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
+        // Store::clicks reads both, in time order.
+        let stored = store.clicks(1000).expect("clicks");
+        assert_eq!(stored.len(), 300);
+        assert!(stored.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
+        let stats = store.link_stats(link.id).expect("stats");
+        assert_eq!((stats.clicks, stats.bot_hits), (200, 100));
+
+        // A click ID already stored fails the next batch whole: its bot hit
+        // and rollup counts are not kept either.
+        let again = [batch[1].clone(), batch[0].clone()];
+        assert!(store.insert_clicks(&again).is_err());
+        let counts = store.with_conn(|c| (count(c, "clicks_by_id"), count(c, "clicks_without_id")));
+        assert_eq!(counts, (200, 100));
+        let stats = store.link_stats(link.id).expect("stats");
+        assert_eq!((stats.clicks, stats.bot_hits), (200, 100));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn migration_6_keeps_every_click_and_conversions_still_join_by_click_id() {
+        use crate::conversions::{ConversionsConfig, Format, import};
+
+        let dir = temp_dir("migrate-6");
+        std::fs::create_dir_all(&dir).expect("dir");
+        // A database as version 5 left it: human clicks, bot hits, and a
+        // human hit without a click ID (as tests and tools wrote them).
+        let before = {
+            let mut conn = Connection::open(dir.join(DB_FILE)).expect("raw");
+            let tx = conn.transaction().expect("tx");
+            for sql in &MIGRATIONS[..5] {
+                tx.execute_batch(sql).expect("migration");
+            }
+            tx.pragma_update(None, "user_version", 5).expect("version");
+            tx.execute_batch(
+                "INSERT INTO links (id, code, provider, input, destination, template_prefix, \
+                 template_suffix, subid_max_len, subid_encoding, created_ms) VALUES \
+                 (1, 'a', 'amazon', 'x', 'x', 'x', '', 64, 'url_safe', 0), \
+                 (2, 'b', 'amazon', 'x', 'x', 'x', '', 64, 'url_safe', 0); \
+                 INSERT INTO clicks (id, click_id, link_id, at_ms, bot, referrer_host, ua_class, \
+                 country) VALUES \
+                 (1, '0TbB9kQ2mXr01', 1, 1000, 0, 'news.example', 'mobile', 'DE'), \
+                 (2, NULL, 1, 1000, 1, NULL, 'bot', NULL), \
+                 (3, '0TbB9kQ2mXr02', 2, 1001, 0, NULL, 'desktop', NULL), \
+                 (4, NULL, 2, 1002, 1, 't.co', 'bot', 'US'), \
+                 (5, '0TbB9kQ2mXr03', 1, 1003, 0, NULL, 'tablet', NULL), \
+                 (6, NULL, 1, 1004, 0, NULL, 'desktop', NULL);",
+            )
+            .expect("rows");
+            let rows = click_rows(&tx);
+            tx.commit().expect("commit");
+            rows
+        };
+        assert_eq!(before.len(), 6);
+
+        let store = SqliteStore::open(&dir).expect("migrate");
+        store.with_conn(|c| {
+            let version: i64 = c
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .expect("version");
+            assert_eq!(version, 6);
+            assert_eq!(click_rows(c), before, "every row kept, as it was");
+            assert_eq!(count(c, "clicks_by_id"), 3);
+            assert_eq!(count(c, "clicks_without_id"), 3);
+        });
+        let codes: Vec<(Option<String>, String)> = store
+            .clicks(10)
+            .expect("clicks")
+            .into_iter()
+            .map(|c| (c.click_id, c.code))
+            .collect();
+        assert_eq!(codes[0], (None, "a".to_owned()), "ties: no click ID first");
+        assert_eq!(codes[1], (Some("0TbB9kQ2mXr01".to_owned()), "a".to_owned()));
+
+        // An earnings report naming the third click by its ID is attributed
+        // to its link; the row without a sub-ID is not.
+        let earnings = "Fee-Earnings reports from 11-01-2026 to 11-30-2026\n\
+Category\tName\tASIN\tSeller\tTracking ID\tDate Shipped\tPrice($)\tItems Shipped\tReturns\tRevenue($)\tAd Fees($)\tDevice Type Group\tSub Tag\n\
+Electronics\tEcho Dot\tB09B8V1LZ3\tAmazon.com\tlw-20\t2026-11-03\t49.99\t2\t0\t99.98\t3.00\tDESKTOP\t0TbB9kQ2mXr02\n\
+Books\tRust\t1718503105\tAmazon.com\tlw-20\t2026-11-04\t39.95\t1\t0\t39.95\t1.00\tPHONE\t\n";
+        let summary = import(
+            &store,
+            &ConversionsConfig::default(),
+            Format::AmazonEarnings,
+            earnings.as_bytes(),
+        )
+        .expect("import");
+        assert_eq!((summary.inserted, summary.unattributed), (2, 1));
+        let links: Vec<(Option<String>, Option<i64>)> = store.with_conn(|c| {
+            let mut s = c
+                .prepare("SELECT sub_id, link_id FROM conversions ORDER BY id")
+                .expect("prepare");
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        });
+        assert_eq!(links[0], (Some("0TbB9kQ2mXr02".to_owned()), Some(2)));
+        assert_eq!(links[1].1, None);
+
+        // New clicks land in the new tables beside the moved ones.
+        let id = ClickIdGenerator::new(0).next_id();
+        store
+            .insert_clicks(&[ClickEvent {
+                click_id: Some(id),
+                link_id: 1,
+                at_ms: 2_000,
+                bot: false,
+                referrer_host: None,
+                ua_class: UaClass::Desktop,
+                country: None,
+            }])
+            .expect("insert");
+        assert_eq!(store.clicks(10).expect("clicks").len(), 7);
         std::fs::remove_dir_all(&dir).ok();
     }
 
