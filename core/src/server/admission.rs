@@ -1,5 +1,6 @@
 //! Admission control of the public host: a concurrency limit with load
-//! shedding, as a tower layer.
+//! shedding, taken and given back around each request by the public
+//! host's service (`public::Public`).
 //!
 //! tower's `ConcurrencyLimit` keeps one semaphore for all requests: every
 //! request clones its `Arc`, takes a permit and gives it back (which locks
@@ -17,16 +18,10 @@
 //! before `max` requests are in flight, but not before `max - SHARDS × (2 ×
 //! batch − 1)`, where the batch is `max / (4 × SHARDS)`: about half of `max`.
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use pin_project_lite::pin_project;
-use tower::Service;
+use http::{HeaderValue, Response, StatusCode, header};
 
 use super::{Body, Conn, text};
 use crate::shard::{self, SHARDS, Sharded};
@@ -119,107 +114,74 @@ fn take(from: &AtomicUsize, want: usize) -> usize {
     }
 }
 
-/// The public host's outer tower service on one connection: admission
-/// (limit and shedding) around `inner`, and the connection's request count
-/// for its header-read watchdog. It holds only per-connection state, so the
-/// per-request clone hyper makes of it touches no line another core writes.
-#[derive(Debug, Clone)]
-pub(super) struct Admitted<S> {
-    inner: S,
-    conn: Arc<Conn>,
-}
-
-impl<S> Admitted<S> {
-    pub(super) fn new(inner: S, conn: Arc<Conn>) -> Self {
-        Admitted { inner, conn }
-    }
-}
-
-impl<S> Service<Request<hyper::body::Incoming>> for Admitted<S>
-where
-    S: Service<Request<hyper::body::Incoming>, Response = Response<Body>, Error = Infallible>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = AdmittedFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<hyper::body::Incoming>) -> Self::Future {
-        self.conn.control.started.fetch_add(1, Ordering::AcqRel);
-        let shard = self.conn.app.admission.enter();
-        let guard = Guard {
-            conn: Arc::clone(&self.conn),
-            shard,
-        };
-        match shard {
-            Some(_) => AdmittedFuture {
-                inner: Some(self.inner.call(req)),
-                shed: None,
-                _guard: guard,
-            },
-            None => {
-                self.conn.app.metrics.rejected(false, false);
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded, retry shortly\n",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                AdmittedFuture {
-                    inner: None,
-                    shed: Some(r),
-                    _guard: guard,
-                }
-            }
+/// Admits a request on connection `conn`: counts it started (for the
+/// connection's header-read watchdog) and takes a permit. `None`: shed; the
+/// request is counted finished and refused (see [`shed`]).
+pub(super) fn admit(conn: &Arc<Conn>) -> Option<Permit<&Arc<Conn>>> {
+    conn.control.started.fetch_add(1, Ordering::AcqRel);
+    match conn.app.admission.enter() {
+        Some(shard) => Some(Permit { conn, shard }),
+        None => {
+            conn.control.finished.fetch_add(1, Ordering::AcqRel);
+            None
         }
     }
 }
 
-/// Gives the permit back and counts the request finished when the request's
-/// future completes or is dropped (a client that hangs up).
+/// The answer to a shed request: 503 with `Retry-After`, counted.
+pub(super) fn shed(conn: &Conn) -> Response<Body> {
+    conn.app.metrics.rejected(false, false);
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded, retry shortly\n",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// An admitted request's permit: given back, and the request counted
+/// finished, when it is dropped. A request answered at once holds it by
+/// reference (no reference count to touch); one that waits holds it owned
+/// ([`Permit::owned`]), so a client that hangs up meanwhile gives it back
+/// when its future is dropped.
 #[derive(Debug)]
-struct Guard {
-    conn: Arc<Conn>,
-    shard: Option<usize>,
+pub(super) struct Permit<C: AsRef<Conn>> {
+    conn: C,
+    shard: usize,
 }
 
-impl Drop for Guard {
+impl<C: AsRef<Conn>> Permit<C> {
+    /// The connection the request came on.
+    pub(super) fn conn(&self) -> &Conn {
+        self.conn.as_ref()
+    }
+}
+
+impl<'a> Permit<&'a Arc<Conn>> {
+    /// The connection the request came on, for as long as the permit's
+    /// borrow.
+    pub(super) fn arc(&self) -> &'a Arc<Conn> {
+        self.conn
+    }
+
+    /// The same permit, owning its connection.
+    pub(super) fn owned(self) -> Permit<Arc<Conn>> {
+        let owned = Permit {
+            conn: Arc::clone(self.conn),
+            shard: self.shard,
+        };
+        // Moved, not given back.
+        std::mem::forget(self);
+        owned
+    }
+}
+
+impl<C: AsRef<Conn>> Drop for Permit<C> {
     fn drop(&mut self) {
-        if let Some(shard) = self.shard {
-            self.conn.app.admission.leave(shard);
-        }
-        self.conn.control.finished.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-pin_project! {
-    /// The future of [`Admitted`]: the inner future, or a ready 503.
-    #[derive(Debug)]
-    pub(super) struct AdmittedFuture<F> {
-        #[pin]
-        inner: Option<F>,
-        shed: Option<Response<Body>>,
-        _guard: Guard,
-    }
-}
-
-impl<F> Future for AdmittedFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx),
-            None => Poll::Ready(Ok(this.shed.take().unwrap_or_else(|| {
-                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-            }))),
-        }
+        let conn = self.conn.as_ref();
+        conn.app.admission.leave(self.shard);
+        conn.control.finished.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -274,6 +236,50 @@ mod tests {
         assert_eq!(total, max, "greedy takers leave nothing unclaimed");
         assert_eq!(a.in_flight(), 0);
         assert_eq!(a.enter().map(|_| ()), Some(()));
+    }
+
+    /// A connection of an app with no providers, at most `max` requests in
+    /// flight.
+    fn conn(name: &str, max: usize) -> (Arc<Conn>, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lw-admission-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = crate::config::Config::from_toml_str("").expect("empty config");
+        config.server.data_dir = dir.clone();
+        config.server.max_concurrent_requests = max;
+        let providers = Arc::new(crate::plugin::Providers::load(&config));
+        let app = Arc::new(super::super::App::new(&config, providers).expect("app"));
+        let conn = Arc::new(Conn {
+            app,
+            control: Arc::new(super::super::connections::Control::new()),
+        });
+        (conn, dir)
+    }
+
+    #[test]
+    fn requests_past_the_limit_are_shed_and_every_request_is_counted_finished() {
+        let (conn, dir) = conn("shed", 2);
+        let counts = |c: &Conn| {
+            (
+                c.control.started.load(Ordering::Acquire),
+                c.control.finished.load(Ordering::Acquire),
+            )
+        };
+        let first = admit(&conn).expect("first admitted");
+        // The second waits on the store: it owns its permit.
+        let second = admit(&conn).expect("second admitted").owned();
+        assert!(admit(&conn).is_none(), "the third is over the limit");
+        assert_eq!(shed(&conn).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            counts(&conn),
+            (3, 1),
+            "the shed request is finished at once"
+        );
+        drop(first);
+        let third = admit(&conn).expect("a permit came back");
+        drop((second, third));
+        assert_eq!(counts(&conn), (4, 4));
+        assert_eq!(conn.app.admission.in_flight(), 0);
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

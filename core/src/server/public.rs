@@ -14,6 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tracing::{debug, error, warn};
 
+use super::admission::{self, Permit};
 use super::redirect::{Resolution, resolve};
 use super::{App, Body, Conn, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
@@ -56,8 +57,36 @@ enum Step {
     Generate(String),
 }
 
-/// Routes a public-host request.
-pub(super) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
+/// The public host's service on one connection. hyper calls it by
+/// reference, so a request clones nothing: it takes a permit, and a cache
+/// hit is answered before `call` returns.
+#[derive(Debug)]
+pub(super) struct Public {
+    conn: Arc<Conn>,
+}
+
+impl Public {
+    pub(super) fn new(conn: Arc<Conn>) -> Public {
+        Public { conn }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Public {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Handled;
+
+    fn call(&self, req: Request<Incoming>) -> Handled {
+        match admission::admit(&self.conn) {
+            Some(permit) => handle(permit, req),
+            None => Handled::Ready(Some(admission::shed(&self.conn))),
+        }
+    }
+}
+
+/// Routes a public-host request admitted with `permit`.
+fn handle(permit: Permit<&Arc<Conn>>, req: Request<Incoming>) -> Handled {
+    let conn: &Arc<Conn> = permit.arc();
     let app = &conn.app;
     let started = Instant::now();
     let (route, step) = match (req.method(), req.uri().path()) {
@@ -75,22 +104,29 @@ pub(super) fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Handled {
         }
     };
     match step {
+        // The permit goes back as this returns.
         Step::Done(response) => {
             finish(app, &req, route, started, &response);
             Handled::Ready(Some(response))
         }
-        Step::LookUp => Handled::Waiting(Box::pin(async move {
-            let app = &conn.app;
-            let response = look_up(app, &req, &req.uri().path()[1..]).await;
-            finish(app, &req, route, started, &response);
-            response
-        })),
-        Step::Generate(key) => Handled::Waiting(Box::pin(async move {
-            let app = &conn.app;
-            let response = generate(app, &req, key).await;
-            finish(app, &req, route, started, &response);
-            response
-        })),
+        Step::LookUp => {
+            let permit = permit.owned();
+            Handled::Waiting(Box::pin(async move {
+                let app = &permit.conn().app;
+                let response = look_up(app, &req, &req.uri().path()[1..]).await;
+                finish(app, &req, route, started, &response);
+                response
+            }))
+        }
+        Step::Generate(key) => {
+            let permit = permit.owned();
+            Handled::Waiting(Box::pin(async move {
+                let app = &permit.conn().app;
+                let response = generate(app, &req, key).await;
+                finish(app, &req, route, started, &response);
+                response
+            }))
+        }
     }
 }
 
