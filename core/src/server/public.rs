@@ -155,11 +155,6 @@ fn not_found(app: &App) -> Response<Body> {
 }
 
 fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
-    // Codes are short and plain; anything else cannot exist, and is not
-    // worth a store lookup or a negative-cache slot.
-    if validate_code(code).is_err() {
-        return Step::Done(not_found(app));
-    }
     match app.cache.get(code, |link| respond(app, req, link)) {
         Lookup::Hit(response) => {
             app.metrics.cache_lookup(false, CacheResult::Hit);
@@ -169,6 +164,10 @@ fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
             app.metrics.cache_lookup(false, CacheResult::NegativeHit);
             Step::Done(not_found(app))
         }
+        // Codes are short and plain; anything else cannot exist, and is not
+        // worth a store lookup or a negative-cache slot. (Only codes that
+        // passed this check are ever cached, so hits skip it.)
+        Lookup::Unknown if validate_code(code).is_err() => Step::Done(not_found(app)),
         Lookup::Unknown => {
             app.metrics.cache_lookup(false, CacheResult::Miss);
             Step::LookUp
