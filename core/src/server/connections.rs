@@ -19,12 +19,15 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tracing::debug;
 
-/// A connection's signal: nothing yet.
+/// A connection's signals, as bits. None: serve on.
 const RUN: u8 = 0;
 /// Finish the request in flight, then close (graceful shutdown).
 const DRAIN: u8 = 1;
-/// Close now: no request head arrived within the watchdog's period.
-const CLOSE: u8 = 2;
+/// The watchdog saw no request head for a whole period: close, if the
+/// connection's own task still finds no request in flight.
+const STALLED: u8 = 2;
+/// Close now, whatever is in flight (the shutdown deadline ran out).
+const ABORT: u8 = 4;
 
 /// One connection's request counters, and what the watchdog and shutdown
 /// need to reach it. Only that connection's tasks write the counters, so
@@ -54,10 +57,9 @@ impl Control {
         self.waker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Raises `signal` (never lowers it: a close beats a drain) and wakes
-    /// the connection's task.
+    /// Sets `signal`'s bit and wakes the connection's task.
     fn send(&self, signal: u8) {
-        self.signal.fetch_max(signal, Ordering::AcqRel);
+        self.signal.fetch_or(signal, Ordering::AcqRel);
         if let Some(w) = self.waker().as_ref() {
             w.wake_by_ref();
         }
@@ -107,21 +109,30 @@ impl Connections {
         }
     }
 
-    /// Closes every connection that went a whole `period` (between two
-    /// calls) with no request in flight and no new request head: it is idle,
-    /// or too slow to send its headers. Called once per period, a connection
-    /// stays open without sending a request head for at least one period and
-    /// at most two.
+    /// Closes every connection that was idle at two calls in a row with no
+    /// request started in between: it sent no request head for a whole
+    /// period, being idle or too slow to send its headers. Called once per
+    /// period, a connection stays open without sending a request head for
+    /// at least one period and at most two. The close is decided on the
+    /// connection's own task ([`Supervised`]), which keeps the connection if
+    /// a request started meanwhile.
     pub(crate) fn close_stalled(&self) {
         self.each(|c| {
             let started = c.started.load(Ordering::Acquire);
             let idle = started == c.finished.load(Ordering::Acquire);
-            let seen = c.seen.swap(started, Ordering::AcqRel);
+            let seen = c
+                .seen
+                .swap(if idle { started } else { u64::MAX }, Ordering::AcqRel);
             if idle && started == seen {
                 debug!("closing a public connection that sent no request head in time");
-                c.send(CLOSE);
+                c.send(STALLED);
             }
         });
+    }
+
+    /// Closes every connection now, requests in flight or not.
+    pub(crate) fn abort(&self) {
+        self.each(|c| c.send(ABORT));
     }
 
     /// Asks every connection to finish its request in flight and close.
@@ -185,7 +196,7 @@ pub(crate) async fn supervise<F: Future>(
         served,
         graceful_shutdown,
         draining: false,
-        registered: false,
+        registered: None,
     }
     .await
 }
@@ -195,9 +206,10 @@ struct Supervised<'a, F> {
     served: Pin<&'a mut F>,
     graceful_shutdown: fn(Pin<&mut F>),
     draining: bool,
-    /// Whether the task's waker is in `control` (a task's waker never
-    /// changes, so once is enough).
-    registered: bool,
+    /// The waker last put in `control`: it is put there again only when the
+    /// task's waker changes (for a spawned task, never), so a poll takes no
+    /// lock.
+    registered: Option<Waker>,
 }
 
 impl<F: Future> Future for Supervised<'_, F> {
@@ -205,22 +217,33 @@ impl<F: Future> Future for Supervised<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if !this.registered {
-            let mut waker = this.control.waker();
-            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *waker = Some(cx.waker().clone());
-            }
-            this.registered = true;
+        if !this
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            *this.control.waker() = Some(cx.waker().clone());
+            this.registered = Some(cx.waker().clone());
         }
         // Read after the waker is in place, so a signal sent meanwhile is
         // either seen here or wakes the task again.
-        match this.control.signal.load(Ordering::Acquire) {
-            CLOSE => return Poll::Ready(None),
-            DRAIN if !this.draining => {
-                this.draining = true;
-                (this.graceful_shutdown)(this.served.as_mut());
+        let signal = this.control.signal.load(Ordering::Acquire);
+        if signal & ABORT != 0 {
+            return Poll::Ready(None);
+        }
+        if signal & STALLED != 0 {
+            // Requests are counted started in `served.poll`, on this task:
+            // none can start between this check and the drop.
+            let c = this.control;
+            if c.started.load(Ordering::Acquire) == c.finished.load(Ordering::Acquire) {
+                return Poll::Ready(None);
             }
-            _ => {}
+            // A request started after the watchdog looked: serve it.
+            c.signal.fetch_and(!STALLED, Ordering::AcqRel);
+        }
+        if signal & DRAIN != 0 && !this.draining {
+            this.draining = true;
+            (this.graceful_shutdown)(this.served.as_mut());
         }
         this.served.as_mut().poll(cx).map(Some)
     }
@@ -279,12 +302,77 @@ mod tests {
         // still in it at the second.
         busy.started.fetch_add(1, Ordering::AcqRel);
         connections.close_stalled();
-        assert_eq!(idle.signal.load(Ordering::Acquire), CLOSE);
+        assert_eq!(idle.signal.load(Ordering::Acquire), STALLED);
         assert_eq!(busy.signal.load(Ordering::Acquire), RUN);
-        // It finishes and starts nothing more for a whole period: closed.
+        // It finishes: idle at the next look, but not yet for a whole
+        // period; closed at the look after.
         busy.finished.fetch_add(1, Ordering::AcqRel);
         connections.close_stalled();
-        assert_eq!(busy.signal.load(Ordering::Acquire), CLOSE);
+        assert_eq!(busy.signal.load(Ordering::Acquire), RUN);
+        connections.close_stalled();
+        assert_eq!(busy.signal.load(Ordering::Acquire), STALLED);
+    }
+
+    #[tokio::test]
+    async fn a_connection_with_a_request_started_after_the_look_is_kept() {
+        let connections = Arc::new(Connections::default());
+        let control = Arc::new(Control::new());
+        let registered = connections.register(&control);
+        let task = {
+            let control = Arc::clone(&control);
+            tokio::spawn(async move {
+                let shut = Arc::new(AtomicBool::new(false));
+                let idle = Idle {
+                    shut: Arc::clone(&shut),
+                };
+                let out = supervise(&control, idle, shut_down).await;
+                drop(registered);
+                out
+            })
+        };
+        tokio::task::yield_now().await;
+        connections.close_stalled();
+        connections.close_stalled();
+        assert_eq!(control.signal.load(Ordering::Acquire), STALLED);
+        // The watchdog decided on an idle connection, but a request head is
+        // counted before the connection's task looks at the signal.
+        control.started.fetch_add(1, Ordering::AcqRel);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished(), "a request is in flight: kept open");
+        assert_eq!(
+            control.signal.load(Ordering::Acquire),
+            RUN,
+            "the close is withdrawn"
+        );
+        // It finishes; two idle looks later the connection is closed.
+        control.finished.fetch_add(1, Ordering::AcqRel);
+        connections.close_stalled();
+        connections.close_stalled();
+        let out = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(out.ok().and_then(Result::ok), Some(None));
+    }
+
+    #[tokio::test]
+    async fn abort_closes_connections_with_requests_in_flight() {
+        let connections = Arc::new(Connections::default());
+        let control = Arc::new(Control::new());
+        let registered = connections.register(&control);
+        control.started.fetch_add(1, Ordering::AcqRel);
+        let task = tokio::spawn(async move {
+            let shut = Arc::new(AtomicBool::new(false));
+            let out = supervise(&control, Idle { shut }, shut_down).await;
+            drop(registered);
+            out
+        });
+        tokio::task::yield_now().await;
+        connections.abort();
+        let out = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(out.ok().and_then(Result::ok), Some(None));
+        tokio::time::timeout(Duration::from_secs(5), connections.drained())
+            .await
+            .expect("no connection left");
     }
 
     #[test]

@@ -372,18 +372,32 @@ impl Server {
         app.ready.store(false, Ordering::Release);
         drop(public);
         drop(admin);
-        watchdog.abort();
+        // The watchdog keeps running while connections drain: a client
+        // stuck halfway through a request head is not idle, so a graceful
+        // shutdown alone would wait for it until the deadline.
         connections.drain();
         let drained = async {
             tokio::join!(graceful.shutdown(), connections.drained());
         };
         match tokio::time::timeout(s.shutdown_grace, drained).await {
             Ok(()) => info!("all connections drained"),
-            Err(_) => warn!(
-                grace_ms = s.shutdown_grace.as_millis() as u64,
-                "shutdown deadline ran out; closing the remaining connections"
-            ),
+            Err(_) => {
+                warn!(
+                    grace_ms = s.shutdown_grace.as_millis() as u64,
+                    "shutdown deadline ran out; closing the remaining connections"
+                );
+                // Closed before the click log's last flush, so that no
+                // click is recorded after it. Admin connections record none.
+                connections.abort();
+                if tokio::time::timeout(Duration::from_secs(1), connections.drained())
+                    .await
+                    .is_err()
+                {
+                    warn!("some public connections did not close");
+                }
+            }
         }
+        watchdog.abort();
         upkeep.abort();
         let flush_app = Arc::clone(&app);
         if tokio::task::spawn_blocking(move || flush_app.clicklog.shutdown())

@@ -343,12 +343,11 @@ async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<B
     // another sharing the store) is reused.
     let store = Arc::clone(&app.store);
     let lookup_key = key.clone();
-    let existing =
-        match tokio::task::spawn_blocking(move || store.link_by_source_key(&lookup_key)).await {
-            Ok(Ok(existing)) => existing,
-            Ok(Err(e)) => return store_unavailable(app, &e),
-            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
-        };
+    let existing = match with_timeout(app, move || store.link_by_source_key(&lookup_key)).await {
+        Ok(Ok(existing)) => existing,
+        Ok(Err(e)) => return store_unavailable(app, &e),
+        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+    };
     let link = match existing {
         Some(link) => link,
         None => {
