@@ -278,7 +278,14 @@ mod tests {
     /// Serves an `Idle` connection on a task; its output, and whether it
     /// was shut down gracefully.
     fn serve(connections: &Arc<Connections>) -> tokio::task::JoinHandle<(Option<()>, bool)> {
-        let control = Arc::new(Control::new());
+        serve_with(connections, Arc::new(Control::new()))
+    }
+
+    /// [`serve`], on a given `control`.
+    fn serve_with(
+        connections: &Arc<Connections>,
+        control: Arc<Control>,
+    ) -> tokio::task::JoinHandle<(Option<()>, bool)> {
         let registered = connections.register(&control);
         tokio::spawn(async move {
             let shut = Arc::new(AtomicBool::new(false));
@@ -317,19 +324,7 @@ mod tests {
     async fn a_connection_with_a_request_started_after_the_look_is_kept() {
         let connections = Arc::new(Connections::default());
         let control = Arc::new(Control::new());
-        let registered = connections.register(&control);
-        let task = {
-            let control = Arc::clone(&control);
-            tokio::spawn(async move {
-                let shut = Arc::new(AtomicBool::new(false));
-                let idle = Idle {
-                    shut: Arc::clone(&shut),
-                };
-                let out = supervise(&control, idle, shut_down).await;
-                drop(registered);
-                out
-            })
-        };
+        let task = serve_with(&connections, Arc::clone(&control));
         tokio::task::yield_now().await;
         connections.close_stalled();
         connections.close_stalled();
@@ -351,25 +346,19 @@ mod tests {
         connections.close_stalled();
         connections.close_stalled();
         let out = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(out.ok().and_then(Result::ok), Some(None));
+        assert_eq!(out.ok().and_then(Result::ok), Some((None, false)));
     }
 
     #[tokio::test]
     async fn abort_closes_connections_with_requests_in_flight() {
         let connections = Arc::new(Connections::default());
         let control = Arc::new(Control::new());
-        let registered = connections.register(&control);
         control.started.fetch_add(1, Ordering::AcqRel);
-        let task = tokio::spawn(async move {
-            let shut = Arc::new(AtomicBool::new(false));
-            let out = supervise(&control, Idle { shut }, shut_down).await;
-            drop(registered);
-            out
-        });
+        let task = serve_with(&connections, control);
         tokio::task::yield_now().await;
         connections.abort();
         let out = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(out.ok().and_then(Result::ok), Some(None));
+        assert_eq!(out.ok().and_then(Result::ok), Some((None, false)));
         tokio::time::timeout(Duration::from_secs(5), connections.drained())
             .await
             .expect("no connection left");

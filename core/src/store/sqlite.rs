@@ -359,6 +359,9 @@ fn bind_by_id(stmt: &mut Statement<'_>, first: usize, c: &ClickEvent) -> rusqlit
     bind_click_columns(stmt, first + 1, c)
 }
 
+/// Binds one click row's parameters from a 1-based position.
+type BindRow = fn(&mut Statement<'_>, usize, &ClickEvent) -> rusqlite::Result<()>;
+
 /// Inserts `events` through `many` (`INSERT_ROWS` rows per execution) and
 /// the remainder through `one`, binding each row's `width` parameters with
 /// `bind`.
@@ -367,7 +370,7 @@ fn insert_rows(
     one: &mut Statement<'_>,
     events: &[&ClickEvent],
     width: usize,
-    bind: fn(&mut Statement<'_>, usize, &ClickEvent) -> rusqlite::Result<()>,
+    bind: BindRow,
 ) -> rusqlite::Result<()> {
     let mut chunks = events.chunks_exact(INSERT_ROWS);
     for chunk in &mut chunks {
@@ -648,27 +651,34 @@ impl Store for SqliteStore {
         {
             // Rows go in statements of INSERT_ROWS rows each (fewer statement
             // executions per click), the remainder one by one.
-            if !by_id.is_empty() {
-                let columns = format!("click_id, {CLICK_COLUMNS}");
-                let sql = |rows| insert_clicks_sql("clicks_by_id", &columns, BY_ID_WIDTH, rows);
-                insert_rows(
-                    &mut *tx.prepare_cached(&sql(INSERT_ROWS))?,
-                    &mut *tx.prepare_cached(&sql(1))?,
-                    &by_id,
+            let by_id_columns = format!("click_id, {CLICK_COLUMNS}");
+            let tables: [(&str, &str, usize, BindRow, &[&ClickEvent]); 2] = [
+                (
+                    "clicks_by_id",
+                    &by_id_columns,
                     BY_ID_WIDTH,
                     bind_by_id,
-                )?;
-            }
-            if !without_id.is_empty() {
-                let sql = |rows| {
-                    insert_clicks_sql("clicks_without_id", CLICK_COLUMNS, WITHOUT_ID_WIDTH, rows)
-                };
+                    &by_id,
+                ),
+                (
+                    "clicks_without_id",
+                    CLICK_COLUMNS,
+                    WITHOUT_ID_WIDTH,
+                    bind_click_columns,
+                    &without_id,
+                ),
+            ];
+            for (table, columns, width, bind, events) in tables {
+                if events.is_empty() {
+                    continue;
+                }
+                let sql = |rows| insert_clicks_sql(table, columns, width, rows);
                 insert_rows(
                     &mut *tx.prepare_cached(&sql(INSERT_ROWS))?,
                     &mut *tx.prepare_cached(&sql(1))?,
-                    &without_id,
-                    WITHOUT_ID_WIDTH,
-                    bind_click_columns,
+                    events,
+                    width,
+                    bind,
                 )?;
             }
             // The per-link, per-UTC-day rollup that reports read moves in the
