@@ -21,9 +21,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::Response;
 
-use super::{Body, Conn, text};
+use super::{Body, Conn, overloaded};
 use crate::shard::{self, SHARDS, Sharded};
 
 /// Sharded permits for at most `max` requests in flight.
@@ -131,13 +131,7 @@ pub(super) fn admit(conn: &Arc<Conn>) -> Option<Permit<&Arc<Conn>>> {
 /// The answer to a shed request: 503 with `Retry-After`, counted.
 pub(super) fn shed(conn: &Conn) -> Response<Body> {
     conn.app.metrics.rejected(false, false);
-    let mut r = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded, retry shortly\n",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    r
+    overloaded()
 }
 
 /// An admitted request's permit: given back, and the request counted
@@ -188,6 +182,7 @@ impl<C: AsRef<Conn>> Drop for Permit<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[test]
     fn never_more_than_max_in_flight_and_every_permit_comes_back() {

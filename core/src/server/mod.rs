@@ -301,9 +301,8 @@ impl Server {
             stack(
                 crate::api::router(Arc::clone(&app)),
                 s.max_concurrent_requests,
-                Some(s.request_timeout),
+                s.request_timeout,
                 Arc::clone(&app.metrics),
-                true,
             )
         };
 
@@ -464,9 +463,8 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 fn stack<S, B>(
     router: S,
     max_concurrent: usize,
-    timeout: Option<Duration>,
+    timeout: Duration,
     metrics: Arc<Metrics>,
-    admin: bool,
 ) -> impl Service<
     http::Request<Incoming>,
     Response = Response<B>,
@@ -488,18 +486,12 @@ where
             Ok::<_, BoxError>(match result {
                 Ok(response) => response,
                 Err(e) if e.is::<tower::timeout::error::Elapsed>() => {
-                    metrics.rejected(admin, true);
+                    metrics.rejected(true, true);
                     text(StatusCode::GATEWAY_TIMEOUT, "request timed out\n")
                 }
                 Err(e) if e.is::<tower::load_shed::error::Overloaded>() => {
-                    metrics.rejected(admin, false);
-                    let mut r = text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded, retry shortly\n",
-                    );
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                    r
+                    metrics.rejected(true, false);
+                    overloaded()
                 }
                 Err(e) => {
                     error!(error = %e, "request failed");
@@ -509,10 +501,20 @@ where
         })
         .load_shed()
         .concurrency_limit(max_concurrent)
-        .option_layer(timeout.map(tower::timeout::TimeoutLayer::new))
-        // Both arms of the optional timeout must fail alike.
-        .map_err(|never: Infallible| -> BoxError { match never {} })
+        .timeout(timeout)
         .service(router)
+}
+
+/// The answer to a request shed by a concurrency limit: 503 with
+/// `Retry-After`.
+pub(crate) fn overloaded<B: From<Bytes>>() -> Response<B> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded, retry shortly\n",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// A plain-text response.

@@ -109,20 +109,15 @@ fn handle(permit: Permit<&Arc<Conn>>, req: Request<Incoming>) -> Handled {
             finish(app, &req, route, started, &response);
             Handled::Ready(Some(response))
         }
-        Step::LookUp => {
+        // A cache miss: the store answers, on a future that owns the permit.
+        slow => {
             let permit = permit.owned();
             Handled::Waiting(Box::pin(async move {
                 let app = &permit.conn().app;
-                let response = look_up(app, &req, &req.uri().path()[1..]).await;
-                finish(app, &req, route, started, &response);
-                response
-            }))
-        }
-        Step::Generate(key) => {
-            let permit = permit.owned();
-            Handled::Waiting(Box::pin(async move {
-                let app = &permit.conn().app;
-                let response = generate(app, &req, key).await;
+                let response = match slow {
+                    Step::Generate(key) => generate(app, &req, key).await,
+                    _ => look_up(app, &req, &req.uri().path()[1..]).await,
+                };
                 finish(app, &req, route, started, &response);
                 response
             }))
