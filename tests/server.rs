@@ -102,6 +102,70 @@ fn visitor_query_parameters_never_override_the_tag_or_sub_id() {
     assert!(!loc.contains("evil") && !loc.contains("stolen"), "{loc}");
 }
 
+/// GETs `path` until it answers `want`, for at most ten seconds (the server
+/// reads link changes every 50 ms in these tests); the last status.
+fn status_becomes(server: &TestServer, path: &str, want: StatusCode) -> StatusCode {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let status = get(&format!("{}{path}", server.public), Some(BROWSER)).status();
+        if status == want || std::time::Instant::now() > deadline {
+            return status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn links_changed_by_the_cli_reach_a_running_servers_caches() {
+    let (config, data) = setup("follow", "[cache]\nlink_refresh_ms = 50\n");
+    let c = config.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let server = TestServer::start(&config, &data);
+    // Both cached: `echo` as a link, `later` as an unknown code.
+    for _ in 0..2 {
+        assert_eq!(
+            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
+            StatusCode::FOUND
+        );
+        assert_eq!(
+            get(&format!("{}/later", server.public), Some(BROWSER)).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    let out = linkwright(&["links", "disable", "--config", c, "--data-dir", d, "echo"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status_becomes(&server, "/echo", StatusCode::GONE),
+        StatusCode::GONE
+    );
+    let out = linkwright(&["links", "enable", "--config", c, "--data-dir", d, "echo"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status_becomes(&server, "/echo", StatusCode::FOUND),
+        StatusCode::FOUND
+    );
+
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        c,
+        "--data-dir",
+        d,
+        "--code",
+        "later",
+        "B08N5WRWNW",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        status_becomes(&server, "/later", StatusCode::FOUND),
+        StatusCode::FOUND
+    );
+    let r = get(&format!("{}/later", server.public), Some(BROWSER));
+    assert!(location(&r).starts_with(ECHO), "{}", location(&r));
+}
+
 #[test]
 fn unknown_codes_are_404_disabled_links_410_and_other_methods_405() {
     let (config, data) = setup("statuses", "");

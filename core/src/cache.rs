@@ -490,6 +490,18 @@ impl Links {
         }
     }
 
+    fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = write(&shard.0);
+            // With the shard locked, as in `invalidate`: no memo copy of
+            // what it held can be taken at the new generation.
+            self.changed();
+            let dropped = shard.index.len();
+            *shard = Shard::default();
+            self.len.fetch_sub(dropped, Ordering::Relaxed);
+        }
+    }
+
     /// Counts one more link if that stays within the bound.
     fn try_reserve(&self) -> bool {
         self.len
@@ -621,6 +633,17 @@ impl LinkCache {
         self.missing.map.remove(code);
     }
 
+    /// Forgets that a code was unknown (a link with it was just created).
+    pub fn forget_missing(&self, code: &str) {
+        self.missing.map.remove(code);
+    }
+
+    /// Forgets every link and every unknown code.
+    pub fn clear(&self) {
+        self.links.clear();
+        self.missing.map.clear();
+    }
+
     /// Links cached.
     pub fn len(&self) -> usize {
         self.links.len.load(Ordering::Relaxed)
@@ -663,6 +686,11 @@ impl GoCache {
     /// Forgets every URL whose link has this code.
     pub fn invalidate_code(&self, code: &str) {
         self.urls.map.retain(|_, (c, _)| c != code);
+    }
+
+    /// Forgets every URL.
+    pub fn clear(&self) {
+        self.urls.map.clear();
     }
 }
 
@@ -733,6 +761,32 @@ mod tests {
         assert!(write(cache.links.shard(hash)).remove(hash, "x"));
         cache.invalidate("x");
         assert_eq!(id_of(&cache, "x"), Lookup::Unknown);
+    }
+
+    #[test]
+    fn clear_forgets_links_memo_copies_and_unknown_codes() {
+        let cache = LinkCache::new(100, 10);
+        for (i, code) in ["a", "b", "c"].into_iter().enumerate() {
+            cache.insert(code, link(i as i64));
+        }
+        assert_eq!(id_of(&cache, "a"), Lookup::Hit(0));
+        assert_eq!(id_of(&cache, "a"), Lookup::Hit(0));
+        assert!(memoized(&cache, "a"));
+        cache.insert_missing("gone");
+        cache.insert_missing("new");
+        cache.forget_missing("new");
+        assert_eq!(id_of(&cache, "new"), Lookup::Unknown);
+        assert_eq!(id_of(&cache, "gone"), Lookup::Missing);
+
+        cache.clear();
+        for code in ["a", "b", "c", "gone"] {
+            assert_eq!(id_of(&cache, code), Lookup::Unknown, "{code}");
+        }
+        assert_eq!((cache.len(), indexed(&cache)), (0, 0));
+        // Still a working cache, counting from zero.
+        cache.insert("a", link(9));
+        assert_eq!(id_of(&cache, "a"), Lookup::Hit(9));
+        assert_eq!((cache.len(), indexed(&cache)), (1, 1));
     }
 
     #[test]

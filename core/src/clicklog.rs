@@ -373,7 +373,8 @@ mod tests {
 
     use crate::classify::UaClass;
     use crate::store::{
-        Link, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore, StoreError, StoredClick,
+        Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore, StoreError,
+        StoredClick,
     };
 
     /// Metrics in a recorder of their own, so that tests running in parallel
@@ -502,6 +503,15 @@ mod tests {
             unreachable!("the click log writes clicks only")
         }
         fn clicks(&self, _: usize) -> Result<Vec<StoredClick>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn last_link_change(&self) -> Result<i64, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn link_changes(&self, _: i64, _: usize) -> Result<Vec<LinkChange>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn prune_link_changes(&self, _: usize) -> Result<(), StoreError> {
             unreachable!("the click log writes clicks only")
         }
     }

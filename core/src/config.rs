@@ -234,6 +234,9 @@ struct RawCache {
     max_missing: usize,
     /// Middleware-mode (`/go?url=`) URLs kept in memory.
     max_go_urls: usize,
+    /// How often a server reads the link changes made by other processes
+    /// (the CLI, other instances sharing the store).
+    link_refresh_ms: u64,
 }
 
 impl Default for RawCache {
@@ -242,6 +245,7 @@ impl Default for RawCache {
             max_links: 1_000_000,
             max_missing: 100_000,
             max_go_urls: 100_000,
+            link_refresh_ms: 1_000,
         }
     }
 }
@@ -387,6 +391,8 @@ pub struct CacheConfig {
     pub max_missing: usize,
     /// Middleware-mode URLs kept.
     pub max_go_urls: usize,
+    /// How often the server reads link changes made by other processes.
+    pub link_refresh: Duration,
 }
 
 /// `[click_log]`, validated.
@@ -550,6 +556,12 @@ impl Config {
             max_links: at_least(raw.cache.max_links, 1, "cache.max_links", &mut problems),
             max_missing: at_least(raw.cache.max_missing, 1, "cache.max_missing", &mut problems),
             max_go_urls: at_least(raw.cache.max_go_urls, 1, "cache.max_go_urls", &mut problems),
+            link_refresh: Duration::from_millis(at_least(
+                raw.cache.link_refresh_ms,
+                10,
+                "cache.link_refresh_ms",
+                &mut problems,
+            )),
         };
         let click_log = ClickLogConfig {
             queue_capacity: at_least(

@@ -14,6 +14,7 @@
 
 mod admission;
 mod connections;
+mod follow;
 mod public;
 pub mod redirect;
 
@@ -121,6 +122,10 @@ pub struct App {
     /// was opened (before the listeners are announced, so a job queued
     /// after that is this run's, not one to resume); `run` resumes them.
     pub(crate) interrupted_jobs: std::sync::Mutex<Vec<String>>,
+    /// The store's newest link change when the caches were empty: `run`
+    /// follows the changes after it ([`follow`]).
+    link_changes_seen: i64,
+    link_refresh: Duration,
 }
 
 impl App {
@@ -132,6 +137,7 @@ impl App {
             Vec::new()
         });
         let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
+        let link_changes_seen = store.last_link_change()?;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
             providers.loaded().iter().map(|p| p.name.as_str()),
@@ -177,6 +183,8 @@ impl App {
             store_timeout: s.request_timeout,
             webhook_hosts: config.api.webhook_hosts.clone(),
             interrupted_jobs: std::sync::Mutex::new(interrupted_jobs),
+            link_changes_seen,
+            link_refresh: config.cache.link_refresh,
         })
     }
 
@@ -206,6 +214,13 @@ impl App {
         self.cache.invalidate(code);
         self.go.invalidate_code(code);
         self.request_keys.retain(|_, c| c != code);
+    }
+
+    /// Empties every cache of links (after changes this instance missed).
+    pub fn forget_all(&self) {
+        self.cache.clear();
+        self.go.clear();
+        self.request_keys.clear();
     }
 
     /// Whether the server is accepting traffic (for `/readyz`).
@@ -319,6 +334,11 @@ impl Server {
             })
         };
 
+        let follower = tokio::spawn(follow::follow(
+            Arc::clone(&app),
+            app.link_changes_seen,
+            app.link_refresh,
+        ));
         // Bulk jobs interrupted by a restart carry on.
         crate::api::resume_jobs(Arc::clone(&app));
         // Admin connections are few: hyper-util's graceful shutdown is
@@ -398,6 +418,7 @@ impl Server {
         }
         watchdog.abort();
         upkeep.abort();
+        follower.abort();
         let flush_app = Arc::clone(&app);
         if tokio::task::spawn_blocking(move || flush_app.clicklog.shutdown())
             .await

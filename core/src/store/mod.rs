@@ -227,6 +227,18 @@ pub struct ClickEvent {
     pub country: Option<[u8; 2]>,
 }
 
+/// A change to a link, from the store's journal of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkChange {
+    /// Its number; each change's is the one before's plus one.
+    pub seq: i64,
+    /// The link's code.
+    pub code: String,
+    /// The link was created (so a cache that remembered the code as
+    /// unknown must forget that); otherwise it was changed or deleted.
+    pub created: bool,
+}
+
 /// A stored click, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredClick {
@@ -291,6 +303,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Clicks in time order (at the same millisecond, those without a click
     /// ID first, then by click ID), at most `limit`.
     fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;
+    /// The number of the newest link change (0 if none): where a cache
+    /// that starts empty now begins following [`Store::link_changes`].
+    fn last_link_change(&self) -> Result<i64, StoreError>;
+    /// Changes to links numbered after `after`, oldest first, at most
+    /// `limit`, by whoever made them. Numbers follow each other with no
+    /// gap, except where old changes were pruned.
+    fn link_changes(&self, after: i64, limit: usize) -> Result<Vec<LinkChange>, StoreError>;
+    /// Forgets all but the newest `keep` link changes (at least one stays).
+    fn prune_link_changes(&self, keep: usize) -> Result<(), StoreError>;
     /// The click ID generator state saved by the last run (0 if none).
     fn load_click_state(&self) -> Result<u64, StoreError>;
     /// Saves the click ID generator state.

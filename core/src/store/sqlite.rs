@@ -15,8 +15,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Statement, ToSql, params};
 
 use super::{
-    ClickEvent, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError, StoredClick,
-    generate_code,
+    ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
+    StoredClick, generate_code,
 };
 use crate::reports::MS_PER_DAY;
 
@@ -186,6 +186,27 @@ const MIGRATIONS: &[&str] = &[
         SELECT click_id, link_id, at_ms, bot, referrer_host, ua_class, country FROM clicks_by_id
         UNION ALL
         SELECT NULL, link_id, at_ms, bot, referrer_host, ua_class, country FROM clicks_without_id;
+    "#,
+    // 7: a journal of link changes, so that a server's caches learn of
+    // changes made by another process (the CLI, another instance sharing
+    // the store). Triggers write it, whoever changes `links`. `seq` is
+    // max + 1 (never the newest row is pruned), so the numbers have no
+    // holes except below the oldest row kept.
+    r#"
+    CREATE TABLE link_changes (
+        seq     INTEGER PRIMARY KEY,
+        code    TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TRIGGER link_created AFTER INSERT ON links BEGIN
+        INSERT INTO link_changes (code, created) VALUES (NEW.code, 1);
+    END;
+    CREATE TRIGGER link_updated AFTER UPDATE ON links BEGIN
+        INSERT INTO link_changes (code, created) VALUES (OLD.code, 0);
+    END;
+    CREATE TRIGGER link_removed AFTER DELETE ON links BEGIN
+        INSERT INTO link_changes (code, created) VALUES (OLD.code, 0);
+    END;
     "#,
 ];
 
@@ -732,6 +753,37 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn last_link_change(&self) -> Result<i64, StoreError> {
+        Ok(lock(&self.links).query_row(
+            "SELECT coalesce(max(seq), 0) FROM link_changes",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn link_changes(&self, after: i64, limit: usize) -> Result<Vec<LinkChange>, StoreError> {
+        let conn = lock(&self.links);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, code, created FROM link_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok(LinkChange {
+                seq: r.get(0)?,
+                code: r.get(1)?,
+                created: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn prune_link_changes(&self, keep: usize) -> Result<(), StoreError> {
+        lock(&self.links).execute(
+            "DELETE FROM link_changes WHERE seq <= (SELECT max(seq) FROM link_changes) - ?1",
+            [keep.max(1) as i64],
+        )?;
+        Ok(())
+    }
+
     fn load_click_state(&self) -> Result<u64, StoreError> {
         let value: Option<i64> = lock(&self.clicks)
             .query_row(
@@ -803,6 +855,53 @@ mod tests {
             "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={click_id}"
         );
         assert!(store.link_by_code("nope").expect("read").is_none());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn every_change_to_links_is_journaled_in_order_and_pruning_keeps_the_newest() {
+        let dir = temp_dir("changes");
+        let store = SqliteStore::open(&dir).expect("open");
+        assert_eq!(store.last_link_change().expect("last"), 0);
+        store.create_link(new_link(Some("a"))).expect("create");
+        let start = store.last_link_change().expect("last");
+        assert!(start > 0);
+        store.create_link(new_link(Some("b"))).expect("create");
+        assert!(store.set_disabled("a", true).expect("disable"));
+        assert!(store.delete_link("b").expect("delete"));
+        // A taken code changes nothing.
+        assert!(store.create_link(new_link(Some("a"))).is_err());
+        // Nor does the store alone: whoever writes `links` is journaled.
+        store.with_conn(|c| {
+            c.execute("UPDATE links SET name = 'by hand' WHERE code = 'a'", [])
+                .expect("update")
+        });
+
+        let changes = store.link_changes(start, 100).expect("changes");
+        let seen: Vec<(&str, bool)> = changes
+            .iter()
+            .map(|c| (c.code.as_str(), c.created))
+            .collect();
+        assert_eq!(
+            seen,
+            [("b", true), ("a", false), ("b", false), ("a", false)]
+        );
+        let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (start + 1..=start + 4).collect::<Vec<_>>());
+        assert_eq!(store.last_link_change().expect("last"), start + 4);
+        assert_eq!(store.link_changes(start, 2).expect("limit").len(), 2);
+        assert!(store.link_changes(start + 4, 100).expect("none").is_empty());
+
+        store.prune_link_changes(2).expect("prune");
+        let kept = store.link_changes(0, 100).expect("kept");
+        assert_eq!(
+            kept.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [start + 3, start + 4]
+        );
+        // The newest stays, so numbering goes on from it.
+        store.prune_link_changes(0).expect("prune");
+        store.create_link(new_link(Some("c"))).expect("create");
+        assert_eq!(store.last_link_change().expect("last"), start + 5);
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1052,7 +1151,7 @@ mod tests {
             let version: i64 = c
                 .pragma_query_value(None, "user_version", |r| r.get(0))
                 .expect("version");
-            assert_eq!(version, 6);
+            assert_eq!(version, MIGRATIONS.len() as i64);
             assert_eq!(click_rows(c), before, "every row kept, as it was");
             assert_eq!(count(c, "clicks_by_id"), 3);
             assert_eq!(count(c, "clicks_without_id"), 3);

@@ -1,0 +1,154 @@
+//! Link changes made outside this process reach its caches.
+//!
+//! This instance forgets a link at once when its own API changes it. The
+//! CLI, and other instances sharing the store, change links behind its
+//! back: a link disabled there would go on redirecting here from the cache,
+//! and a code created there would stay "unknown" in the negative cache. So
+//! every `cache.link_refresh_ms` the server reads the store's journal of
+//! link changes (written by triggers, whoever changes `links`) from where it
+//! stopped, and forgets each code changed. A created code only leaves the
+//! negative cache; a changed or deleted one leaves every cache. If the
+//! journal was pruned past where this instance stopped, it cannot know what
+//! it missed and forgets everything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, error, warn};
+
+use super::App;
+use crate::store::{LinkChange, StoreError};
+
+/// Changes read at a time.
+const READ_LIMIT: usize = 10_000;
+/// Changes the journal keeps: far more than instances polling every second
+/// fall behind by, so pruning never passes one of them in practice.
+const KEEP: usize = 100_000;
+/// Reads between two prunings of the journal.
+const PRUNE_EVERY: u64 = 600;
+
+/// Follows the journal from `after` (the newest change when the caches were
+/// empty) every `every`, for as long as the server runs.
+pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for reads in 0u64.. {
+        tick.tick().await;
+        if reads % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            let store = Arc::clone(&app.store);
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || store.prune_link_changes(KEEP)).await
+            {
+                warn!(error = %e, "cannot prune the link change journal");
+            }
+        }
+        // Until a short read: a burst of changes (a bulk job) is taken in
+        // several reads.
+        loop {
+            let store = Arc::clone(&app.store);
+            let read = tokio::task::spawn_blocking(move || store.link_changes(after, READ_LIMIT));
+            let changes = match read.await {
+                Ok(Ok(changes)) => changes,
+                Ok(Err(e)) => {
+                    warn_unreadable(&e);
+                    break;
+                }
+                Err(e) => {
+                    error!(error = %e, "link change reader failed");
+                    break;
+                }
+            };
+            after = apply(&app, after, &changes);
+            if changes.len() < READ_LIMIT {
+                break;
+            }
+        }
+    }
+}
+
+fn warn_unreadable(e: &StoreError) {
+    warn!(error = %e, "cannot read link changes; cached links may be stale until the next read");
+}
+
+/// Forgets what `changes` (read after `after`) make stale; the number of
+/// the last change applied.
+pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
+    let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
+        return after;
+    };
+    if first.seq != after + 1 {
+        warn!(
+            after,
+            next = first.seq,
+            "link changes were pruned before this instance read them; forgetting every cached link"
+        );
+        app.forget_all();
+        return last.seq;
+    }
+    for change in changes {
+        debug!(code = %change.code, created = change.created, "link changed elsewhere");
+        if change.created {
+            app.cache.forget_missing(&change.code);
+        } else {
+            app.forget(&change.code);
+        }
+    }
+    last.seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{CachedLink, Lookup};
+    use crate::config::Config;
+    use crate::plugin::Providers;
+
+    fn change(seq: i64, code: &str, created: bool) -> LinkChange {
+        LinkChange {
+            seq,
+            code: code.into(),
+            created,
+        }
+    }
+
+    fn cached(app: &App, code: &str) -> Lookup<i64> {
+        app.cache.get(code, |l| l.id)
+    }
+
+    #[test]
+    fn changes_forget_their_codes_and_a_gap_forgets_everything() {
+        let dir = std::env::temp_dir().join(format!("lw-follow-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = Config::from_toml_str("").expect("empty config");
+        config.server.data_dir = dir.clone();
+        let providers = Arc::new(Providers::load(&config));
+        let app = App::new(&config, providers).expect("app");
+        let link = |id| CachedLink::new(id, "https://t.test/?s=", "", false, 0);
+        for (id, code) in [(1, "kept"), (2, "changed"), (3, "deleted")] {
+            app.cache.insert(code, link(id));
+        }
+        app.cache.insert_missing("created");
+        app.cache.insert_missing("unknown");
+
+        // In order: each code named leaves the caches it could be stale in.
+        let changes = [
+            change(8, "changed", false),
+            change(9, "created", true),
+            change(10, "deleted", false),
+        ];
+        assert_eq!(apply(&app, 7, &changes), 10);
+        assert_eq!(cached(&app, "kept"), Lookup::Hit(1));
+        assert_eq!(cached(&app, "changed"), Lookup::Unknown);
+        assert_eq!(cached(&app, "deleted"), Lookup::Unknown);
+        assert_eq!(cached(&app, "created"), Lookup::Unknown);
+        assert_eq!(cached(&app, "unknown"), Lookup::Missing);
+        assert_eq!(apply(&app, 10, &[]), 10, "nothing new");
+
+        // Change 11 was pruned unread: anything may be stale.
+        assert_eq!(apply(&app, 10, &[change(12, "other", true)]), 12);
+        assert_eq!(cached(&app, "kept"), Lookup::Unknown);
+        assert_eq!(cached(&app, "unknown"), Lookup::Unknown);
+        drop(app);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
