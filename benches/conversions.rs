@@ -76,8 +76,8 @@ fn fresh_store(round: usize) -> (std::path::PathBuf, SqliteStore) {
         let link = c.last_insert_rowid();
         let mut insert = c
             .prepare(
-                "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, ua_class) \
-                 VALUES (?1, ?2, 0, 0, 'desktop')",
+                "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, ua) \
+                 VALUES (?1, ?2, 0, 0, 3)",
             )
             .unwrap();
         for i in 0..CLICKS {

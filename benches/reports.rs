@@ -227,13 +227,13 @@ fn clicks_only(store: &SqliteStore, batch: &[ClickEvent]) {
         let tx = c.unchecked_transaction().unwrap();
         let mut by_id = tx
             .prepare_cached(
-                "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, referrer_host, ua_class, \
+                "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, referrer_host, ua, \
                  country) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .unwrap();
         let mut without_id = tx
             .prepare_cached(
-                "INSERT INTO clicks_without_id (link_id, at_ms, bot, referrer_host, ua_class, \
+                "INSERT INTO clicks_without_id (link_id, at_ms, bot, referrer_host, ua, \
                  country) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .unwrap();
@@ -247,7 +247,7 @@ fn clicks_only(store: &SqliteStore, batch: &[ClickEvent]) {
                 c.at_ms,
                 c.bot,
                 c.referrer_host.as_deref(),
-                c.ua_class.as_str(),
+                c.ua_class.index() as i64,
             );
             match &c.click_id {
                 Some(id) => by_id.execute(params![

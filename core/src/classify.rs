@@ -76,7 +76,9 @@ impl UaClass {
         }
     }
 
-    /// The class's position in [`UaClass::ALL`], for per-class counter arrays.
+    /// The class's position in [`UaClass::ALL`], for per-class counter
+    /// arrays. Also how click rows store the class (column `ua`, decoded
+    /// by the view `clicks`): these numbers never change.
     pub const fn index(self) -> usize {
         match self {
             UaClass::Bot => 0,

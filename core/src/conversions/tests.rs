@@ -368,8 +368,8 @@ impl Fixture {
             let id = c.last_insert_rowid();
             for click in click_ids {
                 c.execute(
-                    "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, ua_class) \
-                     VALUES (?1, ?2, 0, 0, 'desktop')",
+                    "INSERT INTO clicks_by_id (click_id, link_id, at_ms, bot, ua) \
+                     VALUES (?1, ?2, 0, 0, 3)",
                     rusqlite::params![click, id],
                 )
                 .unwrap();
@@ -542,8 +542,8 @@ fn lookups_use_their_indexes() {
     f.store.with_conn(|c| {
         for at_ms in 0..100 {
             c.execute(
-                "INSERT INTO clicks_without_id (link_id, at_ms, bot, ua_class) \
-                 VALUES (?1, ?2, 1, 'bot')",
+                "INSERT INTO clicks_without_id (link_id, at_ms, bot, ua) \
+                 VALUES (?1, ?2, 1, 0)",
                 rusqlite::params![link, at_ms],
             )
             .unwrap();
