@@ -3,10 +3,13 @@
 //! side by side in one run on loopback, both driven by `wrk` with the same
 //! settings (see DESIGN.md, "Performance budgets").
 //!
-//! `cargo bench --bench load` runs it; `LOAD_SECS` (default 10),
-//! `LOAD_CONNS` (default 64) and `LOAD_ROUNDS` (default 3) change the
+//! `cargo bench --bench load` runs it; `LOAD_SECS` (default 5),
+//! `LOAD_CONNS` (default 64) and `LOAD_ROUNDS` (default 7) change the
 //! duration and connection count of the measured runs and how many rounds
-//! of (bare, linkwright) there are. Without `--bench` among its arguments
+//! of (bare, linkwright) there are. Many short rounds rather than a few long
+//! ones: on a shared 2-core VM a round's ratio swings by ±10% (the bare
+//! server alone moves that much between runs), and the median of seven
+//! moves much less than that of three. Without `--bench` among its arguments
 //! (as `cargo test --all-targets` runs it) it exits at once.
 //!
 //! The bare server runs in its own process: this binary re-executes itself with
@@ -49,7 +52,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
 const WARMUP_SECS: u64 = 2;
 /// Rounds of (bare, linkwright) measured runs; `LOAD_ROUNDS` overrides.
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 7;
 const WRK_THREADS: u32 = 2;
 
 const THROUGHPUT_BUDGET: f64 = 0.90;
@@ -87,7 +90,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Self> {
-        let secs = env_number("LOAD_SECS", 10)?;
+        let secs = env_number("LOAD_SECS", 5)?;
         let conns = env_number("LOAD_CONNS", 64)?;
         let rounds = env_number("LOAD_ROUNDS", ROUNDS)?;
         ensure!(secs > 0, "LOAD_SECS must be at least 1");
