@@ -116,6 +116,8 @@ impl ClickLog {
         let writer = Writer {
             shared: Arc::clone(&shared),
             store,
+            // Only IDs minted from now on need the state saved.
+            saved: ids.state(),
             ids,
             batch_size: config.batch_size,
             held: Vec::new(),
@@ -183,6 +185,9 @@ struct Writer {
     /// Empty buffers (with their capacity) to swap into the shards.
     spare: Vec<Vec<ClickEvent>>,
     written_total: u64,
+    /// The click ID state last saved (at the start: the state then, from
+    /// which no ID has been minted yet).
+    saved: u64,
 }
 
 impl Writer {
@@ -198,9 +203,7 @@ impl Writer {
                 .metrics
                 .queue_depth
                 .set(self.shared.depth() as f64);
-            if let Err(e) = self.store.save_click_state(self.ids.state()) {
-                error!(error = %e, "saving the click ID state failed");
-            }
+            self.save_state();
             if stopping {
                 info!(
                     written = self.written_total,
@@ -208,6 +211,20 @@ impl Writer {
                 );
                 return;
             }
+        }
+    }
+
+    /// Saves the click ID generator's state if IDs were minted since the
+    /// last save: an idle server writes nothing (it used to commit a page to
+    /// the WAL at every wake-up, five times a second).
+    fn save_state(&mut self) {
+        let state = self.ids.state();
+        if self.saved == state {
+            return;
+        }
+        match self.store.save_click_state(state) {
+            Ok(()) => self.saved = state,
+            Err(e) => error!(error = %e, "saving the click ID state failed"),
         }
     }
 
@@ -432,6 +449,7 @@ mod tests {
         fail: AtomicUsize,
         writes: mpsc::Sender<(usize, bool)>,
         gate: Mutex<Option<mpsc::Receiver<()>>>,
+        saved: Mutex<Vec<u64>>,
     }
 
     impl MemStore {
@@ -442,6 +460,7 @@ mod tests {
                 fail: AtomicUsize::new(fail),
                 writes,
                 gate: Mutex::new(None),
+                saved: Mutex::new(Vec::new()),
             };
             (Arc::new(store), rx)
         }
@@ -472,7 +491,8 @@ mod tests {
         fn load_click_state(&self) -> Result<u64, StoreError> {
             Ok(0)
         }
-        fn save_click_state(&self, _: u64) -> Result<(), StoreError> {
+        fn save_click_state(&self, state: u64) -> Result<(), StoreError> {
+            lock(&self.saved).push(state);
             Ok(())
         }
         fn create_link(&self, _: NewLink) -> Result<Link, StoreError> {
@@ -638,6 +658,46 @@ mod tests {
     }
 
     #[test]
+    fn the_click_id_state_is_saved_only_when_ids_were_minted() {
+        let (store, _writes) = MemStore::new(0);
+        let ids = Arc::new(ClickIdGenerator::new(0));
+        let (metrics, _) = local_metrics();
+        let mut writer = Writer {
+            shared: Arc::new(Shared {
+                shards: Sharded::new(|| Mutex::new(Shard::default())),
+                per_shard: AtomicUsize::new(1),
+                capacity: 1,
+                stop: AtomicBool::new(false),
+                metrics,
+            }),
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            ids: Arc::clone(&ids),
+            batch_size: 1,
+            held: Vec::new(),
+            spare: Vec::new(),
+            written_total: 0,
+            saved: ids.state(),
+        };
+        writer.save_state();
+        assert!(
+            lock(&store.saved).is_empty(),
+            "nothing minted, nothing saved"
+        );
+        ids.next_id();
+        writer.save_state();
+        writer.save_state();
+        // Past the thread's block of IDs: the generator's state moves on.
+        for _ in 0..100 {
+            ids.next_id();
+        }
+        writer.save_state();
+        let saved = lock(&store.saved).clone();
+        assert_eq!(saved.len(), 2, "{saved:?}");
+        assert_eq!(saved[1], ids.state());
+        assert!(saved[0] < saved[1]);
+    }
+
+    #[test]
     fn a_full_shard_refuses_and_counts() {
         let (store, _writes) = MemStore::new(0);
         let ids = ClickIdGenerator::new(0);
@@ -682,6 +742,7 @@ mod tests {
             held: Vec::new(),
             spare: Vec::new(),
             written_total: 0,
+            saved: 0,
         };
         let log = ClickLog {
             shared: Arc::clone(&shared),
