@@ -16,7 +16,11 @@
 //! permit is shed at once (503 with `Retry-After`), never queued. Permits
 //! parked in other threads' shards are not borrowed, so shedding can start
 //! before `max` requests are in flight, but not before `max - SHARDS × (2 ×
-//! batch − 1)`, where the batch is `max / (4 × SHARDS)`: about half of `max`.
+//! batch − 1)`, where the batch is `max / (4 × SHARDS)` (at least 1): about
+//! `max / 2 + SHARDS` for a `max` of at least `4 × SHARDS` (64). Below that
+//! the batch is 1 and up to `SHARDS` permits can sit idle in other threads'
+//! shards, which for `max ≤ SHARDS` can be all of them: a limit that small
+//! can shed with few requests in flight when requests move between threads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
