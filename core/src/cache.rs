@@ -688,6 +688,13 @@ impl GoCache {
         self.urls.map.retain(|_, (c, _)| c != code);
     }
 
+    /// Forgets every URL whose link has one of these codes, in one pass.
+    pub fn invalidate_codes(&self, codes: &std::collections::HashSet<&str>) {
+        self.urls
+            .map
+            .retain(|_, (c, _)| !codes.contains(c.as_str()));
+    }
+
     /// Forgets every URL.
     pub fn clear(&self) {
         self.urls.map.clear();

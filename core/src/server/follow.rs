@@ -11,6 +11,7 @@
 //! journal was pruned past where this instance stopped, it cannot know what
 //! it missed and forgets everything.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,13 +86,19 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
         app.forget_all();
         return last.seq;
     }
+    // The middleware cache and request keys are searched by code: one pass
+    // for all the changed codes, not one per change (a bulk edit is many).
+    let mut changed = HashSet::new();
     for change in changes {
         debug!(code = %change.code, created = change.created, "link changed elsewhere");
         if change.created {
             app.cache.forget_missing(&change.code);
         } else {
-            app.forget(&change.code);
+            changed.insert(change.code.as_str());
         }
+    }
+    if !changed.is_empty() {
+        app.forget_many(&changed);
     }
     last.seq
 }
@@ -129,6 +136,16 @@ mod tests {
         }
         app.cache.insert_missing("created");
         app.cache.insert_missing("unknown");
+        for code in ["kept", "changed"] {
+            app.go
+                .insert(&format!("https://shop.test/{code}"), code, link(9));
+            app.request_keys
+                .insert(format!("key-{code}"), code.to_owned());
+        }
+        let go = |code: &str| {
+            app.go
+                .get(&format!("https://shop.test/{code}"), |c, _| c.to_owned())
+        };
 
         // In order: each code named leaves the caches it could be stale in.
         let changes = [
@@ -142,12 +159,18 @@ mod tests {
         assert_eq!(cached(&app, "deleted"), Lookup::Unknown);
         assert_eq!(cached(&app, "created"), Lookup::Unknown);
         assert_eq!(cached(&app, "unknown"), Lookup::Missing);
+        assert_eq!(go("kept").as_deref(), Some("kept"));
+        assert_eq!(go("changed"), None);
+        assert!(app.request_keys.contains_key("key-kept"));
+        assert!(!app.request_keys.contains_key("key-changed"));
         assert_eq!(apply(&app, 10, &[]), 10, "nothing new");
 
         // Change 11 was pruned unread: anything may be stale.
         assert_eq!(apply(&app, 10, &[change(12, "other", true)]), 12);
         assert_eq!(cached(&app, "kept"), Lookup::Unknown);
         assert_eq!(cached(&app, "unknown"), Lookup::Unknown);
+        assert_eq!(go("kept"), None);
+        assert!(app.request_keys.is_empty());
         drop(app);
         std::fs::remove_dir_all(&dir).ok();
     }

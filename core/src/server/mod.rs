@@ -216,6 +216,16 @@ impl App {
         self.request_keys.retain(|_, c| c != code);
     }
 
+    /// [`App::forget`] for many codes, with one pass over the caches that
+    /// are searched by code.
+    pub fn forget_many(&self, codes: &std::collections::HashSet<&str>) {
+        for code in codes {
+            self.cache.invalidate(code);
+        }
+        self.go.invalidate_codes(codes);
+        self.request_keys.retain(|_, c| !codes.contains(c.as_str()));
+    }
+
     /// Empties every cache of links (after changes this instance missed).
     pub fn forget_all(&self) {
         self.cache.clear();
