@@ -633,11 +633,6 @@ impl LinkCache {
         self.missing.map.remove(code);
     }
 
-    /// Forgets that a code was unknown (a link with it was just created).
-    pub fn forget_missing(&self, code: &str) {
-        self.missing.map.remove(code);
-    }
-
     /// Forgets every link and every unknown code.
     pub fn clear(&self) {
         self.links.clear();
@@ -780,9 +775,6 @@ mod tests {
         assert_eq!(id_of(&cache, "a"), Lookup::Hit(0));
         assert!(memoized(&cache, "a"));
         cache.insert_missing("gone");
-        cache.insert_missing("new");
-        cache.forget_missing("new");
-        assert_eq!(id_of(&cache, "new"), Lookup::Unknown);
         assert_eq!(id_of(&cache, "gone"), Lookup::Missing);
 
         cache.clear();

@@ -179,8 +179,10 @@ struct Writer {
     store: Arc<dyn Store>,
     ids: Arc<ClickIdGenerator>,
     batch_size: usize,
-    /// Events taken from the shards and not yet written, in the order taken.
-    /// A failed write leaves them here for the next wake-up.
+    /// Events taken from the shards and not yet written, each take merged
+    /// by click ID. A failed write leaves them here for the next wake-up.
+    /// It keeps the capacity of the largest take (up to `queue_capacity`
+    /// events, ~64 bytes each), besides the shards' and spare buffers.
     held: Vec<ClickEvent>,
     /// Empty buffers (with their capacity) to swap into the shards.
     spare: Vec<Vec<ClickEvent>>,
@@ -252,7 +254,7 @@ impl Writer {
     /// One wake-up: retries what a failed write left, then takes every
     /// shard's events and writes them. After a failed write it takes
     /// nothing more until the retry succeeds, so what the writer holds stays
-    /// within one pass's take (itself within `queue_capacity`).
+    /// within one pass's take (about `queue_capacity`; see the module doc).
     fn pass(&mut self) {
         if !self.write() {
             return;
@@ -283,7 +285,9 @@ impl Writer {
     /// `close`, the shards accept nothing more), and appends them to `held`
     /// merged in click-ID order; the number of shards that had events.
     ///
-    /// Each shard is in order already (a thread mints increasing IDs), but
+    /// Each shard is in order already (a thread mints increasing IDs; with
+    /// more threads than shards, threads share a shard and the merge is
+    /// then only mostly in order, which costs speed, not events), but
     /// the shards' runs overlap in time. Written one run after another, each
     /// run's rows would land between the rows just written for the one
     /// before, splitting pages all along the right edge of the click-ID
@@ -531,7 +535,7 @@ mod tests {
         fn link_changes(&self, _: i64, _: usize) -> Result<Vec<LinkChange>, StoreError> {
             unreachable!("the click log writes clicks only")
         }
-        fn prune_link_changes(&self, _: usize) -> Result<(), StoreError> {
+        fn prune_link_changes(&self, _: usize, _: usize) -> Result<usize, StoreError> {
             unreachable!("the click log writes clicks only")
         }
     }

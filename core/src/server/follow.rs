@@ -6,10 +6,12 @@
 //! and a code created there would stay "unknown" in the negative cache. So
 //! every `cache.link_refresh_ms` the server reads the store's journal of
 //! link changes (written by triggers, whoever changes `links`) from where it
-//! stopped, and forgets each code changed. A created code only leaves the
-//! negative cache; a changed or deleted one leaves every cache. If the
-//! journal was pruned past where this instance stopped, it cannot know what
-//! it missed and forgets everything.
+//! stopped, and forgets each code named (created, changed or deleted) from
+//! every cache. If the journal was pruned past where this instance stopped,
+//! or starts again below it (emptied, or restored from a backup), it cannot
+//! know what it missed and forgets everything. A request that read a link
+//! from the store while a change was being forgotten does not keep what it
+//! cached ([`App::cached_since`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,29 +29,54 @@ const READ_LIMIT: usize = 10_000;
 const KEEP: usize = 100_000;
 /// Reads between two prunings of the journal.
 const PRUNE_EVERY: u64 = 600;
+/// Changes pruned at a time (one short transaction on the links
+/// connection); more wait for the next read.
+const PRUNE_AT_ONCE: usize = 10_000;
 
 /// Follows the journal from `after` (the newest change when the caches were
 /// empty) every `every`, for as long as the server runs.
 pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune_more = false;
     for reads in 0u64.. {
         tick.tick().await;
-        if reads % PRUNE_EVERY == PRUNE_EVERY - 1 {
+        if prune_more || reads % PRUNE_EVERY == PRUNE_EVERY - 1 {
             let store = Arc::clone(&app.store);
-            if let Ok(Err(e)) =
-                tokio::task::spawn_blocking(move || store.prune_link_changes(KEEP)).await
+            match tokio::task::spawn_blocking(move || store.prune_link_changes(KEEP, PRUNE_AT_ONCE))
+                .await
             {
-                warn!(error = %e, "cannot prune the link change journal");
+                Ok(Ok(pruned)) => prune_more = pruned == PRUNE_AT_ONCE,
+                Ok(Err(e)) => warn!(error = %e, "cannot prune the link change journal"),
+                Err(e) => error!(error = %e, "link change pruner failed"),
             }
         }
         // Until a short read: a burst of changes (a bulk job) is taken in
         // several reads.
         loop {
             let store = Arc::clone(&app.store);
-            let read = tokio::task::spawn_blocking(move || store.link_changes(after, READ_LIMIT));
+            let read = tokio::task::spawn_blocking(move || {
+                let changes = store.link_changes(after, READ_LIMIT)?;
+                // Nothing new: make sure the journal did not start again
+                // below us (emptied by hand, or the file restored from a
+                // backup), where nothing would ever look new.
+                let newest = match changes.is_empty() {
+                    true => Some(store.last_link_change()?),
+                    false => None,
+                };
+                Ok::<_, StoreError>((changes, newest))
+            });
             let changes = match read.await {
-                Ok(Ok(changes)) => changes,
+                Ok(Ok((_, Some(newest)))) if newest < after => {
+                    warn!(
+                        after,
+                        newest, "the link change journal went back; forgetting every cached link"
+                    );
+                    app.forget_all();
+                    after = newest;
+                    break;
+                }
+                Ok(Ok((changes, _))) => changes,
                 Ok(Err(e)) => {
                     warn_unreadable(&e);
                     break;
@@ -86,20 +113,17 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
         app.forget_all();
         return last.seq;
     }
-    // The middleware cache and request keys are searched by code: one pass
-    // for all the changed codes, not one per change (a bulk edit is many).
-    let mut changed = HashSet::new();
-    for change in changes {
-        debug!(code = %change.code, created = change.created, "link changed elsewhere");
-        if change.created {
-            app.cache.forget_missing(&change.code);
-        } else {
-            changed.insert(change.code.as_str());
-        }
-    }
-    if !changed.is_empty() {
-        app.forget_many(&changed);
-    }
+    // Every kind of change forgets the code everywhere: a created code may
+    // be in the negative cache, and a link replaced in place (`INSERT OR
+    // REPLACE` by hand) journals only its creation. The middleware cache
+    // and request keys are searched by code: one pass for all the codes, not
+    // one per change (a bulk job creates thousands).
+    let codes: HashSet<&str> = changes
+        .iter()
+        .inspect(|c| debug!(code = %c.code, created = c.created, "link changed elsewhere"))
+        .map(|c| c.code.as_str())
+        .collect();
+    app.forget_many(&codes);
     last.seq
 }
 
@@ -109,6 +133,7 @@ mod tests {
     use crate::cache::{CachedLink, Lookup};
     use crate::config::Config;
     use crate::plugin::Providers;
+    use std::collections::HashSet;
 
     fn change(seq: i64, code: &str, created: bool) -> LinkChange {
         LinkChange {
@@ -122,15 +147,59 @@ mod tests {
         app.cache.get(code, |l| l.id)
     }
 
-    #[test]
-    fn changes_forget_their_codes_and_a_gap_forgets_everything() {
-        let dir = std::env::temp_dir().join(format!("lw-follow-{}", std::process::id()));
+    fn link(id: i64) -> CachedLink {
+        CachedLink::new(id, "https://t.test/?s=", "", false, 0)
+    }
+
+    /// An app with no providers on a fresh store in a folder of its own.
+    fn app(name: &str) -> (App, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lw-follow-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = Config::from_toml_str("").expect("empty config");
         config.server.data_dir = dir.clone();
         let providers = Arc::new(Providers::load(&config));
-        let app = App::new(&config, providers).expect("app");
-        let link = |id| CachedLink::new(id, "https://t.test/?s=", "", false, 0);
+        (App::new(&config, providers).expect("app"), dir)
+    }
+
+    #[test]
+    fn a_link_cached_while_a_change_was_forgotten_is_not_kept() {
+        let (app, dir) = app("race");
+        let seen = app.changes_seen();
+        app.cache.insert("x", link(1));
+        assert!(app.cached_since(seen, "x"), "nothing forgotten meanwhile");
+        assert_eq!(cached(&app, "x"), Lookup::Hit(1));
+
+        let seen = app.changes_seen();
+        // The store read ran; a change to `x` was forgotten before the
+        // request cached what it had read.
+        app.forget_many(&HashSet::from(["x"]));
+        app.cache.insert("x", link(1));
+        assert!(!app.cached_since(seen, "x"));
+        assert_eq!(cached(&app, "x"), Lookup::Unknown);
+        drop(app);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_went_back_forgets_everything() {
+        let (app, dir) = app("back");
+        let app = Arc::new(app);
+        app.cache.insert("x", link(1));
+        // This instance had read up to change 50; the journal (restored from
+        // an older backup) ends at 0.
+        let follower = tokio::spawn(follow(Arc::clone(&app), 50, Duration::from_millis(10)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while cached(&app, "x") != Lookup::Unknown && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        follower.abort();
+        assert_eq!(cached(&app, "x"), Lookup::Unknown);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn changes_forget_their_codes_and_a_gap_forgets_everything() {
+        let (app, dir) = app("apply");
         for (id, code) in [(1, "kept"), (2, "changed"), (3, "deleted")] {
             app.cache.insert(code, link(id));
         }

@@ -126,6 +126,8 @@ pub struct App {
     /// follows the changes after it ([`follow`]).
     link_changes_seen: i64,
     link_refresh: Duration,
+    /// See [`App::changes_seen`].
+    forgets: std::sync::atomic::AtomicU64,
 }
 
 impl App {
@@ -185,6 +187,7 @@ impl App {
             interrupted_jobs: std::sync::Mutex::new(interrupted_jobs),
             link_changes_seen,
             link_refresh: config.cache.link_refresh,
+            forgets: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -209,8 +212,35 @@ impl App {
         text
     }
 
+    /// The count of [`App::forget`]-family calls so far. A request that
+    /// read a link from the store reads this before the store and checks it
+    /// again after caching what it read: if a change was forgotten
+    /// meanwhile, what it cached may predate that change, and it forgets its
+    /// own entry ([`App::cached_since`]).
+    pub(crate) fn changes_seen(&self) -> u64 {
+        self.forgets.load(Ordering::SeqCst)
+    }
+
+    /// Whether no link was forgotten since [`App::changes_seen`] returned
+    /// `seen`; if one was, forgets `code` (just cached from a read that may
+    /// be older than the change).
+    pub(crate) fn cached_since(&self, seen: u64, code: &str) -> bool {
+        if self.changes_seen() == seen {
+            return true;
+        }
+        self.forget(code);
+        false
+    }
+
+    /// Counts a forgetting before it happens: a request that caches after
+    /// this sees the count move (see [`App::changes_seen`]).
+    fn count_forget(&self) {
+        self.forgets.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Drops a link from every cache of this instance (after it changed).
     pub fn forget(&self, code: &str) {
+        self.count_forget();
         self.cache.invalidate(code);
         self.go.invalidate_code(code);
         self.request_keys.retain(|_, c| c != code);
@@ -219,6 +249,7 @@ impl App {
     /// [`App::forget`] for many codes, with one pass over the caches that
     /// are searched by code.
     pub fn forget_many(&self, codes: &std::collections::HashSet<&str>) {
+        self.count_forget();
         for code in codes {
             self.cache.invalidate(code);
         }
@@ -228,6 +259,7 @@ impl App {
 
     /// Empties every cache of links (after changes this instance missed).
     pub fn forget_all(&self) {
+        self.count_forget();
         self.cache.clear();
         self.go.clear();
         self.request_keys.clear();

@@ -174,15 +174,18 @@ fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
 async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Body> {
     let store = Arc::clone(&app.store);
     let key = code.to_owned();
+    let seen = app.changes_seen();
     match with_timeout(app, move || store.link_by_code(&key)).await {
         Ok(Ok(Some(link))) => {
             let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
             let response = respond(app, req, cached.as_ref());
             app.cache.insert(code, cached);
+            app.cached_since(seen, code);
             response
         }
         Ok(Ok(None)) => {
             app.cache.insert_missing(code);
+            app.cached_since(seen, code);
             not_found(app)
         }
         Ok(Err(e)) => store_unavailable(app, &e),
@@ -338,6 +341,7 @@ async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<B
     // another sharing the store) is reused.
     let store = Arc::clone(&app.store);
     let lookup_key = key.clone();
+    let seen = app.changes_seen();
     let existing = match with_timeout(app, move || store.link_by_source_key(&lookup_key)).await {
         Ok(Ok(existing)) => existing,
         Ok(Err(e)) => return store_unavailable(app, &e),
@@ -406,5 +410,6 @@ async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<B
     let response = respond(app, req, cached.as_ref());
     app.go.insert(&key, &link.code, cached.clone());
     app.cache.insert(&link.code, cached);
+    app.cached_since(seen, &link.code);
     response
 }

@@ -234,8 +234,7 @@ pub struct LinkChange {
     pub seq: i64,
     /// The link's code.
     pub code: String,
-    /// The link was created (so a cache that remembered the code as
-    /// unknown must forget that); otherwise it was changed or deleted.
+    /// The link was created; otherwise it was changed or deleted.
     pub created: bool,
 }
 
@@ -310,8 +309,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// `limit`, by whoever made them. Numbers follow each other with no
     /// gap, except where old changes were pruned.
     fn link_changes(&self, after: i64, limit: usize) -> Result<Vec<LinkChange>, StoreError>;
-    /// Forgets all but the newest `keep` link changes (at least one stays).
-    fn prune_link_changes(&self, keep: usize) -> Result<(), StoreError>;
+    /// Forgets the oldest link changes but the newest `keep` (at least one
+    /// stays), at most `limit` of them; how many it forgot.
+    fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError>;
     /// The click ID generator state saved by the last run (0 if none).
     fn load_click_state(&self) -> Result<u64, StoreError>;
     /// Saves the click ID generator state.

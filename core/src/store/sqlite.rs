@@ -203,6 +203,8 @@ const MIGRATIONS: &[&str] = &[
     END;
     CREATE TRIGGER link_updated AFTER UPDATE ON links BEGIN
         INSERT INTO link_changes (code, created) VALUES (OLD.code, 0);
+        INSERT INTO link_changes (code, created)
+            SELECT NEW.code, 0 WHERE NEW.code IS NOT OLD.code;
     END;
     CREATE TRIGGER link_removed AFTER DELETE ON links BEGIN
         INSERT INTO link_changes (code, created) VALUES (OLD.code, 0);
@@ -829,12 +831,12 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn prune_link_changes(&self, keep: usize) -> Result<(), StoreError> {
-        lock(&self.links).execute(
-            "DELETE FROM link_changes WHERE seq <= (SELECT max(seq) FROM link_changes) - ?1",
-            [keep.max(1) as i64],
-        )?;
-        Ok(())
+    fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError> {
+        Ok(lock(&self.links).execute(
+            "DELETE FROM link_changes WHERE seq IN (SELECT seq FROM link_changes \
+             WHERE seq <= (SELECT max(seq) FROM link_changes) - ?1 ORDER BY seq LIMIT ?2)",
+            params![keep.max(1) as i64, limit as i64],
+        )?)
     }
 
     fn load_click_state(&self) -> Result<u64, StoreError> {
@@ -929,6 +931,11 @@ mod tests {
             c.execute("UPDATE links SET name = 'by hand' WHERE code = 'a'", [])
                 .expect("update")
         });
+        // A renamed code: both the old and the new one changed.
+        store.with_conn(|c| {
+            c.execute("UPDATE links SET code = 'a2' WHERE code = 'a'", [])
+                .expect("rename")
+        });
 
         let changes = store.link_changes(start, 100).expect("changes");
         let seen: Vec<(&str, bool)> = changes
@@ -937,24 +944,37 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            [("b", true), ("a", false), ("b", false), ("a", false)]
+            [
+                ("b", true),
+                ("a", false),
+                ("b", false),
+                ("a", false),
+                ("a", false),
+                ("a2", false)
+            ]
         );
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
-        assert_eq!(seqs, (start + 1..=start + 4).collect::<Vec<_>>());
-        assert_eq!(store.last_link_change().expect("last"), start + 4);
+        assert_eq!(seqs, (start + 1..=start + 6).collect::<Vec<_>>());
+        assert_eq!(store.last_link_change().expect("last"), start + 6);
         assert_eq!(store.link_changes(start, 2).expect("limit").len(), 2);
-        assert!(store.link_changes(start + 4, 100).expect("none").is_empty());
+        assert!(store.link_changes(start + 6, 100).expect("none").is_empty());
 
-        store.prune_link_changes(2).expect("prune");
+        // `start` itself and the five after it are older than the newest 2.
+        assert_eq!(
+            store.prune_link_changes(2, 4).expect("prune"),
+            4,
+            "at most the limit"
+        );
+        assert_eq!(store.prune_link_changes(2, 100).expect("prune"), 1);
         let kept = store.link_changes(0, 100).expect("kept");
         assert_eq!(
             kept.iter().map(|c| c.seq).collect::<Vec<_>>(),
-            [start + 3, start + 4]
+            [start + 5, start + 6]
         );
         // The newest stays, so numbering goes on from it.
-        store.prune_link_changes(0).expect("prune");
+        store.prune_link_changes(0, 100).expect("prune");
         store.create_link(new_link(Some("c"))).expect("create");
-        assert_eq!(store.last_link_change().expect("last"), start + 5);
+        assert_eq!(store.last_link_change().expect("last"), start + 7);
         std::fs::remove_dir_all(&dir).ok();
     }
 
