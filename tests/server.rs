@@ -102,6 +102,22 @@ fn visitor_query_parameters_never_override_the_tag_or_sub_id() {
     assert!(!loc.contains("evil") && !loc.contains("stolen"), "{loc}");
 }
 
+/// `linkwright links create --code CODE` for an Amazon ASIN, with the CLI.
+fn create_code(config: &str, data: &str, code: &str) {
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        config,
+        "--data-dir",
+        data,
+        "--code",
+        code,
+        "B08N5WRWNW",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// GETs `path` until it answers `want`, for at most ten seconds (the server
 /// reads link changes every 50 ms in these tests); the last status.
 fn status_becomes(server: &TestServer, path: &str, want: StatusCode) -> StatusCode {
@@ -146,18 +162,7 @@ fn links_changed_by_the_cli_reach_a_running_servers_caches() {
         StatusCode::FOUND
     );
 
-    let out = linkwright(&[
-        "links",
-        "create",
-        "--config",
-        c,
-        "--data-dir",
-        d,
-        "--code",
-        "later",
-        "B08N5WRWNW",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    create_code(c, d, "later");
     assert_eq!(
         status_becomes(&server, "/later", StatusCode::FOUND),
         StatusCode::FOUND
@@ -171,18 +176,7 @@ fn unknown_codes_are_404_disabled_links_410_and_other_methods_405() {
     let (config, data) = setup("statuses", "");
     let c = config.to_str().unwrap();
     let d = data.to_str().unwrap();
-    let out = linkwright(&[
-        "links",
-        "create",
-        "--config",
-        c,
-        "--data-dir",
-        d,
-        "--code",
-        "old",
-        "B08N5WRWNW",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    create_code(c, d, "old");
     let out = linkwright(&["links", "disable", "--config", c, "--data-dir", d, "old"]);
     assert!(out.status.success(), "{out:?}");
     let server = TestServer::start(&config, &data);

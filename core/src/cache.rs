@@ -678,11 +678,6 @@ impl GoCache {
         self.urls.insert(key, (code.into(), link), false);
     }
 
-    /// Forgets every URL whose link has this code.
-    pub fn invalidate_code(&self, code: &str) {
-        self.urls.map.retain(|_, (c, _)| c != code);
-    }
-
     /// Forgets every URL whose link has one of these codes, in one pass.
     pub fn invalidate_codes(&self, codes: &std::collections::HashSet<&str>) {
         self.urls
@@ -1100,7 +1095,7 @@ mod tests {
         let go = GoCache::new(10);
         go.insert("https://a.test/1", "code1", link(1));
         go.insert("https://a.test/2", "code2", link(2));
-        go.invalidate_code("code1");
+        go.invalidate_codes(&std::collections::HashSet::from(["code1"]));
         assert!(go.get("https://a.test/1", |_, _| ()).is_none());
         assert_eq!(
             go.get("https://a.test/2", |c, l| (

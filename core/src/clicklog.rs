@@ -430,6 +430,36 @@ mod tests {
         }
     }
 
+    /// The shared state of a log of `capacity` (each shard starting at half).
+    fn shared(capacity: usize, metrics: Arc<Metrics>) -> Arc<Shared> {
+        Arc::new(Shared {
+            shards: Sharded::new(|| Mutex::new(Shard::default())),
+            per_shard: AtomicUsize::new(capacity.div_ceil(2)),
+            capacity,
+            stop: AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    /// A writer driven by the test itself (no thread).
+    fn writer(
+        shared: Arc<Shared>,
+        store: &Arc<MemStore>,
+        ids: Arc<ClickIdGenerator>,
+        batch_size: usize,
+    ) -> Writer {
+        Writer {
+            shared,
+            store: Arc::clone(store) as Arc<dyn Store>,
+            saved: ids.state(),
+            ids,
+            batch_size,
+            held: Vec::new(),
+            spare: Vec::new(),
+            written_total: 0,
+        }
+    }
+
     /// A human click as the redirect path records it.
     fn event(ids: &ClickIdGenerator, link_id: i64) -> ClickEvent {
         let id = ids.next_id();
@@ -666,22 +696,7 @@ mod tests {
         let (store, _writes) = MemStore::new(0);
         let ids = Arc::new(ClickIdGenerator::new(0));
         let (metrics, _) = local_metrics();
-        let mut writer = Writer {
-            shared: Arc::new(Shared {
-                shards: Sharded::new(|| Mutex::new(Shard::default())),
-                per_shard: AtomicUsize::new(1),
-                capacity: 1,
-                stop: AtomicBool::new(false),
-                metrics,
-            }),
-            store: Arc::clone(&store) as Arc<dyn Store>,
-            ids: Arc::clone(&ids),
-            batch_size: 1,
-            held: Vec::new(),
-            spare: Vec::new(),
-            written_total: 0,
-            saved: ids.state(),
-        };
+        let mut writer = writer(shared(1, metrics), &store, Arc::clone(&ids), 1);
         writer.save_state();
         assert!(
             lock(&store.saved).is_empty(),
@@ -731,23 +746,13 @@ mod tests {
         let (store, _writes) = MemStore::new(0);
         let ids = ClickIdGenerator::new(0);
         let (metrics, _handle) = local_metrics();
-        let shared = Arc::new(Shared {
-            shards: Sharded::new(|| Mutex::new(Shard::default())),
-            per_shard: AtomicUsize::new(12 / 2),
-            capacity: 12,
-            stop: AtomicBool::new(false),
-            metrics,
-        });
-        let mut writer = Writer {
-            shared: Arc::clone(&shared),
-            store: Arc::clone(&store) as Arc<dyn Store>,
-            ids: Arc::new(ClickIdGenerator::new(0)),
-            batch_size: 100,
-            held: Vec::new(),
-            spare: Vec::new(),
-            written_total: 0,
-            saved: 0,
-        };
+        let shared = shared(12, metrics);
+        let mut writer = writer(
+            Arc::clone(&shared),
+            &store,
+            Arc::new(ClickIdGenerator::new(0)),
+            100,
+        );
         let log = ClickLog {
             shared: Arc::clone(&shared),
             writer: Mutex::new(None),

@@ -78,7 +78,7 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
                 }
                 Ok(Ok((changes, _))) => changes,
                 Ok(Err(e)) => {
-                    warn_unreadable(&e);
+                    warn!(error = %e, "cannot read link changes; cached links may be stale until the next read");
                     break;
                 }
                 Err(e) => {
@@ -92,10 +92,6 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
             }
         }
     }
-}
-
-fn warn_unreadable(e: &StoreError) {
-    warn!(error = %e, "cannot read link changes; cached links may be stale until the next read");
 }
 
 /// Forgets what `changes` (read after `after`) make stale; the number of

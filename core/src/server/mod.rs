@@ -240,14 +240,11 @@ impl App {
 
     /// Drops a link from every cache of this instance (after it changed).
     pub fn forget(&self, code: &str) {
-        self.count_forget();
-        self.cache.invalidate(code);
-        self.go.invalidate_code(code);
-        self.request_keys.retain(|_, c| c != code);
+        self.forget_many(&std::collections::HashSet::from([code]));
     }
 
     /// [`App::forget`] for many codes, with one pass over the caches that
-    /// are searched by code.
+    /// are searched by code (a bulk change is thousands).
     pub fn forget_many(&self, codes: &std::collections::HashSet<&str>) {
         self.count_forget();
         for code in codes {
