@@ -633,6 +633,11 @@ impl LinkCache {
         self.missing.map.remove(code);
     }
 
+    /// Forgets that a code was unknown (a link with it was just created).
+    pub fn forget_missing(&self, code: &str) {
+        self.missing.map.remove(code);
+    }
+
     /// Forgets every link and every unknown code.
     pub fn clear(&self) {
         self.links.clear();

@@ -6,12 +6,14 @@
 //! and a code created there would stay "unknown" in the negative cache. So
 //! every `cache.link_refresh_ms` the server reads the store's journal of
 //! link changes (written by triggers, whoever changes `links`) from where it
-//! stopped, and forgets each code named (created, changed or deleted) from
-//! every cache. If the journal was pruned past where this instance stopped,
-//! or starts again below it (emptied, or restored from a backup), it cannot
+//! stopped, and forgets each code changed or deleted from every cache; a
+//! created code only leaves the negative cache. (Links are changed with
+//! `UPDATE`: a link replaced in place by hand, `INSERT OR REPLACE`, reads as
+//! created.) If the journal was pruned past where this instance stopped, or
+//! starts again below it (emptied, or restored from a backup), it cannot
 //! know what it missed and forgets everything. A request that read a link
 //! from the store while a change was being forgotten does not keep what it
-//! cached ([`App::cached_since`]).
+//! cached ([`App::keep_link`], [`App::keep_missing`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -109,17 +111,26 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
         app.forget_all();
         return last.seq;
     }
-    // Every kind of change forgets the code everywhere: a created code may
-    // be in the negative cache, and a link replaced in place (`INSERT OR
-    // REPLACE` by hand) journals only its creation. The middleware cache
-    // and request keys are searched by code: one pass for all the codes, not
-    // one per change (a bulk job creates thousands).
-    let codes: HashSet<&str> = changes
-        .iter()
-        .inspect(|c| debug!(code = %c.code, created = c.created, "link changed elsewhere"))
-        .map(|c| c.code.as_str())
-        .collect();
-    app.forget_many(&codes);
+    // A created code only leaves the negative cache: forgetting it
+    // everywhere would also drop what this instance cached when it created
+    // the link itself. The middleware cache and request keys are searched by
+    // code: one pass for all the changed codes, not one per change.
+    let (mut created, mut changed) = (HashSet::new(), HashSet::new());
+    for c in changes {
+        debug!(code = %c.code, created = c.created, "link changed elsewhere");
+        if c.created {
+            &mut created
+        } else {
+            &mut changed
+        }
+        .insert(c.code.as_str());
+    }
+    if !created.is_empty() {
+        app.forget_created(&created);
+    }
+    if !changed.is_empty() {
+        app.forget_many(&changed);
+    }
     last.seq
 }
 
@@ -162,7 +173,9 @@ mod tests {
         let (app, dir) = app("race");
         let seen = app.changes_seen();
         app.cache.insert("x", link(1));
-        assert!(app.cached_since(seen, "x"), "nothing forgotten meanwhile");
+        // A creation elsewhere does not make a cached link stale.
+        app.forget_created(&HashSet::from(["other"]));
+        assert!(app.keep_link(seen, "x"), "nothing changed meanwhile");
         assert_eq!(cached(&app, "x"), Lookup::Hit(1));
 
         let seen = app.changes_seen();
@@ -170,8 +183,15 @@ mod tests {
         // request cached what it had read.
         app.forget_many(&HashSet::from(["x"]));
         app.cache.insert("x", link(1));
-        assert!(!app.cached_since(seen, "x"));
+        assert!(!app.keep_link(seen, "x"));
         assert_eq!(cached(&app, "x"), Lookup::Unknown);
+
+        // Likewise an unknown code whose link was created meanwhile.
+        let seen = app.changes_seen();
+        app.forget_created(&HashSet::from(["y"]));
+        app.cache.insert_missing("y");
+        assert!(!app.keep_missing(seen, "y"));
+        assert_eq!(cached(&app, "y"), Lookup::Unknown);
         drop(app);
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -229,6 +249,11 @@ mod tests {
         assert!(app.request_keys.contains_key("key-kept"));
         assert!(!app.request_keys.contains_key("key-changed"));
         assert_eq!(apply(&app, 10, &[]), 10, "nothing new");
+        // A link this instance cached as it created it stays cached when its
+        // creation comes back through the journal.
+        app.cache.insert("mine", link(4));
+        assert_eq!(apply(&app, 10, &[change(11, "mine", true)]), 11);
+        assert_eq!(cached(&app, "mine"), Lookup::Hit(4));
 
         // Change 11 was pruned unread: anything may be stale.
         assert_eq!(apply(&app, 10, &[change(12, "other", true)]), 12);

@@ -128,6 +128,14 @@ pub struct App {
     link_refresh: Duration,
     /// See [`App::changes_seen`].
     forgets: std::sync::atomic::AtomicU64,
+    creations: std::sync::atomic::AtomicU64,
+}
+
+/// What [`App::changes_seen`] returned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seen {
+    forgets: u64,
+    creations: u64,
 }
 
 impl App {
@@ -188,6 +196,7 @@ impl App {
             link_changes_seen,
             link_refresh: config.cache.link_refresh,
             forgets: std::sync::atomic::AtomicU64::new(0),
+            creations: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -212,24 +221,45 @@ impl App {
         text
     }
 
-    /// The count of [`App::forget`]-family calls so far. A request that
-    /// read a link from the store reads this before the store and checks it
-    /// again after caching what it read: if a change was forgotten
-    /// meanwhile, what it cached may predate that change, and it forgets its
-    /// own entry ([`App::cached_since`]).
-    pub(crate) fn changes_seen(&self) -> u64 {
-        self.forgets.load(Ordering::SeqCst)
+    /// How many changes this instance has forgotten so far, by kind. A
+    /// request that reads a link from the store takes this before the read
+    /// and, after caching what it read, checks it with
+    /// [`App::keep_link`] or [`App::keep_missing`]: a change forgotten
+    /// meanwhile may postdate the read, so the entry is dropped again.
+    pub(crate) fn changes_seen(&self) -> Seen {
+        Seen {
+            forgets: self.forgets.load(Ordering::SeqCst),
+            creations: self.creations.load(Ordering::SeqCst),
+        }
     }
 
-    /// Whether no link was forgotten since [`App::changes_seen`] returned
-    /// `seen`; if one was, forgets `code` (just cached from a read that may
-    /// be older than the change).
-    pub(crate) fn cached_since(&self, seen: u64, code: &str) -> bool {
-        if self.changes_seen() == seen {
-            return true;
+    /// After caching `code`'s link: drops it if a link was changed or
+    /// deleted since `seen`. True if it stays.
+    pub(crate) fn keep_link(&self, seen: Seen, code: &str) -> bool {
+        let kept = self.forgets.load(Ordering::SeqCst) == seen.forgets;
+        if !kept {
+            self.forget(code);
         }
-        self.forget(code);
-        false
+        kept
+    }
+
+    /// After caching `code` as unknown: drops that if a link was created
+    /// since `seen`. True if it stays.
+    pub(crate) fn keep_missing(&self, seen: Seen, code: &str) -> bool {
+        let kept = self.creations.load(Ordering::SeqCst) == seen.creations;
+        if !kept {
+            self.cache.forget_missing(code);
+        }
+        kept
+    }
+
+    /// Drops these codes from the negative cache: links with them were
+    /// created elsewhere. (Counted first, see [`App::changes_seen`].)
+    pub fn forget_created(&self, codes: &std::collections::HashSet<&str>) {
+        self.creations.fetch_add(1, Ordering::SeqCst);
+        for code in codes {
+            self.cache.forget_missing(code);
+        }
     }
 
     /// Counts a forgetting before it happens: a request that caches after

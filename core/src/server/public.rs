@@ -180,12 +180,12 @@ async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bod
             let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
             let response = respond(app, req, cached.as_ref());
             app.cache.insert(code, cached);
-            app.cached_since(seen, code);
+            app.keep_link(seen, code);
             response
         }
         Ok(Ok(None)) => {
             app.cache.insert_missing(code);
-            app.cached_since(seen, code);
+            app.keep_missing(seen, code);
             not_found(app)
         }
         Ok(Err(e)) => store_unavailable(app, &e),
@@ -410,6 +410,6 @@ async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<B
     let response = respond(app, req, cached.as_ref());
     app.go.insert(&key, &link.code, cached.clone());
     app.cache.insert(&link.code, cached);
-    app.cached_since(seen, &link.code);
+    app.keep_link(seen, &link.code);
     response
 }
