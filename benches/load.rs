@@ -6,10 +6,11 @@
 //! `cargo bench --bench load` runs it; `LOAD_SECS` (default 5),
 //! `LOAD_CONNS` (default 64) and `LOAD_ROUNDS` (default 7) change the
 //! duration and connection count of the measured runs and how many rounds
-//! of (bare, linkwright) there are. Many short rounds rather than a few long
-//! ones: on a shared 2-core VM a round's ratio swings by ±10% (the bare
-//! server alone moves that much between runs), and the median of seven
-//! moves much less than that of three. Without `--bench` among its arguments
+//! of (bare, linkwright) there are; the order alternates by round. Many
+//! short rounds rather than a few long ones: on a shared 2-core VM a round's
+//! ratio swings by ±10% (the bare server alone moves that much between
+//! runs), and the median of seven moves much less than that of three.
+//! Without `--bench` among its arguments
 //! (as `cargo test --all-targets` runs it) it exits at once.
 //!
 //! The bare server runs in its own process: this binary re-executes itself with
@@ -176,14 +177,30 @@ fn run() -> Result<()> {
     let mut bare_runs = Vec::new();
     let mut lw_runs = Vec::new();
     for round in 1..=settings.rounds {
+        // The order alternates (bare first in odd rounds, linkwright first
+        // in even ones), so that neither server always runs in the other's
+        // wake (the click writer finishing a round's clicks, the kernel
+        // writing back its pages) and a drift of the host's speed through
+        // the run falls on both alike.
+        let bare_first = round % 2 == 1;
+        let order = if bare_first {
+            "bare, then linkwright"
+        } else {
+            "linkwright, then bare"
+        };
         println!(
-            "round {round}/{}: bare, then linkwright ({} s each) ...",
+            "round {round}/{}: {order} ({} s each) ...",
             settings.rounds, settings.secs
         );
-        bare_runs.push(measure(&bare.server, &settings, &bare_url)?);
+        if bare_first {
+            bare_runs.push(measure(&bare.server, &settings, &bare_url)?);
+        }
         let m = measure(&lw.server, &settings, &lw_url)?;
         wrk_requests_lw += m.wrk.requests;
         lw_runs.push(m);
+        if !bare_first {
+            bare_runs.push(measure(&bare.server, &settings, &bare_url)?);
+        }
     }
 
     let clicks = settle_click_log(&lw.admin)?;
@@ -1002,7 +1019,7 @@ impl Report {
         let _ = writeln!(w, "- wrk (bare): `{}`", s.wrk_command(&self.bare_url));
         let _ = writeln!(
             w,
-            "- {WARMUP_SECS} s warm-up each, then {n} rounds of bare then linkwright, back to back. The budget checks take, per round, linkwright's number over bare's, and the median of those ratios: a shared machine drifts, and a round's two runs see about the same machine. The table below shows the best of the {n} runs for each number (errors: sum)",
+            "- {WARMUP_SECS} s warm-up each, then {n} rounds of bare and linkwright, back to back, the order alternating by round. The budget checks take, per round, linkwright's number over bare's, and the median of those ratios: a shared machine drifts, and a round's two runs see about the same machine. The table below shows the best of the {n} runs for each number (errors: sum)",
             n = s.rounds
         );
         let _ = writeln!(w, "- bare Location: `{}`", self.sample.bare_location);
@@ -1036,6 +1053,16 @@ impl Report {
                 "\nOf linkwright's server CPU, its click-log writer thread (SQLite inserts) took {writer:.2} µs per request."
             );
         }
+
+        // Where wrk and the server share the cores (and the scheduler gives
+        // each about half), the server's throughput is its CPU share over
+        // its CPU per request: the throughput ratio then follows this one.
+        let cpu_ratios = self.paired(|m| 1.0 / m.cpu_us_per_request);
+        let _ = writeln!(
+            w,
+            "\nServer CPU per request, bare / linkwright (median of rounds): {:.3}.",
+            median(&cpu_ratios)
+        );
 
         let throughput_ratios = self.paired(|m| m.wrk.requests_per_sec);
         let p99_ratios = self.paired(|m| m.wrk.p99_us);
