@@ -574,6 +574,39 @@ fn http2_clients_are_served() {
 }
 
 #[test]
+fn an_idle_http2_connection_is_closed_with_a_goaway() {
+    let (config, data) = setup("h2idle", "[server]\nheader_read_timeout_ms = 200");
+    let server = TestServer::start(&config, &data);
+    let addr = server.public.strip_prefix("http://").unwrap().to_owned();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ended = runtime.block_on(async move {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let request = hyper::Request::get(format!("http://{addr}/echo"))
+            .header(USER_AGENT, BROWSER)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), hyper::StatusCode::FOUND);
+        drop(response);
+        // Now idle: the watchdog closes it within two periods. The client
+        // connection ends cleanly only if the server said GOAWAY first; a
+        // connection just dropped ends in an unexpected EOF.
+        tokio::time::timeout(std::time::Duration::from_secs(10), conn).await
+    });
+    let ended = ended.expect("the idle connection was not closed").unwrap();
+    assert!(ended.is_ok(), "closed without a GOAWAY: {ended:?}");
+}
+
+#[test]
 fn a_client_too_slow_to_send_its_headers_is_disconnected() {
     let (config, data) = setup("slow", "[server]\nheader_read_timeout_ms = 300");
     let server = TestServer::start(&config, &data);

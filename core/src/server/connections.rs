@@ -113,9 +113,11 @@ impl Connections {
     /// request started in between: it sent no request head for a whole
     /// period, being idle or too slow to send its headers. Called once per
     /// period, a connection stays open without sending a request head for
-    /// at least one period and at most two. The close is decided on the
-    /// connection's own task ([`Supervised`]), which keeps the connection if
-    /// a request started meanwhile.
+    /// at least one period and at most two; then it is asked to shut down
+    /// gracefully (HTTP/2: GOAWAY), and dropped at the next call if it is
+    /// still there and still idle (at most three periods in all). The close
+    /// is decided on the connection's own task ([`Supervised`]), which keeps
+    /// the connection if a request started meanwhile.
     pub(crate) fn close_stalled(&self) {
         self.each(|c| {
             let started = c.started.load(Ordering::Acquire);
@@ -233,13 +235,23 @@ impl<F: Future> Future for Supervised<'_, F> {
         }
         if signal & STALLED != 0 {
             // Requests are counted started in `served.poll`, on this task:
-            // none can start between this check and the drop.
+            // none can start between this check and what follows.
             let c = this.control;
-            if c.started.load(Ordering::Acquire) == c.finished.load(Ordering::Acquire) {
+            let idle = c.started.load(Ordering::Acquire) == c.finished.load(Ordering::Acquire);
+            if idle && this.draining {
+                // Asked to close already, and still here a period later (a
+                // client that keeps a request head half sent): drop it.
                 return Poll::Ready(None);
             }
-            // A request started after the watchdog looked: serve it.
             c.signal.fetch_and(!STALLED, Ordering::AcqRel);
+            if idle {
+                // First ask it to close: an HTTP/2 connection sends GOAWAY,
+                // so its client knows no request was lost and opens a new
+                // one; an idle HTTP/1 one closes at once.
+                this.draining = true;
+                (this.graceful_shutdown)(this.served.as_mut());
+            }
+            // Otherwise a request started after the watchdog looked: serve it.
         }
         if signal & DRAIN != 0 && !this.draining {
             this.draining = true;
@@ -255,15 +267,17 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     /// A connection that never ends by itself; it ends at its next poll
-    /// once asked to shut down gracefully.
+    /// once asked to shut down gracefully, unless it `ignores_shutdown`
+    /// (like a client that keeps a request head half sent).
     struct Idle {
         shut: Arc<AtomicBool>,
+        ignores_shutdown: bool,
     }
 
     impl Future for Idle {
         type Output = ();
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-            if self.shut.load(Ordering::Acquire) {
+            if self.shut.load(Ordering::Acquire) && !self.ignores_shutdown {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -278,19 +292,21 @@ mod tests {
     /// Serves an `Idle` connection on a task; its output, and whether it
     /// was shut down gracefully.
     fn serve(connections: &Arc<Connections>) -> tokio::task::JoinHandle<(Option<()>, bool)> {
-        serve_with(connections, Arc::new(Control::new()))
+        serve_with(connections, Arc::new(Control::new()), false)
     }
 
     /// [`serve`], on a given `control`.
     fn serve_with(
         connections: &Arc<Connections>,
         control: Arc<Control>,
+        ignores_shutdown: bool,
     ) -> tokio::task::JoinHandle<(Option<()>, bool)> {
         let registered = connections.register(&control);
         tokio::spawn(async move {
             let shut = Arc::new(AtomicBool::new(false));
             let idle = Idle {
                 shut: Arc::clone(&shut),
+                ignores_shutdown,
             };
             let out = supervise(&control, idle, shut_down).await;
             drop(registered);
@@ -324,7 +340,7 @@ mod tests {
     async fn a_connection_with_a_request_started_after_the_look_is_kept() {
         let connections = Arc::new(Connections::default());
         let control = Arc::new(Control::new());
-        let task = serve_with(&connections, Arc::clone(&control));
+        let task = serve_with(&connections, Arc::clone(&control), false);
         tokio::task::yield_now().await;
         connections.close_stalled();
         connections.close_stalled();
@@ -341,12 +357,13 @@ mod tests {
             RUN,
             "the close is withdrawn"
         );
-        // It finishes; two idle looks later the connection is closed.
+        // It finishes; two idle looks later the connection is asked to
+        // close, and does.
         control.finished.fetch_add(1, Ordering::AcqRel);
         connections.close_stalled();
         connections.close_stalled();
         let out = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(out.ok().and_then(Result::ok), Some((None, false)));
+        assert_eq!(out.ok().and_then(Result::ok), Some((Some(()), true)));
     }
 
     #[tokio::test]
@@ -354,7 +371,7 @@ mod tests {
         let connections = Arc::new(Connections::default());
         let control = Arc::new(Control::new());
         control.started.fetch_add(1, Ordering::AcqRel);
-        let task = serve_with(&connections, control);
+        let task = serve_with(&connections, control, false);
         tokio::task::yield_now().await;
         connections.abort();
         let out = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -379,7 +396,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stalled_connection_is_dropped_not_drained_and_unregisters() {
+    async fn a_stalled_connection_is_shut_down_gracefully_and_unregisters() {
         let connections = Arc::new(Connections::default());
         let task = serve(&connections);
         tokio::task::yield_now().await;
@@ -388,8 +405,33 @@ mod tests {
         let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert_eq!(
             joined.ok().and_then(Result::ok),
-            Some((None, false)),
-            "closed at once, without a graceful shutdown"
+            Some((Some(()), true)),
+            "asked to shut down gracefully, and ended so"
+        );
+        tokio::time::timeout(Duration::from_secs(5), connections.drained())
+            .await
+            .expect("no connection left");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_connection_that_does_not_close_is_dropped_at_the_next_look() {
+        let connections = Arc::new(Connections::default());
+        let control = Arc::new(Control::new());
+        let task = serve_with(&connections, Arc::clone(&control), true);
+        tokio::task::yield_now().await;
+        connections.close_stalled();
+        connections.close_stalled();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished(), "asked to close, not dropped yet");
+        assert_eq!(control.signal.load(Ordering::Acquire), RUN);
+        connections.close_stalled();
+        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(
+            joined.ok().and_then(Result::ok),
+            Some((None, true)),
+            "dropped a period after the graceful shutdown it ignored"
         );
         tokio::time::timeout(Duration::from_secs(5), connections.drained())
             .await
