@@ -239,8 +239,13 @@ impl<F: Future> Future for Supervised<'_, F> {
             let c = this.control;
             let idle = c.started.load(Ordering::Acquire) == c.finished.load(Ordering::Acquire);
             if idle && this.draining {
-                // Asked to close already, and still here a period later (a
-                // client that keeps a request head half sent): drop it.
+                // Asked to close already (by an earlier stall or by
+                // shutdown), and still here at a later look (a client that
+                // keeps a request head half sent): drop it. Usually that is
+                // a period after the ask; on a starved runtime that handled
+                // the first stall late, less. An HTTP/2 client has had the
+                // GOAWAY by then (it goes out in the poll that asks), so it
+                // still sees a clean close.
                 return Poll::Ready(None);
             }
             c.signal.fetch_and(!STALLED, Ordering::AcqRel);
@@ -436,6 +441,54 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), connections.drained())
             .await
             .expect("no connection left");
+    }
+
+    #[tokio::test]
+    async fn a_stall_during_shutdown_drops_a_connection_that_is_not_closing() {
+        let connections = Arc::new(Connections::default());
+        let control = Arc::new(Control::new());
+        let task = serve_with(&connections, Arc::clone(&control), true);
+        tokio::task::yield_now().await;
+        connections.drain();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished(), "asked to shut down, not dropped");
+        connections.close_stalled();
+        connections.close_stalled();
+        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(joined.ok().and_then(Result::ok), Some((None, true)));
+    }
+
+    #[tokio::test]
+    async fn after_a_stall_and_shutdown_a_request_in_flight_is_kept() {
+        let connections = Arc::new(Connections::default());
+        let control = Arc::new(Control::new());
+        let task = serve_with(&connections, Arc::clone(&control), true);
+        tokio::task::yield_now().await;
+        connections.close_stalled();
+        connections.close_stalled();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Asked to close by the stall, then by shutdown: still here.
+        connections.drain();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished());
+        // A request starts (the half-sent head completes): a stall signal
+        // that comes while it is in flight does not drop the connection.
+        control.started.fetch_add(1, Ordering::AcqRel);
+        control.send(STALLED);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!task.is_finished(), "a request is in flight: kept");
+        assert_eq!(control.signal.load(Ordering::Acquire) & STALLED, 0);
+        connections.abort();
+        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert_eq!(joined.ok().and_then(Result::ok), Some((None, true)));
     }
 
     #[tokio::test]
