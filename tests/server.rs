@@ -172,6 +172,32 @@ fn links_changed_by_the_cli_reach_a_running_servers_caches() {
 }
 
 #[test]
+fn a_link_replaced_in_place_by_hand_reaches_a_running_servers_cache() {
+    let (config, data) = setup("replace", "[cache]\nlink_refresh_ms = 50\n");
+    let server = TestServer::start(&config, &data);
+    for _ in 0..2 {
+        assert_eq!(
+            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
+            StatusCode::FOUND
+        );
+    }
+    // Another tool replaces the cached row with a disabled copy of itself:
+    // SQLite deletes the old row without firing its delete trigger.
+    let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    db.execute_batch(
+        "CREATE TEMP TABLE copy AS SELECT * FROM links WHERE code = 'echo';
+         UPDATE copy SET disabled = 1;
+         INSERT OR REPLACE INTO links SELECT * FROM copy;",
+    )
+    .unwrap();
+    assert_eq!(
+        status_becomes(&server, "/echo", StatusCode::GONE),
+        StatusCode::GONE
+    );
+}
+
+#[test]
 fn unknown_codes_are_404_disabled_links_410_and_other_methods_405() {
     let (config, data) = setup("statuses", "");
     let c = config.to_str().unwrap();

@@ -7,9 +7,9 @@
 //! every `cache.link_refresh_ms` the server reads the store's journal of
 //! link changes (written by triggers, whoever changes `links`) from where it
 //! stopped, and forgets each code changed or deleted from every cache; a
-//! created code only leaves the negative cache. (Links are changed with
-//! `UPDATE`: a link replaced in place by hand, `INSERT OR REPLACE`, reads as
-//! created.) If the journal was pruned past where this instance stopped, or
+//! created code only leaves the negative cache. (A row replaced in place,
+//! `INSERT OR REPLACE`, is journaled as changed, then created: migration 9.)
+//! If the journal was pruned past where this instance stopped, or
 //! starts again below it (emptied, or restored from a backup), it cannot
 //! know what it missed and forgets everything. A request that read a link
 //! from the store while a change was being forgotten does not keep what it

@@ -263,6 +263,22 @@ const MIGRATIONS: &[&str] = &[
             country
         FROM clicks_without_id;
     "#,
+    // 9: a link replaced in place (`INSERT OR REPLACE`, as a hand edit or
+    // another tool might do) deletes the old row without firing
+    // `link_removed` (SQLite fires delete triggers for a REPLACE only with
+    // `recursive_triggers` on), so it was journaled as a creation only and
+    // running servers kept the old row cached. Before any insert, every row
+    // the new one would replace (by id, code, source key or request key) is
+    // journaled as changed. A plain insert that conflicts fails and takes
+    // this with it, so the store's own creations journal nothing more.
+    r#"
+    CREATE TRIGGER link_replacing BEFORE INSERT ON links BEGIN
+        INSERT INTO link_changes (code, created)
+            SELECT code, 0 FROM links
+            WHERE id = NEW.id OR code = NEW.code
+                OR source_key = NEW.source_key OR request_key = NEW.request_key;
+    END;
+    "#,
 ];
 
 /// SQLite-backed [`Store`].
@@ -936,6 +952,17 @@ mod tests {
             c.execute("UPDATE links SET code = 'a2' WHERE code = 'a'", [])
                 .expect("rename")
         });
+        // A row replaced in place: the old one changed, then the new one
+        // was created (SQLite fires no delete trigger for a REPLACE).
+        store.with_conn(|c| {
+            c.execute_batch(
+                "CREATE TEMP TABLE copy AS SELECT * FROM links WHERE code = 'a2'; \
+                 UPDATE copy SET disabled = 1; \
+                 INSERT OR REPLACE INTO links SELECT * FROM copy; \
+                 DROP TABLE copy;",
+            )
+            .expect("replace")
+        });
 
         let changes = store.link_changes(start, 100).expect("changes");
         let seen: Vec<(&str, bool)> = changes
@@ -950,31 +977,40 @@ mod tests {
                 ("b", false),
                 ("a", false),
                 ("a", false),
-                ("a2", false)
+                ("a2", false),
+                ("a2", false),
+                ("a2", true)
             ]
         );
+        assert!(
+            store
+                .link_by_code("a2")
+                .expect("read")
+                .expect("kept")
+                .disabled
+        );
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
-        assert_eq!(seqs, (start + 1..=start + 6).collect::<Vec<_>>());
-        assert_eq!(store.last_link_change().expect("last"), start + 6);
+        assert_eq!(seqs, (start + 1..=start + 8).collect::<Vec<_>>());
+        assert_eq!(store.last_link_change().expect("last"), start + 8);
         assert_eq!(store.link_changes(start, 2).expect("limit").len(), 2);
-        assert!(store.link_changes(start + 6, 100).expect("none").is_empty());
+        assert!(store.link_changes(start + 8, 100).expect("none").is_empty());
 
-        // `start` itself and the five after it are older than the newest 2.
+        // `start` itself and the seven after it are older than the newest 2.
         assert_eq!(
             store.prune_link_changes(2, 4).expect("prune"),
             4,
             "at most the limit"
         );
-        assert_eq!(store.prune_link_changes(2, 100).expect("prune"), 1);
+        assert_eq!(store.prune_link_changes(2, 100).expect("prune"), 3);
         let kept = store.link_changes(0, 100).expect("kept");
         assert_eq!(
             kept.iter().map(|c| c.seq).collect::<Vec<_>>(),
-            [start + 5, start + 6]
+            [start + 7, start + 8]
         );
         // The newest stays, so numbering goes on from it.
         store.prune_link_changes(0, 100).expect("prune");
         store.create_link(new_link(Some("c"))).expect("create");
-        assert_eq!(store.last_link_change().expect("last"), start + 7);
+        assert_eq!(store.last_link_change().expect("last"), start + 9);
         std::fs::remove_dir_all(&dir).ok();
     }
 
