@@ -118,6 +118,16 @@ fn create_code(config: &str, data: &str, code: &str) {
     assert!(out.status.success(), "{out:?}");
 }
 
+/// GETs `/echo` as a browser `times` times, asserting each is redirected.
+fn follow_echo(server: &TestServer, times: usize) {
+    for _ in 0..times {
+        assert_eq!(
+            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
+            StatusCode::FOUND
+        );
+    }
+}
+
 /// GETs `path` until it answers `want`, for at most ten seconds (the server
 /// reads link changes every 50 ms in these tests); the last status.
 fn status_becomes(server: &TestServer, path: &str, want: StatusCode) -> StatusCode {
@@ -175,12 +185,7 @@ fn links_changed_by_the_cli_reach_a_running_servers_caches() {
 fn a_link_replaced_in_place_by_hand_reaches_a_running_servers_cache() {
     let (config, data) = setup("replace", "[cache]\nlink_refresh_ms = 50\n");
     let server = TestServer::start(&config, &data);
-    for _ in 0..2 {
-        assert_eq!(
-            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
-            StatusCode::FOUND
-        );
-    }
+    follow_echo(&server, 2);
     // Another tool replaces the cached row with a disabled copy of itself:
     // SQLite deletes the old row without firing its delete trigger.
     let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
@@ -378,12 +383,7 @@ fn middleware_mode_redirects_accepted_urls_once_generated_and_refuses_the_rest()
 fn metrics_count_a_known_number_of_clicks_with_fixed_labels_only() {
     let (config, data) = setup("metrics", "");
     let server = TestServer::start(&config, &data);
-    for _ in 0..7 {
-        assert_eq!(
-            get(&format!("{}/echo", server.public), Some(BROWSER)).status(),
-            StatusCode::FOUND
-        );
-    }
+    follow_echo(&server, 7);
     for _ in 0..3 {
         get(&format!("{}/echo", server.public), Some("Twitterbot/1.0"));
     }

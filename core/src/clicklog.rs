@@ -460,6 +460,18 @@ mod tests {
         }
     }
 
+    /// A click log over `store` with its writer thread, minting from a
+    /// generator of its own.
+    fn start(store: &Arc<MemStore>, config: ClickLogConfig, metrics: Arc<Metrics>) -> ClickLog {
+        ClickLog::start(
+            Arc::clone(store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            config,
+            metrics,
+        )
+        .expect("start")
+    }
+
     /// A human click as the redirect path records it.
     fn event(ids: &ClickIdGenerator, link_id: i64) -> ClickEvent {
         let id = ids.next_id();
@@ -654,13 +666,7 @@ mod tests {
         let (store, _writes) = MemStore::new(0);
         let ids = ClickIdGenerator::new(0);
         let (metrics, _) = local_metrics();
-        let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::new(ClickIdGenerator::new(0)),
-            config(1 << 16, 7, NEVER),
-            metrics,
-        )
-        .expect("start");
+        let log = start(&store, config(1 << 16, 7, NEVER), metrics);
         // Three threads take turns minting, so each shard holds every third
         // ID: runs that overlap, as under load. A bot hit has no ID.
         let turn = Mutex::new(0usize);
@@ -721,13 +727,7 @@ mod tests {
         let (store, _writes) = MemStore::new(0);
         let ids = ClickIdGenerator::new(0);
         let (metrics, handle) = local_metrics();
-        let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::new(ClickIdGenerator::new(0)),
-            config(6, 100, NEVER),
-            metrics,
-        )
-        .expect("start");
+        let log = start(&store, config(6, 100, NEVER), metrics);
         // All from this thread: one shard, which holds half the capacity
         // until the writer has seen how many threads record.
         let results: Vec<bool> = (0..10).map(|_| log.record(event(&ids, 1))).collect();
@@ -789,13 +789,7 @@ mod tests {
         *lock(&store.gate) = Some(gate);
         let ids = ClickIdGenerator::new(0);
         let (metrics, handle) = local_metrics();
-        let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::new(ClickIdGenerator::new(0)),
-            config(1024, 100, NEVER),
-            metrics,
-        )
-        .expect("start");
+        let log = start(&store, config(1024, 100, NEVER), metrics);
         let before = event(&ids, 1);
         assert!(log.record(before.clone()));
         std::thread::scope(|s| {
@@ -829,13 +823,7 @@ mod tests {
         let (store, writes) = MemStore::new(1);
         let ids = ClickIdGenerator::new(0);
         let (metrics, handle) = local_metrics();
-        let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
-            Arc::new(ClickIdGenerator::new(0)),
-            config(1024, 4, Duration::from_millis(1)),
-            metrics,
-        )
-        .expect("start");
+        let log = start(&store, config(1024, 4, Duration::from_millis(1)), metrics);
         let recorded: Vec<ClickEvent> = (0..10).map(|_| event(&ids, 1)).collect();
         for e in &recorded {
             assert!(log.record(e.clone()));
@@ -867,13 +855,7 @@ mod tests {
             let (store, _writes) = MemStore::new(fail);
             let ids = ClickIdGenerator::new(0);
             let (metrics, handle) = local_metrics();
-            let log = ClickLog::start(
-                Arc::clone(&store) as Arc<dyn Store>,
-                Arc::new(ClickIdGenerator::new(0)),
-                config(1024, 100, NEVER),
-                metrics,
-            )
-            .expect("start");
+            let log = start(&store, config(1024, 100, NEVER), metrics);
             for _ in 0..5 {
                 assert!(log.record(event(&ids, 1)));
             }

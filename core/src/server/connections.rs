@@ -319,6 +319,31 @@ mod tests {
         })
     }
 
+    /// Lets the spawned connection tasks run until they wait again.
+    async fn let_tasks_run() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// What a served connection's task ended with (`None`: it did not end
+    /// within 5 s).
+    async fn ended(
+        task: tokio::task::JoinHandle<(Option<()>, bool)>,
+    ) -> Option<(Option<()>, bool)> {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// Waits until no connection is registered.
+    async fn all_gone(connections: &Connections) {
+        tokio::time::timeout(Duration::from_secs(5), connections.drained())
+            .await
+            .expect("no connection left");
+    }
+
     #[test]
     fn an_idle_connection_is_closed_at_the_second_look_a_busy_one_is_not() {
         let connections = Arc::new(Connections::default());
@@ -353,9 +378,7 @@ mod tests {
         // The watchdog decided on an idle connection, but a request head is
         // counted before the connection's task looks at the signal.
         control.started.fetch_add(1, Ordering::AcqRel);
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         assert!(!task.is_finished(), "a request is in flight: kept open");
         assert_eq!(
             control.signal.load(Ordering::Acquire),
@@ -367,8 +390,7 @@ mod tests {
         control.finished.fetch_add(1, Ordering::AcqRel);
         connections.close_stalled();
         connections.close_stalled();
-        let out = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(out.ok().and_then(Result::ok), Some((Some(()), true)));
+        assert_eq!(ended(task).await, Some((Some(()), true)));
     }
 
     #[tokio::test]
@@ -379,11 +401,8 @@ mod tests {
         let task = serve_with(&connections, control, false);
         tokio::task::yield_now().await;
         connections.abort();
-        let out = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(out.ok().and_then(Result::ok), Some((None, false)));
-        tokio::time::timeout(Duration::from_secs(5), connections.drained())
-            .await
-            .expect("no connection left");
+        assert_eq!(ended(task).await, Some((None, false)));
+        all_gone(&connections).await;
     }
 
     #[test]
@@ -407,15 +426,12 @@ mod tests {
         tokio::task::yield_now().await;
         connections.close_stalled();
         connections.close_stalled();
-        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert_eq!(
-            joined.ok().and_then(Result::ok),
+            ended(task).await,
             Some((Some(()), true)),
             "asked to shut down gracefully, and ended so"
         );
-        tokio::time::timeout(Duration::from_secs(5), connections.drained())
-            .await
-            .expect("no connection left");
+        all_gone(&connections).await;
     }
 
     #[tokio::test]
@@ -426,21 +442,16 @@ mod tests {
         tokio::task::yield_now().await;
         connections.close_stalled();
         connections.close_stalled();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         assert!(!task.is_finished(), "asked to close, not dropped yet");
         assert_eq!(control.signal.load(Ordering::Acquire), RUN);
         connections.close_stalled();
-        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
         assert_eq!(
-            joined.ok().and_then(Result::ok),
+            ended(task).await,
             Some((None, true)),
             "dropped a period after the graceful shutdown it ignored"
         );
-        tokio::time::timeout(Duration::from_secs(5), connections.drained())
-            .await
-            .expect("no connection left");
+        all_gone(&connections).await;
     }
 
     #[tokio::test]
@@ -450,14 +461,11 @@ mod tests {
         let task = serve_with(&connections, Arc::clone(&control), true);
         tokio::task::yield_now().await;
         connections.drain();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         assert!(!task.is_finished(), "asked to shut down, not dropped");
         connections.close_stalled();
         connections.close_stalled();
-        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(joined.ok().and_then(Result::ok), Some((None, true)));
+        assert_eq!(ended(task).await, Some((None, true)));
     }
 
     #[tokio::test]
@@ -468,27 +476,20 @@ mod tests {
         tokio::task::yield_now().await;
         connections.close_stalled();
         connections.close_stalled();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         // Asked to close by the stall, then by shutdown: still here.
         connections.drain();
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         assert!(!task.is_finished());
         // A request starts (the half-sent head completes): a stall signal
         // that comes while it is in flight does not drop the connection.
         control.started.fetch_add(1, Ordering::AcqRel);
         control.send(STALLED);
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
+        let_tasks_run().await;
         assert!(!task.is_finished(), "a request is in flight: kept");
         assert_eq!(control.signal.load(Ordering::Acquire) & STALLED, 0);
         connections.abort();
-        let joined = tokio::time::timeout(Duration::from_secs(5), task).await;
-        assert_eq!(joined.ok().and_then(Result::ok), Some((None, true)));
+        assert_eq!(ended(task).await, Some((None, true)));
     }
 
     #[tokio::test]
