@@ -222,7 +222,7 @@ fn every_error_code_has_the_one_shape() {
         ),
         (
             json!({"url": "https://boom.example/boom"}),
-            StatusCode::BAD_GATEWAY,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
         ),
         (json!({}), StatusCode::BAD_REQUEST, "invalid_input"),

@@ -103,7 +103,6 @@ fn rewrite_reports_provider_errors_with_their_codes() {
         "https://www.amazon.com/gp/help/customer/display.html",
         "https://www.amazon.com/dp/B0BAD",
         "https://www.amazon.it/dp/B08N5WRWNW",
-        "https://amzn.to/3xYz",
         "https://www.nodeeplinks.example/product/1",
     ]);
     assert_eq!(out.status.code(), Some(1));
@@ -122,10 +121,52 @@ fn rewrite_reports_provider_errors_with_their_codes() {
             "not_a_product_url",
             "invalid_asin",
             "marketplace_not_configured",
-            "needs_expansion",
             "deeplink_not_permitted"
         ]
     );
+}
+
+/// The CLI's rewrite expands short links as the API's does (here against a
+/// local stand-in for amzn.to), and says which could not be expanded.
+#[test]
+fn rewrite_expands_short_links_like_the_api() {
+    let amzn = common::StandIn::start(|path| match path {
+        "/abc" => (
+            "301 Moved Permanently",
+            "location: https://www.amazon.co.uk/Thing/dp/B08N5WRWNW?ref=x\r\n".into(),
+        ),
+        _ => ("404 Not Found", String::new()),
+    });
+    let dir = scratch("cli-expand");
+    let config = dir.join("lw.toml");
+    let default = std::fs::read_to_string(default_config()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{default}\n[upstream]\nretries = 0\nshort_link_override = {{ \"amzn.to\" = \"{}\" }}\n",
+            amzn.base
+        ),
+    )
+    .unwrap();
+    let out = linkwright(&[
+        "rewrite",
+        "--config",
+        &config.display().to_string(),
+        "--json",
+        "https://amzn.to/abc",
+        "https://amzn.to/gone",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let rows: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows[0]["template"],
+        "https://www.amazon.co.uk/dp/B08N5WRWNW?tag=linkwright-21&ascsubtag={click_id}"
+    );
+    assert_eq!(rows[1]["error"]["code"], "invalid_input", "{}", rows[1]);
+    assert_eq!(*amzn.seen.lock().unwrap(), ["/abc", "/gone"]);
 }
 
 /// Copies the amazon plugin file into a folder of its own and points the
@@ -148,9 +189,10 @@ fn binary_loads_plugins_from_their_files_not_linked_in() {
     // No plugin file in the folder: refused, and nothing else can build it.
     let out = linkwright(&["plugins", "--config", &config, "--json"]);
     let listing: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(listing["loaded"], serde_json::json!([]));
+    let amazon = &listing["providers"][0];
+    assert_eq!(amazon["status"], "refused");
     assert_eq!(
-        listing["refused"][0]["reason"],
+        amazon["reason"],
         format!(
             "plugin `amazon` not found: no liblinkwright_amazon.so in {}",
             plugins.display()
@@ -164,8 +206,9 @@ fn binary_loads_plugins_from_their_files_not_linked_in() {
     std::fs::copy(plugin_file("amazon"), &copy).unwrap();
     let out = linkwright(&["plugins", "--config", &config, "--json"]);
     let listing: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let loaded = &listing["loaded"][0];
-    assert_eq!(loaded["provider"], "amazon");
+    let loaded = &listing["providers"][0];
+    assert_eq!(loaded["status"], "ok");
+    assert_eq!(loaded["name"], "amazon");
     assert_eq!(loaded["plugin"], "amazon");
     assert_eq!(loaded["abi"], "1.0");
     assert_eq!(loaded["version"], env!("CARGO_PKG_VERSION"));

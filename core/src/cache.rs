@@ -60,7 +60,10 @@
 #![forbid(unsafe_code)]
 
 mod arena;
+mod caches;
 mod index;
+
+pub use self::caches::{Caches, Seen};
 
 use crate::shard::Padded;
 

@@ -1,11 +1,13 @@
-//! Errors that reach users: a stable code, a message, whether a retry can
-//! help, and the input field at fault.
+//! The vocabulary of errors that reach users: one [`ErrorCode`] enum for
+//! every code the API, the CLI and the public host emit, the one mapping
+//! from a code to an HTTP status, and [`BuildError`], a provider's failure.
 
 use std::fmt;
 
 use linkwright_plugin_sdk::Status;
 
-/// A stable, machine-readable error code; the same strings the API returns.
+/// A stable, machine-readable error code; the same strings the API, the CLI
+/// and `/go` return. A code exists only here, so a typo does not compile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// The input is malformed.
@@ -28,6 +30,18 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// Something went wrong inside linkwright or a plugin.
     Internal,
+    /// A limit was exceeded (batch > 100, bulk > 5,000, body too large).
+    LimitExceeded,
+    /// No such link, job or key.
+    NotFound,
+    /// The custom code (or another unique name) is taken.
+    Conflict,
+    /// No valid API key.
+    Unauthorized,
+    /// The key lacks the scope.
+    Forbidden,
+    /// Too many requests for this key.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -44,18 +58,69 @@ impl ErrorCode {
             ErrorCode::NeedsExpansion => "needs_expansion",
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+
+    /// The HTTP status of an answer carrying this code: the one mapping,
+    /// used by the admin API and the public host alike. Malformed input is
+    /// 400; well-formed input that no provider can turn into a link is 422.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidInput | ErrorCode::NeedsExpansion | ErrorCode::LimitExceeded => 400,
+            ErrorCode::NotAProductUrl
+            | ErrorCode::InvalidAsin
+            | ErrorCode::UnsupportedHost
+            | ErrorCode::MarketplaceNotConfigured
+            | ErrorCode::DeeplinkNotPermitted
+            | ErrorCode::NotApproved => 422,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::UpstreamUnavailable => 503,
         }
     }
 
     /// Whether the same request may succeed later.
     pub const fn retryable(self) -> bool {
-        matches!(self, ErrorCode::UpstreamUnavailable)
+        matches!(
+            self,
+            ErrorCode::UpstreamUnavailable | ErrorCode::RateLimited
+        )
     }
 
     /// Who is at fault: the client's input, or the service.
     pub const fn is_client_error(self) -> bool {
-        !matches!(self, ErrorCode::UpstreamUnavailable | ErrorCode::Internal)
+        self.http_status() < 500
     }
+
+    /// Every code, for tests and documentation.
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::InvalidInput,
+        ErrorCode::NotAProductUrl,
+        ErrorCode::InvalidAsin,
+        ErrorCode::UnsupportedHost,
+        ErrorCode::MarketplaceNotConfigured,
+        ErrorCode::DeeplinkNotPermitted,
+        ErrorCode::NotApproved,
+        ErrorCode::NeedsExpansion,
+        ErrorCode::UpstreamUnavailable,
+        ErrorCode::Internal,
+        ErrorCode::LimitExceeded,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::RateLimited,
+    ];
 }
 
 impl fmt::Display for ErrorCode {

@@ -33,37 +33,12 @@ use reqwest::StatusCode;
 use reqwest::header::{HOST, HeaderValue, LOCATION};
 use url::{Host, Url};
 
+use linkwright_model::amazon::{
+    MARKETPLACES as DEFAULT_TARGET_HOSTS, SHORT_HOSTS as DEFAULT_SHORT_HOSTS,
+};
+
 /// The User-Agent sent with every expansion request.
 const USER_AGENT: &str = concat!("linkwright/", env!("CARGO_PKG_VERSION"));
-
-/// Amazon's link shorteners.
-const DEFAULT_SHORT_HOSTS: [&str; 3] = ["amzn.to", "amzn.eu", "a.co"];
-
-/// Every Amazon marketplace domain (see `shared/reference/affiliate-networks.md`).
-const DEFAULT_TARGET_HOSTS: [&str; 22] = [
-    "amazon.com",    // US
-    "amazon.ca",     // CA
-    "amazon.com.mx", // MX
-    "amazon.com.br", // BR
-    "amazon.co.uk",  // UK
-    "amazon.de",     // DE
-    "amazon.fr",     // FR
-    "amazon.it",     // IT
-    "amazon.es",     // ES
-    "amazon.nl",     // NL
-    "amazon.com.be", // BE
-    "amazon.se",     // SE
-    "amazon.pl",     // PL
-    "amazon.ie",     // IE
-    "amazon.com.tr", // TR
-    "amazon.ae",     // AE
-    "amazon.sa",     // SA
-    "amazon.eg",     // EG
-    "amazon.in",     // IN
-    "amazon.co.jp",  // JP
-    "amazon.sg",     // SG
-    "amazon.com.au", // AU
-];
 
 /// Settings for outbound short-link expansion.
 #[derive(Debug, Clone)]

@@ -32,7 +32,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
-use crate::server::App;
+use crate::error::{BuildError, ErrorCode};
+use crate::links::{CreateLinkRequest, Created, LinkError, LinkService, Source};
 use crate::store::{SqliteStore, StoreError};
 
 /// Most items in one bulk job.
@@ -139,20 +140,91 @@ pub struct JobSummary {
     pub failure: Option<String>,
 }
 
-/// One item's outcome as stored: the HTTP status the item would have had as
-/// a single `POST /api/v1/links`, and the link or the error body.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ItemResult {
-    /// 200 or 201 for a link, 4xx/5xx for an error.
-    pub status: u16,
-    /// The link (as the API shows it) or `{"error": {...}}`.
-    pub body: Value,
+/// One item's outcome as stored: the link made (what the result CSV shows
+/// of it) or the error. The job's own record, independent of how the API
+/// shows a link or an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// A link: made by this item (`new`), or by an identical earlier request.
+    Link {
+        /// Its code.
+        code: String,
+        /// True if this item made it.
+        new: bool,
+        /// Its marketplace.
+        marketplace: Option<String>,
+        /// Its name.
+        name: Option<String>,
+        /// Its template, the slot shown as `{click_id}`.
+        template: String,
+    },
+    /// No link: the stable error code and the message.
+    Error {
+        /// The stable error code.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
-impl ItemResult {
-    /// Whether the item produced a link.
+impl ItemOutcome {
+    /// The outcome of a link service call.
+    pub fn of(result: Result<Created, LinkError>) -> ItemOutcome {
+        match result {
+            Ok(Created { link, new }) => ItemOutcome::Link {
+                template: link.template().display(),
+                code: link.code,
+                new,
+                marketplace: link.marketplace,
+                name: link.name,
+            },
+            Err(e) => {
+                if let LinkError::Store(inner) = &e {
+                    error!(error = %inner, "bulk job item: store failed");
+                }
+                let message = match &e {
+                    LinkError::Store(_) => "internal error".to_owned(),
+                    other => other.message(),
+                };
+                ItemOutcome::Error {
+                    code: e.code().as_str().to_owned(),
+                    message,
+                }
+            }
+        }
+    }
+
+    /// Whether the item has a link.
     pub fn is_ok(&self) -> bool {
-        self.status < 300
+        matches!(self, ItemOutcome::Link { .. })
+    }
+
+    /// Reads a stored outcome. Results stored before outcomes were typed
+    /// (`{"status", "body"}` with the API's JSON) are read too, so a job
+    /// that spans an upgrade keeps its earlier rows.
+    fn parse(stored: &str) -> Option<ItemOutcome> {
+        if let Ok(outcome) = serde_json::from_str(stored) {
+            return Some(outcome);
+        }
+        let legacy: Value = serde_json::from_str(stored).ok()?;
+        let body = legacy.get("body")?;
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        Some(if legacy.get("status")?.as_u64()? < 300 {
+            ItemOutcome::Link {
+                code: text(body, "code")?,
+                new: legacy.get("status")?.as_u64()? == 201,
+                marketplace: text(body, "marketplace"),
+                name: text(body, "name"),
+                template: text(body, "template").unwrap_or_default(),
+            }
+        } else {
+            let detail = body.get("error")?;
+            ItemOutcome::Error {
+                code: text(detail, "code")?,
+                message: text(detail, "message").unwrap_or_default(),
+            }
+        })
     }
 }
 
@@ -757,24 +829,24 @@ fn result_row(
             "the job failed before this item was processed",
         );
     };
-    let Ok(result) = serde_json::from_str::<ItemResult>(result) else {
-        return error("internal", "the stored result of this item is unreadable");
-    };
-    if result.is_ok() {
-        let link = &result.body;
-        let name = link.get("name").and_then(Value::as_str);
-        [
+    match ItemOutcome::parse(result) {
+        Some(ItemOutcome::Link {
+            code,
+            marketplace,
+            name,
+            template,
+            ..
+        }) => [
             input.clone(),
-            text(link, "marketplace"),
-            name.unwrap_or("").to_owned(),
-            short_url(&text(link, "code")),
-            text(link, "template"),
+            marketplace.unwrap_or_default(),
+            name.unwrap_or_default(),
+            short_url(&code),
+            template,
             "ok".to_owned(),
             String::new(),
-        ]
-    } else {
-        let detail = result.body.get("error").unwrap_or(&Value::Null);
-        error(&text(detail, "code"), &text(detail, "message"))
+        ],
+        Some(ItemOutcome::Error { code, message }) => error(&code, &message),
+        None => error("internal", "the stored result of this item is unreadable"),
     }
 }
 
@@ -808,79 +880,132 @@ impl Drop for Claim {
     }
 }
 
-async fn blocking<R: Send + 'static, E: From<tokio::task::JoinError> + Send + 'static>(
-    app: &Arc<App>,
-    f: impl FnOnce(&SqliteStore) -> Result<R, E> + Send + 'static,
-) -> Result<R, E> {
-    let db = Arc::clone(&app.db);
-    tokio::task::spawn_blocking(move || f(&db)).await?
+/// Runs bulk jobs: makes their items through the link service and keeps
+/// their progress and outcomes in the store.
+#[derive(Debug)]
+pub struct JobRunner {
+    db: Arc<SqliteStore>,
+    links: Arc<LinkService>,
+    source: Source,
 }
 
-/// Runs a job to its end: makes every item still without a result, in order,
-/// records the outcomes in batches, marks the job `done` (or `failed` with a
-/// reason if its storage breaks), then calls its webhook. Returns the final
-/// summary. `progress` is called with `(processed, total)` after each item.
-/// Returns an error only if the job cannot be found or even its
-/// failure cannot be recorded; the job then stays unfinished and is resumed
-/// at the next start.
-pub async fn run(
-    app: &Arc<App>,
-    id: &str,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<JobSummary, JobError> {
-    let Some(_claim) = Claim::take(id) else {
-        info!(job_id = %id, "bulk job is already running in this process");
-        return blocking(app, {
-            let id = id.to_owned();
-            move |db| summary(db, &id)?.ok_or(JobError::NotFound(id))
+impl JobRunner {
+    /// A runner over this store and link service; `source` labels the links
+    /// it makes (`api` for API jobs, `cli` for `links import`).
+    pub fn new(db: Arc<SqliteStore>, links: Arc<LinkService>, source: Source) -> JobRunner {
+        JobRunner { db, links, source }
+    }
+
+    /// Runs a store call off the async workers.
+    async fn blocking<R: Send + 'static, E: From<tokio::task::JoinError> + Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || f(&db)).await?
+    }
+
+    /// Makes one item exactly as `POST /api/v1/links` would (same
+    /// validation, expansion, idempotency and errors).
+    async fn make(&self, request: &str) -> ItemOutcome {
+        ItemOutcome::of(match serde_json::from_str::<CreateLinkRequest>(request) {
+            Ok(req) => self.links.create(&req, self.source).await,
+            Err(e) => Err(LinkError::Rejected(BuildError::new(
+                ErrorCode::InvalidInput,
+                format!("malformed item: {e}"),
+            ))),
         })
-        .await;
-    };
-    let started = Instant::now();
-    let owned = id.to_owned();
-    let Start {
-        summary: first,
-        webhook_url,
-        pending,
-    } = blocking(app, move |db| start(db, &owned)).await?;
-    if first.status.is_finished() {
-        return Ok(first);
     }
-    let outcome = match pending {
-        Ok(items) => make_items(app, id, first.processed, first.total, items, progress).await,
-        Err(e) => Err(format!("cannot read the job's items: {e}")),
-    };
-    let owned = id.to_owned();
-    let ended = match outcome {
-        Ok(()) => blocking(app, move |db| finish(db, &owned, JobStatus::Done, None)).await,
-        Err(reason) => {
-            error!(job_id = %id, reason = %reason, "bulk job failed");
-            blocking(app, move |db| {
-                finish(db, &owned, JobStatus::Failed, Some(&reason))
-            })
-            .await
-        }
-    };
-    let summary = match ended {
-        Ok(summary) => summary,
-        Err(e) => {
-            error!(job_id = %id, error = %e, "cannot record the end of a bulk job; it resumes at the next start");
-            return Err(e);
-        }
-    };
-    info!(
-        job_id = %id,
-        status = summary.status.as_str(),
-        total = summary.total,
-        ok = summary.ok,
-        errors = summary.errors,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "bulk job ended"
-    );
-    if let Some(url) = webhook_url {
-        notify(&url, &summary).await;
+
+    /// Runs a job in the background (see [`JobRunner::run`]).
+    pub fn spawn(self: Arc<Self>, id: String) {
+        tokio::spawn(async move {
+            if let Err(e) = self.run(&id, &|_, _| {}).await {
+                error!(job_id = %id, error = %e, "bulk job stopped");
+            }
+        });
     }
-    Ok(summary)
+
+    /// Resumes, in the background, jobs a previous run left unfinished.
+    /// Must be called inside a tokio runtime.
+    pub fn resume(self: &Arc<Self>, ids: Vec<String>) {
+        for id in ids {
+            info!(job_id = %id, "resuming bulk job");
+            Arc::clone(self).spawn(id);
+        }
+    }
+
+    /// Runs a job to its end: makes every item still without a result, in order,
+    /// records the outcomes in batches, marks the job `done` (or `failed` with a
+    /// reason if its storage breaks), then calls its webhook. Returns the final
+    /// summary. `progress` is called with `(processed, total)` after each item.
+    /// Returns an error only if the job cannot be found or even its
+    /// failure cannot be recorded; the job then stays unfinished and is resumed
+    /// at the next start.
+    pub async fn run(
+        self: &Arc<Self>,
+        id: &str,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<JobSummary, JobError> {
+        let Some(_claim) = Claim::take(id) else {
+            info!(job_id = %id, "bulk job is already running in this process");
+            return self
+                .blocking({
+                    let id = id.to_owned();
+                    move |db| summary(db, &id)?.ok_or(JobError::NotFound(id))
+                })
+                .await;
+        };
+        let started = Instant::now();
+        let owned = id.to_owned();
+        let Start {
+            summary: first,
+            webhook_url,
+            pending,
+        } = self.blocking(move |db| start(db, &owned)).await?;
+        if first.status.is_finished() {
+            return Ok(first);
+        }
+        let outcome = match pending {
+            Ok(items) => {
+                self.make_items(id, first.processed, first.total, items, progress)
+                    .await
+            }
+            Err(e) => Err(format!("cannot read the job's items: {e}")),
+        };
+        let owned = id.to_owned();
+        let ended = match outcome {
+            Ok(()) => {
+                self.blocking(move |db| finish(db, &owned, JobStatus::Done, None))
+                    .await
+            }
+            Err(reason) => {
+                error!(job_id = %id, reason = %reason, "bulk job failed");
+                self.blocking(move |db| finish(db, &owned, JobStatus::Failed, Some(&reason)))
+                    .await
+            }
+        };
+        let summary = match ended {
+            Ok(summary) => summary,
+            Err(e) => {
+                error!(job_id = %id, error = %e, "cannot record the end of a bulk job; it resumes at the next start");
+                return Err(e);
+            }
+        };
+        info!(
+            job_id = %id,
+            status = summary.status.as_str(),
+            total = summary.total,
+            ok = summary.ok,
+            errors = summary.errors,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "bulk job ended"
+        );
+        if let Some(url) = webhook_url {
+            notify(&url, &summary).await;
+        }
+        Ok(summary)
+    }
 }
 
 /// An item being made.
@@ -888,7 +1013,7 @@ struct InFlight {
     seq: i64,
     request: String,
     code: Option<String>,
-    task: tokio::task::JoinHandle<ItemResult>,
+    task: tokio::task::JoinHandle<ItemOutcome>,
 }
 
 /// Makes the pending items in submission order, committing outcomes in
@@ -898,58 +1023,60 @@ struct InFlight {
 /// same custom code) starts only after it: identical requests get the link
 /// of the first, and a taken code goes to the first item that asked for it,
 /// exactly as one by one. An error is the reason the job failed.
-async fn make_items(
-    app: &Arc<App>,
-    id: &str,
-    already: u64,
-    total: u64,
-    items: Vec<(i64, String)>,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> Result<(), String> {
-    let mut recorder = Recorder {
-        app,
-        id,
-        batch: Vec::with_capacity(COMMIT_EVERY),
-        last_commit: Instant::now(),
-        made: already,
-        total,
-        progress,
-    };
-    let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
-    for (seq, request) in items {
-        let code = serde_json::from_str::<Value>(&request)
-            .ok()
-            .and_then(|v| v.get("code")?.as_str().map(str::to_owned));
-        while in_flight.len() >= WINDOW
-            || in_flight
-                .iter()
-                .any(|f| f.request == request || (code.is_some() && f.code == code))
-        {
-            if let Some(first) = in_flight.pop_front() {
-                recorder.settle(first).await?;
+impl JobRunner {
+    async fn make_items(
+        self: &Arc<Self>,
+        id: &str,
+        already: u64,
+        total: u64,
+        items: Vec<(i64, String)>,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<(), String> {
+        let mut recorder = Recorder {
+            runner: self,
+            id,
+            batch: Vec::with_capacity(COMMIT_EVERY),
+            last_commit: Instant::now(),
+            made: already,
+            total,
+            progress,
+        };
+        let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
+        for (seq, request) in items {
+            let code = serde_json::from_str::<Value>(&request)
+                .ok()
+                .and_then(|v| v.get("code")?.as_str().map(str::to_owned));
+            while in_flight.len() >= WINDOW
+                || in_flight
+                    .iter()
+                    .any(|f| f.request == request || (code.is_some() && f.code == code))
+            {
+                if let Some(first) = in_flight.pop_front() {
+                    recorder.settle(first).await?;
+                }
             }
+            let task = tokio::spawn({
+                let runner = Arc::clone(self);
+                let request = request.clone();
+                async move { runner.make(&request).await }
+            });
+            in_flight.push_back(InFlight {
+                seq,
+                request,
+                code,
+                task,
+            });
         }
-        let task = tokio::spawn({
-            let app = Arc::clone(app);
-            let request = request.clone();
-            async move { app.create_job_item(&request).await }
-        });
-        in_flight.push_back(InFlight {
-            seq,
-            request,
-            code,
-            task,
-        });
+        while let Some(first) = in_flight.pop_front() {
+            recorder.settle(first).await?;
+        }
+        recorder.commit().await
     }
-    while let Some(first) = in_flight.pop_front() {
-        recorder.settle(first).await?;
-    }
-    recorder.commit().await
 }
 
 /// Takes outcomes in order and commits them in batches.
 struct Recorder<'a> {
-    app: &'a Arc<App>,
+    runner: &'a JobRunner,
     id: &'a str,
     batch: Vec<(i64, String, bool)>,
     last_commit: Instant,
@@ -963,10 +1090,10 @@ impl Recorder<'_> {
         let result = match item.task.await {
             Ok(result) => result,
             Err(e) => {
-                let e = crate::api::ApiError::internal("bulk job item", &e);
-                ItemResult {
-                    status: e.status.as_u16(),
-                    body: e.body(),
+                error!(error = %e, "bulk job item task failed");
+                ItemOutcome::Error {
+                    code: ErrorCode::Internal.as_str().to_owned(),
+                    message: "internal error".to_owned(),
                 }
             }
         };
@@ -987,37 +1114,12 @@ impl Recorder<'_> {
         }
         let outcomes = std::mem::take(&mut self.batch);
         let id = self.id.to_owned();
-        blocking(self.app, move |db| {
-            record(db, &id, &outcomes).map_err(JobError::from)
-        })
-        .await
-        .map_err(|e| format!("cannot record item results: {e}"))?;
+        self.runner
+            .blocking(move |db| record(db, &id, &outcomes).map_err(JobError::from))
+            .await
+            .map_err(|e| format!("cannot record item results: {e}"))?;
         self.last_commit = Instant::now();
         Ok(())
-    }
-}
-
-/// Runs a job in the background (see [`run`]).
-pub fn spawn(app: Arc<App>, id: String) {
-    tokio::spawn(async move {
-        if let Err(e) = run(&app, &id, &|_, _| {}).await {
-            error!(job_id = %id, error = %e, "bulk job stopped");
-        }
-    });
-}
-
-/// Resumes, in the background, every job the previous run left unfinished
-/// (listed by `App::new`; once). Must be called inside a tokio runtime.
-pub fn resume(app: Arc<App>) {
-    let ids = std::mem::take(
-        &mut *app
-            .interrupted_jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
-    for id in ids {
-        info!(job_id = %id, "resuming bulk job");
-        spawn(Arc::clone(&app), id);
     }
 }
 

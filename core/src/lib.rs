@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod app;
 pub mod cache;
 pub mod classify;
 pub mod click;
@@ -27,6 +28,7 @@ pub mod server;
 pub mod shard;
 pub mod store;
 pub mod template;
+pub mod view;
 
 pub use click::{ClickId, ClickIdGenerator};
 pub use config::Config;

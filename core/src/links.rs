@@ -1,80 +1,569 @@
-//! Creating links: build the template through the provider, then commit the
-//! link to the store before answering.
+//! The link service: the one way links are created, changed, deleted and
+//! rewritten, whoever asks (the CLI, the admin API, bulk jobs, `/go`).
+//!
+//! Creating a link: check the request (a `url` or an `asin`, a valid custom
+//! code), find a link an identical earlier request made (its request key,
+//! a digest of the request, is unique in the store), build the template
+//! through the providers (expanding `amzn.to`-style short links first),
+//! commit the link, count it, and drop its code from this instance's
+//! negative cache. Two identical requests that race each other meet at the
+//! store's unique request key and both answer the first one's link.
 
-use crate::error::BuildError;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::cache::Caches;
+use crate::error::{BuildError, ErrorCode};
+use crate::expand::Expander;
 use crate::metrics;
 use crate::plugin::{BuildRequest, Providers};
-use crate::store::{Link, NewLink, Store, StoreError, validate_code};
+use crate::store::{Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError};
+use crate::template::Template;
 
-/// A request to create a link.
-#[derive(Debug, Clone, Default)]
-pub struct CreateLink {
-    /// Product URL or ASIN.
-    pub input: String,
-    /// Marketplace for a bare ASIN.
+pub use crate::store::validate_code;
+
+/// A link to create: a product URL, or an ASIN and a marketplace.
+///
+/// Its JSON form is also its identity: the same request twice has the same
+/// digest ([`CreateLinkRequest::key`]) and gets the same link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLinkRequest {
+    /// A product URL (any Amazon URL shape, an advertiser page, a short link).
+    pub url: Option<String>,
+    /// An Amazon ASIN, instead of `url`.
+    pub asin: Option<String>,
+    /// Marketplace for an ASIN (default `amazon.com`).
     pub marketplace: Option<String>,
-    /// A provider to use instead of routing by host.
-    pub provider: Option<String>,
-    /// A custom code.
-    pub code: Option<String>,
-    /// The user's own name for the link.
+    /// Free text for your own bookkeeping (campaign, video title, channel + date).
     pub name: Option<String>,
+    /// A custom short code (letters, digits, `-`, `_`); default: generated.
+    pub code: Option<String>,
     /// Campaign.
     pub campaign: Option<String>,
     /// Tags.
-    pub tags: Vec<String>,
-    /// Network parameters.
-    pub params: Vec<(String, String)>,
+    pub tags: Option<Vec<String>>,
+    /// Network parameters: Awin `campaign`, `clickref2`..`clickref6`; Amazon `tag`.
+    pub params: Option<BTreeMap<String, String>>,
+    /// A provider to use instead of routing by host.
+    pub provider: Option<String>,
 }
 
-/// Why a link could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum CreateError {
-    /// The provider could not build a template.
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// The custom code is not valid.
-    #[error("invalid code: {0}")]
-    InvalidCode(String),
-    /// The store failed (a taken code is `StoreError::Conflict`).
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Builds the template and stores the link. `source` labels the
-/// `linkwright_links_created_total` metric (`cli`, `api`, `go`).
-pub fn create(
-    providers: &Providers,
-    store: &dyn Store,
-    req: CreateLink,
-    source: &'static str,
-) -> Result<Link, CreateError> {
-    if let Some(code) = &req.code {
-        validate_code(code).map_err(CreateError::InvalidCode)?;
+impl CreateLinkRequest {
+    /// The product input: the URL, or the ASIN (checked to look like one).
+    pub fn input(&self) -> Result<&str, BuildError> {
+        match (given(&self.url), given(&self.asin)) {
+            (Some(url), None) => Ok(url),
+            (None, Some(asin)) if linkwright_model::amazon::is_asin(asin) => Ok(asin),
+            (None, Some(asin)) => Err(BuildError::new(
+                ErrorCode::InvalidAsin,
+                format!("{asin:?} is not a valid ASIN: 10 letters or digits"),
+            )
+            .field("asin")),
+            (Some(_), Some(_)) => Err(BuildError::new(
+                ErrorCode::InvalidInput,
+                "give either `url` or `asin`, not both",
+            )
+            .field("url")),
+            (None, None) => Err(BuildError::new(
+                ErrorCode::InvalidInput,
+                "give a product `url`, or an `asin` and a `marketplace`",
+            )
+            .field("url")),
+        }
     }
-    let template = providers
-        .build(&BuildRequest {
-            input: &req.input,
-            marketplace: req.marketplace.as_deref(),
-            params: &req.params,
-            provider: req.provider.as_deref(),
-        })
-        .inspect_err(|e| {
+
+    /// The network parameters as pairs, in key order.
+    pub fn params(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// A digest of everything that shapes the link: the same request twice
+    /// has the same key.
+    pub fn key(&self) -> String {
+        let canonical = serde_json::to_string(self).unwrap_or_default();
+        let digest = Sha256::digest(canonical.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A field's text, trimmed, if it is present and not blank.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Changes to a link; absent fields stay, `null` clears `name` and `campaign`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchLinkRequest {
+    /// New name, or null to clear.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// New campaign, or null to clear.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub campaign: Option<Option<String>>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+    /// Disable (410) or enable the link.
+    pub disabled: Option<bool>,
+    /// A new destination URL: the template is rebuilt.
+    pub url: Option<String>,
+    /// A new ASIN: the template is rebuilt.
+    pub asin: Option<String>,
+    /// Marketplace for a new ASIN.
+    pub marketplace: Option<String>,
+}
+
+/// Who asked for a link: the `source` label of `linkwright_links_created_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The command line (`links create`, `links import`).
+    Cli,
+    /// The admin API (single, batch and bulk).
+    Api,
+    /// Middleware mode on the public host (`/go?url=`).
+    Go,
+}
+
+impl Source {
+    /// The metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Cli => "cli",
+            Source::Api => "api",
+            Source::Go => "go",
+        }
+    }
+}
+
+/// A link the service answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The link.
+    pub link: Link,
+    /// True if this call made it; false if an identical earlier request had.
+    pub new: bool,
+}
+
+/// Why a link operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The request cannot become a link (bad input, or a provider refused
+    /// it): a stable code, a message and the field at fault.
+    #[error(transparent)]
+    Rejected(#[from] BuildError),
+    /// No link has this code.
+    #[error("no link with code `{0}`")]
+    NotFound(String),
+    /// The custom code is taken by another link.
+    #[error("the code `{0}` is taken by another link")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for LinkError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(code) => LinkError::Conflict(code),
+            other => LinkError::Store(other),
+        }
+    }
+}
+
+impl LinkError {
+    /// The stable error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LinkError::Rejected(e) => e.code,
+            LinkError::NotFound(_) => ErrorCode::NotFound,
+            LinkError::Conflict(_) => ErrorCode::Conflict,
+            LinkError::Store(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// The message for a person, without the code.
+    pub fn message(&self) -> String {
+        match self {
+            LinkError::Rejected(e) => e.message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The request field at fault, if one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            LinkError::Rejected(e) => e.field,
+            LinkError::Conflict(_) => Some("code"),
+            LinkError::NotFound(_) | LinkError::Store(_) => None,
+        }
+    }
+}
+
+/// Builds templates through the providers, expanding short links first:
+/// the part of the link service that needs no store (`rewrite`).
+#[derive(Debug)]
+pub struct Builder {
+    providers: Arc<Providers>,
+    expander: Expander,
+}
+
+impl Builder {
+    /// A builder over these providers.
+    pub fn new(providers: Arc<Providers>, expander: Expander) -> Builder {
+        Builder {
+            providers,
+            expander,
+        }
+    }
+
+    /// Builds a template through the providers. With `expand`, a short link
+    /// (`amzn.to`, …) a provider asks to expand is expanded first.
+    async fn build(
+        &self,
+        input: &str,
+        marketplace: Option<&str>,
+        params: &[(String, String)],
+        provider: Option<&str>,
+        expand: bool,
+    ) -> Result<Template, BuildError> {
+        let request = |input| BuildRequest {
+            input,
+            marketplace,
+            params,
+            provider,
+        };
+        let result = match self.providers.build(&request(input)) {
+            Err(e)
+                if expand
+                    && e.code == ErrorCode::NeedsExpansion
+                    && self.expander.is_short_link(input) =>
+            {
+                let expanded = self.expander.expand(input).await.map_err(|e| {
+                    let code = if e.retryable() {
+                        ErrorCode::UpstreamUnavailable
+                    } else {
+                        ErrorCode::InvalidInput
+                    };
+                    BuildError::new(code, e.to_string()).field("url")
+                })?;
+                self.providers.build(&request(&expanded))
+            }
+            result => result,
+        };
+        result.inspect_err(|e| {
             if let Some(p) = &e.provider {
                 metrics::plugin_error(p, e.code.as_str());
             }
-        })?;
-    let link = store.create_link(NewLink {
-        code: req.code,
-        input: req.input.trim().to_owned(),
-        template,
-        name: req.name,
-        campaign: req.campaign,
-        tags: req.tags,
-        params: req.params,
-        source_key: None,
-        request_key: None,
-    })?;
-    metrics::link_created(&link.provider, source);
-    Ok(link)
+        })
+    }
+
+    /// The template a request would get, without storing a link (rewrite).
+    pub async fn template(&self, req: &CreateLinkRequest) -> Result<Template, BuildError> {
+        let input = req.input()?;
+        self.build(
+            input,
+            req.marketplace.as_deref(),
+            &req.params(),
+            req.provider.as_deref(),
+            true,
+        )
+        .await
+    }
+}
+
+/// The link service of one process.
+#[derive(Debug)]
+pub struct LinkService {
+    builder: Builder,
+    store: Arc<dyn Store>,
+    /// This instance's caches, if it serves redirects.
+    caches: Option<Arc<Caches>>,
+    /// Bound on each store call (the public host must not wait longer).
+    store_timeout: Duration,
+}
+
+impl LinkService {
+    /// A service over these providers and store. `caches`: the caches a
+    /// change must reach at once (a server's); other processes learn of
+    /// changes from the store's journal.
+    pub fn new(
+        builder: Builder,
+        store: Arc<dyn Store>,
+        caches: Option<Arc<Caches>>,
+        store_timeout: Duration,
+    ) -> LinkService {
+        LinkService {
+            builder,
+            store,
+            caches,
+            store_timeout,
+        }
+    }
+
+    /// The providers links are built with.
+    pub fn providers(&self) -> &Arc<Providers> {
+        &self.builder.providers
+    }
+
+    /// Runs a store call on the blocking pool, within the store timeout.
+    async fn store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let store = Arc::clone(&self.store);
+        let task = tokio::task::spawn_blocking(move || f(store.as_ref()));
+        match tokio::time::timeout(self.store_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(StoreError::Task(e.to_string())),
+            Err(_) => Err(StoreError::Timeout(self.store_timeout)),
+        }
+    }
+
+    /// The template a request would get, without storing a link (rewrite).
+    pub async fn template(&self, req: &CreateLinkRequest) -> Result<Template, LinkError> {
+        Ok(self.builder.template(req).await?)
+    }
+
+    /// Creates a link, or answers the link an identical earlier request made.
+    pub async fn create(
+        &self,
+        req: &CreateLinkRequest,
+        source: Source,
+    ) -> Result<Created, LinkError> {
+        let input = req.input()?.to_owned();
+        if let Some(code) = &req.code {
+            validate_code(code)
+                .map_err(|m| BuildError::new(ErrorCode::InvalidInput, m).field("code"))?;
+        }
+        let key = req.key();
+        let lookup = key.clone();
+        if let Some(link) = self.store(move |s| s.link_by_request_key(&lookup)).await? {
+            return Ok(Created { link, new: false });
+        }
+        let params = req.params();
+        let template = self
+            .builder
+            .build(
+                &input,
+                req.marketplace.as_deref(),
+                &params,
+                req.provider.as_deref(),
+                true,
+            )
+            .await?;
+        let new = NewLink {
+            code: req.code.clone(),
+            input,
+            template,
+            name: req.name.clone(),
+            campaign: req.campaign.clone(),
+            tags: req.tags.clone().unwrap_or_default(),
+            params,
+            source_key: None,
+            request_key: Some(key),
+        };
+        self.insert(new, source).await
+    }
+
+    /// The link of a middleware-mode URL (already normalised): the one made
+    /// for it before, or a new one. Never expands short links: the public
+    /// host makes no outbound call for a visitor.
+    pub async fn for_url(&self, url: &str) -> Result<Created, LinkError> {
+        let lookup = url.to_owned();
+        if let Some(link) = self.store(move |s| s.link_by_source_key(&lookup)).await? {
+            return Ok(Created { link, new: false });
+        }
+        let template = self.builder.build(url, None, &[], None, false).await?;
+        let new = NewLink {
+            code: None,
+            input: url.to_owned(),
+            template,
+            name: None,
+            campaign: None,
+            tags: Vec::new(),
+            params: Vec::new(),
+            source_key: Some(url.to_owned()),
+            request_key: None,
+        };
+        self.insert(new, Source::Go).await
+    }
+
+    async fn insert(&self, new: NewLink, source: Source) -> Result<Created, LinkError> {
+        match self.store(move |s| s.create_link(new)).await {
+            Ok(link) => {
+                metrics::link_created(&link.provider, source.as_str());
+                if let Some(caches) = &self.caches {
+                    caches.forget_created(&HashSet::from([link.code.as_str()]));
+                }
+                Ok(Created { link, new: true })
+            }
+            // An identical request won the race: answer with its link.
+            Err(StoreError::Duplicate(link)) => Ok(Created {
+                link: *link,
+                new: false,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One link.
+    pub async fn get(&self, code: &str) -> Result<Link, LinkError> {
+        let key = code.to_owned();
+        self.store(move |s| s.link_by_code(&key))
+            .await?
+            .ok_or_else(|| LinkError::NotFound(code.to_owned()))
+    }
+
+    /// A page of links.
+    pub async fn list(&self, filter: LinkFilter) -> Result<Vec<Link>, LinkError> {
+        Ok(self.store(move |s| s.list_links(&filter)).await?)
+    }
+
+    /// A link's clicks and conversions.
+    pub async fn stats(&self, link_id: i64) -> Result<LinkStats, LinkError> {
+        Ok(self.store(move |s| s.link_stats(link_id)).await?)
+    }
+
+    /// Changes a link. A new destination rebuilds its template; every cache
+    /// of this instance forgets the old one at once.
+    pub async fn update(&self, code: &str, patch: PatchLinkRequest) -> Result<Link, LinkError> {
+        let destination = match (given(&patch.url), given(&patch.asin)) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(BuildError::new(
+                    ErrorCode::InvalidInput,
+                    "give either `url` or `asin`, not both",
+                )
+                .field("url")
+                .into());
+            }
+            (url, asin) => {
+                // The same checks as a new link's input.
+                let as_request = CreateLinkRequest {
+                    url: url.map(str::to_owned),
+                    asin: asin.map(str::to_owned),
+                    ..Default::default()
+                };
+                let input = as_request.input()?;
+                let current = self.get(code).await?;
+                let marketplace = patch
+                    .marketplace
+                    .as_deref()
+                    .or(current.marketplace.as_deref());
+                let template = self
+                    .builder
+                    .build(input, marketplace, &current.params, None, true)
+                    .await?;
+                Some((input.to_owned(), template))
+            }
+        };
+        let update = LinkUpdate {
+            name: patch.name,
+            campaign: patch.campaign,
+            tags: patch.tags,
+            disabled: patch.disabled,
+            destination,
+        };
+        let key = code.to_owned();
+        let link = self
+            .store(move |s| s.update_link(&key, &update))
+            .await?
+            .ok_or_else(|| LinkError::NotFound(code.to_owned()))?;
+        self.forget(code);
+        Ok(link)
+    }
+
+    /// Disables (410) or enables a link.
+    pub async fn set_disabled(&self, code: &str, disabled: bool) -> Result<Link, LinkError> {
+        let patch = PatchLinkRequest {
+            disabled: Some(disabled),
+            ..Default::default()
+        };
+        self.update(code, patch).await
+    }
+
+    /// Deletes a link; its clicks stay for reports.
+    pub async fn delete(&self, code: &str) -> Result<(), LinkError> {
+        let key = code.to_owned();
+        if !self.store(move |s| s.delete_link(&key)).await? {
+            return Err(LinkError::NotFound(code.to_owned()));
+        }
+        self.forget(code);
+        Ok(())
+    }
+
+    fn forget(&self, code: &str) {
+        if let Some(caches) = &self.caches {
+            caches.forget(code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: Option<&str>, asin: Option<&str>) -> CreateLinkRequest {
+        CreateLinkRequest {
+            url: url.map(str::to_owned),
+            asin: asin.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_asin_that_is_not_one_is_invalid_asin_on_the_asin_field() {
+        let e = request(None, Some("B0-NOT-ONE"))
+            .input()
+            .expect_err("refused");
+        assert_eq!((e.code, e.field), (ErrorCode::InvalidAsin, Some("asin")));
+        assert_eq!(
+            request(None, Some(" B08N5WRWNW ")).input().ok(),
+            Some("B08N5WRWNW")
+        );
+    }
+
+    #[test]
+    fn a_request_needs_exactly_one_of_url_and_asin() {
+        for (url, asin) in [
+            (None, None),
+            (Some("https://a.test/"), Some("B08N5WRWNW")),
+            (Some(" "), None),
+        ] {
+            let e = request(url, asin).input().expect_err("refused");
+            assert_eq!((e.code, e.field), (ErrorCode::InvalidInput, Some("url")));
+        }
+    }
+
+    #[test]
+    fn the_same_request_has_the_same_key_and_any_change_another() {
+        let a = request(Some("https://www.amazon.com/dp/B08N5WRWNW"), None);
+        assert_eq!(a.key(), a.clone().key());
+        let named = CreateLinkRequest {
+            name: Some("Echo".into()),
+            ..a.clone()
+        };
+        assert_ne!(a.key(), named.key());
+    }
 }

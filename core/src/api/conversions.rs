@@ -15,8 +15,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiError;
+use crate::app::App;
 use crate::conversions::{self, Format, ImportError, ImportSummary, MAX_IMPORT_BYTES};
-use crate::server::App;
 
 /// The conversion routes.
 pub(super) fn routes() -> Router<Arc<App>> {

@@ -10,7 +10,7 @@ use tracing::error;
 
 use crate::error::{BuildError, ErrorCode};
 use crate::keys::AuthError;
-use crate::links::CreateError;
+use crate::links::LinkError;
 use crate::reports::InvalidReport;
 use crate::store::StoreError;
 
@@ -50,14 +50,16 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a code and a message; the status and whether a retry
+    /// may help follow from the code ([`ErrorCode::http_status`]).
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            status: StatusCode::from_u16(code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             detail: ErrorDetail {
-                code,
+                code: code.as_str(),
                 message: message.into(),
-                retryable: false,
+                retryable: code.retryable(),
                 field: None,
                 line: None,
             },
@@ -66,24 +68,20 @@ impl ApiError {
     }
     /// `invalid_input`, 400.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+        Self::new(ErrorCode::InvalidInput, message)
     }
     /// `not_found`, 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
     /// `limit_exceeded`, 400.
     pub fn limit(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "limit_exceeded", message)
+        Self::new(ErrorCode::LimitExceeded, message)
     }
     /// `internal`, 500; the details go to the log, not the client.
     pub fn internal(context: &str, e: &dyn std::fmt::Display) -> Self {
         error!(error = %e, context, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::new(ErrorCode::Internal, "internal error")
     }
     /// Names the field at fault.
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -123,29 +121,10 @@ impl IntoResponse for ApiError {
 
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
-        let status = match e.code {
-            ErrorCode::InvalidInput | ErrorCode::NeedsExpansion => StatusCode::BAD_REQUEST,
-            ErrorCode::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Internal => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        let code = match e.code {
-            // Expansion is attempted before this point; what is left is input
-            // that cannot be expanded.
-            ErrorCode::NeedsExpansion => "invalid_input",
-            c => c.as_str(),
-        };
-        ApiError {
-            status,
-            detail: ErrorDetail {
-                code,
-                message: e.message.clone(),
-                retryable: e.retryable(),
-                field: e.field.map(str::to_owned),
-                line: None,
-            },
-            retry_after: e.retryable().then_some(5),
-        }
+        let mut api = ApiError::new(e.code, e.message);
+        api.detail.field = e.field.map(str::to_owned);
+        api.retry_after = e.code.retryable().then_some(5);
+        api
     }
 }
 
@@ -153,8 +132,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(code) => ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 format!("the code `{code}` is taken by another link"),
             )
             .field("code"),
@@ -169,12 +147,16 @@ impl From<InvalidReport> for ApiError {
     }
 }
 
-impl From<CreateError> for ApiError {
-    fn from(e: CreateError) -> Self {
+impl From<LinkError> for ApiError {
+    fn from(e: LinkError) -> Self {
         match e {
-            CreateError::Build(b) => b.into(),
-            CreateError::InvalidCode(m) => ApiError::invalid(m).field("code"),
-            CreateError::Store(s) => s.into(),
+            LinkError::Rejected(b) => b.into(),
+            LinkError::Store(s) => s.into(),
+            other => {
+                let mut api = ApiError::new(other.code(), other.to_string());
+                api.detail.field = other.field().map(str::to_owned);
+                api
+            }
         }
     }
 }
@@ -183,7 +165,7 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Refused(failure) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", failure.message())
+                ApiError::new(ErrorCode::Unauthorized, failure.message())
             }
             other => ApiError::internal("auth", &other),
         }

@@ -16,9 +16,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use super::links::{CreateLinkRequest, LinkBody, create_one};
-use crate::jobs::{self, ItemResult, JobSummary, ResultError, SubmitError};
-use crate::server::App;
+use crate::app::App;
+use crate::error::ErrorCode;
+use crate::jobs::{self, JobSummary, ResultError, SubmitError};
 
 /// The jobs routes.
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -30,32 +30,6 @@ pub(super) fn routes() -> Router<Arc<App>> {
         )
         .route("/jobs/{id}", get(status))
         .route("/jobs/{id}/result.csv", get(result_csv))
-}
-
-/// Resumes jobs interrupted by a restart (see [`jobs::resume`]).
-pub fn resume_jobs(app: Arc<App>) {
-    jobs::resume(app);
-}
-
-impl App {
-    /// Makes one bulk item exactly as `POST /api/v1/links` would (same
-    /// expansion, idempotency and errors) and returns its outcome.
-    pub(crate) async fn create_job_item(self: &Arc<Self>, request: &str) -> ItemResult {
-        let outcome = match serde_json::from_str::<CreateLinkRequest>(request) {
-            Ok(req) => create_one(self, req).await,
-            Err(e) => Err(ApiError::invalid(format!("malformed item: {e}"))),
-        };
-        match outcome {
-            Ok((status, link)) => ItemResult {
-                status: status.as_u16(),
-                body: serde_json::to_value(LinkBody::new(self, &link)).unwrap_or_default(),
-            },
-            Err(e) => ItemResult {
-                status: e.status.as_u16(),
-                body: e.body(),
-            },
-        }
-    }
 }
 
 impl From<SubmitError> for ApiError {
@@ -164,7 +138,7 @@ pub(super) async fn submit(
             .await
             .map_err(|e| ApiError::internal("job store task", &e))??;
     let id = summary.job_id.clone();
-    jobs::spawn(Arc::clone(&app), id.clone());
+    Arc::clone(&app.jobs).spawn(id.clone());
     let status_url = format!("/api/v1/jobs/{id}");
     let mut response = (
         StatusCode::ACCEPTED,
@@ -235,7 +209,7 @@ pub(super) async fn result_csv(State(app): State<Arc<App>>, Path(id): Path<Strin
             return ApiError::not_found(format!("no job with id `{id}`")).into_response();
         }
         Ok(Err(e @ ResultError::NotFinished(_))) => {
-            return ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            return ApiError::new(ErrorCode::Conflict, e.to_string())
                 .retryable()
                 .into_response();
         }

@@ -22,11 +22,11 @@ use http::{HeaderValue, Method, StatusCode, header};
 use utoipa::OpenApi;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use jobs::resume_jobs;
 
+use crate::app::App;
+use crate::error::ErrorCode;
 use crate::keys::{self, Scope};
 use crate::metrics::Route;
-use crate::server::App;
 
 /// Largest request body, except bulk uploads.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -169,8 +169,7 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
         .is_some_and(|q| q.contains(keys::KEY_PREFIX) || q.to_ascii_lowercase().contains("api_key"))
     {
         return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "API keys are accepted only in the `Authorization: Bearer` header, never in the query string",
         )
         .into_response();
@@ -194,19 +193,16 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
     };
     if !key.allows(needed) {
         return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this key lacks the `{}` scope", needed.as_str()),
         )
         .into_response();
     }
     if let Err(retry_after) = app.limiter.check(&key.id) {
         let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ErrorCode::RateLimited,
             format!("too many requests for this key; retry in {retry_after} s"),
-        )
-        .retryable();
+        );
         e.retry_after = Some(retry_after);
         return e.into_response();
     }

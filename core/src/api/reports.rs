@@ -11,8 +11,8 @@ use http::{HeaderValue, header};
 use utoipa::IntoParams;
 
 use super::ApiError;
+use crate::app::App;
 use crate::reports::{self, Format, GroupBy, Report, ReportQuery};
-use crate::server::App;
 
 /// The report's query parameters; any other parameter is refused.
 #[derive(Debug, Default, IntoParams)]

@@ -248,7 +248,7 @@ mod tests {
         let providers = Arc::new(crate::plugin::Providers::load(&config));
         let app = Arc::new(super::super::App::new(&config, providers).expect("app"));
         let conn = Arc::new(Conn {
-            app,
+            app: Arc::new(super::super::PublicHost::new(app, &config.server)),
             control: Arc::new(super::super::connections::Control::new()),
         });
         (conn, dir)

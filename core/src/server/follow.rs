@@ -13,7 +13,7 @@
 //! starts again below it (emptied, or restored from a backup), it cannot
 //! know what it missed and forgets everything. A request that read a link
 //! from the store while a change was being forgotten does not keep what it
-//! cached ([`App::keep_link`], [`App::keep_missing`]).
+//! cached ([`Caches::keep_link`], [`Caches::keep_missing`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use tracing::{debug, error, warn};
 
-use super::App;
-use crate::store::{LinkChange, StoreError};
+use crate::cache::Caches;
+use crate::store::{LinkChange, Store, StoreError};
 
 /// Changes read at a time.
 const READ_LIMIT: usize = 10_000;
@@ -37,16 +37,23 @@ const PRUNE_AT_ONCE: usize = 10_000;
 
 /// Follows the journal from `after` (the newest change when the caches were
 /// empty) every `every`, for as long as the server runs.
-pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
+pub(super) async fn follow(
+    caches: Arc<Caches>,
+    store: Arc<dyn Store>,
+    mut after: i64,
+    every: Duration,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prune_more = false;
     for reads in 0u64.. {
         tick.tick().await;
         if prune_more || reads % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            let store = Arc::clone(&app.store);
-            match tokio::task::spawn_blocking(move || store.prune_link_changes(KEEP, PRUNE_AT_ONCE))
-                .await
+            let pruner = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || {
+                pruner.prune_link_changes(KEEP, PRUNE_AT_ONCE)
+            })
+            .await
             {
                 Ok(Ok(pruned)) => prune_more = pruned == PRUNE_AT_ONCE,
                 Ok(Err(e)) => warn!(error = %e, "cannot prune the link change journal"),
@@ -56,14 +63,14 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
         // Until a short read: a burst of changes (a bulk job) is taken in
         // several reads.
         loop {
-            let store = Arc::clone(&app.store);
+            let reader = Arc::clone(&store);
             let read = tokio::task::spawn_blocking(move || {
-                let changes = store.link_changes(after, READ_LIMIT)?;
+                let changes = reader.link_changes(after, READ_LIMIT)?;
                 // Nothing new: make sure the journal did not start again
                 // below us (emptied by hand, or the file restored from a
                 // backup), where nothing would ever look new.
                 let newest = match changes.is_empty() {
-                    true => Some(store.last_link_change()?),
+                    true => Some(reader.last_link_change()?),
                     false => None,
                 };
                 Ok::<_, StoreError>((changes, newest))
@@ -74,7 +81,7 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
                         after,
                         newest, "the link change journal went back; forgetting every cached link"
                     );
-                    app.forget_all();
+                    caches.forget_all();
                     after = newest;
                     break;
                 }
@@ -88,7 +95,7 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
                     break;
                 }
             };
-            after = apply(&app, after, &changes);
+            after = apply(&caches, after, &changes);
             if changes.len() < READ_LIMIT {
                 break;
             }
@@ -98,7 +105,7 @@ pub(super) async fn follow(app: Arc<App>, mut after: i64, every: Duration) {
 
 /// Forgets what `changes` (read after `after`) make stale; the number of
 /// the last change applied.
-pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
+pub(super) fn apply(caches: &Caches, after: i64, changes: &[LinkChange]) -> i64 {
     let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
         return after;
     };
@@ -108,12 +115,12 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
             next = first.seq,
             "link changes were pruned before this instance read them; forgetting every cached link"
         );
-        app.forget_all();
+        caches.forget_all();
         return last.seq;
     }
     // A created code only leaves the negative cache: forgetting it
     // everywhere would also drop what this instance cached when it created
-    // the link itself. The middleware cache and request keys are searched by
+    // the link itself. The middleware cache is searched by
     // code: one pass for all the changed codes, not one per change.
     let (mut created, mut changed) = (HashSet::new(), HashSet::new());
     for c in changes {
@@ -126,10 +133,10 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
         .insert(c.code.as_str());
     }
     if !created.is_empty() {
-        app.forget_created(&created);
+        caches.forget_created(&created);
     }
     if !changed.is_empty() {
-        app.forget_many(&changed);
+        caches.forget_many(&changed);
     }
     last.seq
 }
@@ -138,8 +145,7 @@ pub(super) fn apply(app: &App, after: i64, changes: &[LinkChange]) -> i64 {
 mod tests {
     use super::*;
     use crate::cache::{CachedLink, Lookup};
-    use crate::config::Config;
-    use crate::plugin::Providers;
+    use crate::store::SqliteStore;
     use std::collections::HashSet;
 
     fn change(seq: i64, code: &str, created: bool) -> LinkChange {
@@ -150,29 +156,23 @@ mod tests {
         }
     }
 
-    fn cached(app: &App, code: &str) -> Lookup<i64> {
-        app.cache.get(code, |l| l.id)
+    fn cached(caches: &Caches, code: &str) -> Lookup<i64> {
+        caches.links.get(code, |l| l.id)
     }
 
     fn link(id: i64) -> CachedLink {
         CachedLink::new(id, "https://t.test/?s=", "", false, 0)
     }
 
-    /// An app with no providers on a fresh store in a folder of its own.
-    fn app(name: &str) -> (App, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("lw-follow-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut config = Config::from_toml_str("").expect("empty config");
-        config.server.data_dir = dir.clone();
-        let providers = Arc::new(Providers::load(&config));
-        (App::new(&config, providers).expect("app"), dir)
+    fn caches() -> Caches {
+        Caches::new(100, 100, 100)
     }
 
     #[test]
     fn a_link_cached_while_a_change_was_forgotten_is_not_kept() {
-        let (app, dir) = app("race");
+        let app = caches();
         let seen = app.changes_seen();
-        app.cache.insert("x", link(1));
+        app.links.insert("x", link(1));
         // A creation elsewhere does not make a cached link stale.
         app.forget_created(&HashSet::from(["other"]));
         assert!(app.keep_link(seen, "x"), "nothing changed meanwhile");
@@ -182,28 +182,33 @@ mod tests {
         // The store read ran; a change to `x` was forgotten before the
         // request cached what it had read.
         app.forget_many(&HashSet::from(["x"]));
-        app.cache.insert("x", link(1));
+        app.links.insert("x", link(1));
         assert!(!app.keep_link(seen, "x"));
         assert_eq!(cached(&app, "x"), Lookup::Unknown);
 
         // Likewise an unknown code whose link was created meanwhile.
         let seen = app.changes_seen();
         app.forget_created(&HashSet::from(["y"]));
-        app.cache.insert_missing("y");
+        app.links.insert_missing("y");
         assert!(!app.keep_missing(seen, "y"));
         assert_eq!(cached(&app, "y"), Lookup::Unknown);
-        drop(app);
-        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]
     async fn a_journal_that_went_back_forgets_everything() {
-        let (app, dir) = app("back");
-        let app = Arc::new(app);
-        app.cache.insert("x", link(1));
+        let dir = std::env::temp_dir().join(format!("lw-follow-{}-back", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let app = Arc::new(caches());
+        app.links.insert("x", link(1));
         // This instance had read up to change 50; the journal (restored from
         // an older backup) ends at 0.
-        let follower = tokio::spawn(follow(Arc::clone(&app), 50, Duration::from_millis(10)));
+        let follower = tokio::spawn(follow(
+            Arc::clone(&app),
+            store,
+            50,
+            Duration::from_millis(10),
+        ));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while cached(&app, "x") != Lookup::Unknown && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -215,17 +220,15 @@ mod tests {
 
     #[test]
     fn changes_forget_their_codes_and_a_gap_forgets_everything() {
-        let (app, dir) = app("apply");
+        let app = caches();
         for (id, code) in [(1, "kept"), (2, "changed"), (3, "deleted")] {
-            app.cache.insert(code, link(id));
+            app.links.insert(code, link(id));
         }
-        app.cache.insert_missing("created");
-        app.cache.insert_missing("unknown");
+        app.links.insert_missing("created");
+        app.links.insert_missing("unknown");
         for code in ["kept", "changed"] {
             app.go
                 .insert(&format!("https://shop.test/{code}"), code, link(9));
-            app.request_keys
-                .insert(format!("key-{code}"), code.to_owned());
         }
         let go = |code: &str| {
             app.go
@@ -246,12 +249,10 @@ mod tests {
         assert_eq!(cached(&app, "unknown"), Lookup::Missing);
         assert_eq!(go("kept").as_deref(), Some("kept"));
         assert_eq!(go("changed"), None);
-        assert!(app.request_keys.contains_key("key-kept"));
-        assert!(!app.request_keys.contains_key("key-changed"));
         assert_eq!(apply(&app, 10, &[]), 10, "nothing new");
         // A link this instance cached as it created it stays cached when its
         // creation comes back through the journal.
-        app.cache.insert("mine", link(4));
+        app.links.insert("mine", link(4));
         assert_eq!(apply(&app, 10, &[change(11, "mine", true)]), 11);
         assert_eq!(cached(&app, "mine"), Lookup::Hit(4));
 
@@ -260,8 +261,5 @@ mod tests {
         assert_eq!(cached(&app, "kept"), Lookup::Unknown);
         assert_eq!(cached(&app, "unknown"), Lookup::Unknown);
         assert_eq!(go("kept"), None);
-        assert!(app.request_keys.is_empty());
-        drop(app);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -21,8 +21,7 @@ pub mod redirect;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,23 +32,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tower::{BoxError, Service, ServiceBuilder};
 use tracing::{debug, error, info, warn};
 
-use dashmap::DashMap;
-
 use self::connections::{Connections, Control};
-use crate::cache::{GoCache, LinkCache};
-use crate::click::ClickIdGenerator;
-use crate::clicklog::ClickLog;
-use crate::config::Config;
-use crate::expand::Expander;
-use crate::keys::RateLimiter;
-use crate::metrics::{self, Metrics};
-use crate::plugin::Providers;
-use crate::store::{SqliteStore, Store, StoreError};
+pub use crate::app::App;
+use crate::config::{Config, ServerConfig};
+use crate::error::ErrorCode;
+use crate::metrics::Metrics;
 
 /// Response body type of both listeners.
 pub type Body = Full<Bytes>;
@@ -57,9 +48,6 @@ pub type Body = Full<Bytes>;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The store could not be opened.
-    #[error("cannot open the store: {0}")]
-    Store(#[from] StoreError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({which}): {source}")]
     Bind {
@@ -70,231 +58,41 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The click log writer could not start.
-    #[error("cannot start the click log writer: {0}")]
-    ClickLog(std::io::Error),
-    /// The outbound HTTP client could not be built.
-    #[error("cannot build the outbound HTTP client: {0}")]
-    Upstream(String),
 }
 
-/// Everything a request handler needs, shared by all connections.
+/// What the public host needs beyond the [`App`]: its admission limit and
+/// how it answers. Derefs to the app.
 #[derive(Debug)]
-pub struct App {
-    /// The loaded providers.
-    pub providers: Arc<Providers>,
-    /// The store.
-    pub store: Arc<dyn Store>,
-    /// The same store, typed: API keys and jobs keep tables in it.
-    pub db: Arc<SqliteStore>,
-    /// Per-key API rate limit.
-    pub limiter: RateLimiter,
-    /// Short-link expansion.
-    pub expander: Expander,
-    /// Links made by the API, by request digest: the same request twice
-    /// answers the same link without another build.
-    pub request_keys: DashMap<String, String>,
-    /// Links by code.
-    pub cache: LinkCache,
-    /// Middleware-mode templates by URL.
-    pub go: GoCache,
-    /// Click ID generator.
-    pub ids: Arc<ClickIdGenerator>,
-    /// The click log.
-    pub clicklog: ClickLog,
-    /// Metric handles.
-    pub metrics: Arc<Metrics>,
+pub(crate) struct PublicHost {
+    app: Arc<App>,
     /// The public host's concurrency limit.
     pub(crate) admission: admission::Admission,
-    /// How conversion reports are read (`[conversions]`).
-    pub conversions: Arc<crate::conversions::ConversionsConfig>,
-    prometheus: PrometheusHandle,
     redirect_status: StatusCode,
     country_header: Option<HeaderName>,
-    ready: AtomicBool,
-    short_base: OnceLock<String>,
-    configured_base: Option<String>,
     /// How long the redirect host waits for the store on a cache miss.
-    pub(crate) store_timeout: Duration,
-    /// Hosts bulk-job webhooks may call.
-    pub(crate) webhook_hosts: Vec<String>,
-    /// Bulk jobs left unfinished by the previous run, listed when the store
-    /// was opened (before the listeners are announced, so a job queued
-    /// after that is this run's, not one to resume); `run` resumes them.
-    pub(crate) interrupted_jobs: std::sync::Mutex<Vec<String>>,
-    /// The store's newest link change when the caches were empty: `run`
-    /// follows the changes after it ([`follow`]).
-    link_changes_seen: i64,
-    link_refresh: Duration,
-    /// See [`App::changes_seen`].
-    forgets: std::sync::atomic::AtomicU64,
-    creations: std::sync::atomic::AtomicU64,
+    store_timeout: Duration,
 }
 
-/// What [`App::changes_seen`] returned.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Seen {
-    forgets: u64,
-    creations: u64,
-}
-
-impl App {
-    /// Opens the store, restores the click ID state and starts the click log.
-    pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, ServeError> {
-        let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
-        let interrupted_jobs = crate::jobs::unfinished(&db).unwrap_or_else(|e| {
-            error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
-            Vec::new()
-        });
-        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
-        let link_changes_seen = store.last_link_change()?;
-        let prometheus = metrics::install_recorder();
-        let metrics = Arc::new(Metrics::new(
-            providers.loaded().iter().map(|p| p.name.as_str()),
-        ));
-        let floor = store.load_click_state()?;
-        let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
-        let clicklog = ClickLog::start(
-            Arc::clone(&store),
-            Arc::clone(&ids),
-            config.click_log,
-            Arc::clone(&metrics),
-        )
-        .map_err(ServeError::ClickLog)?;
-        let s = &config.server;
-        let expander = Expander::new(config.upstream.expand.clone())
-            .map_err(|e| ServeError::Upstream(e.to_string()))?;
-        Ok(App {
-            providers,
-            store,
-            db,
-            limiter: RateLimiter::new(
-                config.api.rate_limit_per_minute,
-                config.api.rate_limit_burst,
-            ),
-            expander,
-            request_keys: DashMap::new(),
-            cache: LinkCache::new(config.cache.max_links, config.cache.max_missing),
-            go: GoCache::new(config.cache.max_go_urls),
-            ids,
-            clicklog,
-            metrics,
+impl PublicHost {
+    pub(crate) fn new(app: Arc<App>, s: &ServerConfig) -> PublicHost {
+        PublicHost {
+            app,
             admission: admission::Admission::new(s.max_concurrent_requests),
-            conversions: Arc::new(config.conversions.clone()),
-            prometheus,
             redirect_status: StatusCode::from_u16(s.redirect_status).unwrap_or(StatusCode::FOUND),
             country_header: s
                 .trusted_country_header
                 .as_deref()
                 .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-            ready: AtomicBool::new(false),
-            short_base: OnceLock::new(),
-            configured_base: s.public_base_url.clone(),
             store_timeout: s.request_timeout,
-            webhook_hosts: config.api.webhook_hosts.clone(),
-            interrupted_jobs: std::sync::Mutex::new(interrupted_jobs),
-            link_changes_seen,
-            link_refresh: config.cache.link_refresh,
-            forgets: std::sync::atomic::AtomicU64::new(0),
-            creations: std::sync::atomic::AtomicU64::new(0),
-        })
-    }
-
-    /// The short URL of a code on the public host.
-    pub fn short_url(&self, code: &str) -> String {
-        let base = self
-            .short_base
-            .get()
-            .or(self.configured_base.as_ref())
-            .map_or("", String::as_str);
-        format!("{base}/{code}")
-    }
-
-    /// The Prometheus text of every metric.
-    pub fn render_metrics(&self) -> String {
-        self.metrics
-            .queue_depth
-            .set(self.clicklog.depth().max(0) as f64);
-        self.metrics.fold();
-        let mut text = self.prometheus.render();
-        self.metrics.render_durations(&mut text);
-        text
-    }
-
-    /// How many changes this instance has forgotten so far, by kind. A
-    /// request that reads a link from the store takes this before the read
-    /// and, after caching what it read, checks it with
-    /// [`App::keep_link`] or [`App::keep_missing`]: a change forgotten
-    /// meanwhile may postdate the read, so the entry is dropped again.
-    pub(crate) fn changes_seen(&self) -> Seen {
-        Seen {
-            forgets: self.forgets.load(Ordering::SeqCst),
-            creations: self.creations.load(Ordering::SeqCst),
         }
     }
+}
 
-    /// After caching `code`'s link: drops it if a link was changed or
-    /// deleted since `seen`. True if it stays.
-    pub(crate) fn keep_link(&self, seen: Seen, code: &str) -> bool {
-        let kept = self.forgets.load(Ordering::SeqCst) == seen.forgets;
-        if !kept {
-            self.forget(code);
-        }
-        kept
-    }
+impl std::ops::Deref for PublicHost {
+    type Target = App;
 
-    /// After caching `code` as unknown: drops that if a link was created
-    /// since `seen`. True if it stays.
-    pub(crate) fn keep_missing(&self, seen: Seen, code: &str) -> bool {
-        let kept = self.creations.load(Ordering::SeqCst) == seen.creations;
-        if !kept {
-            self.cache.forget_missing(code);
-        }
-        kept
-    }
-
-    /// Drops these codes from the negative cache: links with them were
-    /// created elsewhere. (Counted first, see [`App::changes_seen`].)
-    pub fn forget_created(&self, codes: &std::collections::HashSet<&str>) {
-        self.creations.fetch_add(1, Ordering::SeqCst);
-        for code in codes {
-            self.cache.forget_missing(code);
-        }
-    }
-
-    /// Counts a forgetting before it happens: a request that caches after
-    /// this sees the count move (see [`App::changes_seen`]).
-    fn count_forget(&self) {
-        self.forgets.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Drops a link from every cache of this instance (after it changed).
-    pub fn forget(&self, code: &str) {
-        self.forget_many(&std::collections::HashSet::from([code]));
-    }
-
-    /// [`App::forget`] for many codes, with one pass over the caches that
-    /// are searched by code (a bulk change is thousands).
-    pub fn forget_many(&self, codes: &std::collections::HashSet<&str>) {
-        self.count_forget();
-        for code in codes {
-            self.cache.invalidate(code);
-        }
-        self.go.invalidate_codes(codes);
-        self.request_keys.retain(|_, c| !codes.contains(c.as_str()));
-    }
-
-    /// Empties every cache of links (after changes this instance missed).
-    pub fn forget_all(&self) {
-        self.count_forget();
-        self.cache.clear();
-        self.go.clear();
-        self.request_keys.clear();
-    }
-
-    /// Whether the server is accepting traffic (for `/readyz`).
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
@@ -330,11 +128,8 @@ impl Server {
         let s = &config.server;
         let public = bind(s.public_addr, s.listen_backlog, "public")?;
         let admin = bind(s.admin_addr, 1024, "admin")?;
-        let base = match &s.public_base_url {
-            Some(base) => base.clone(),
-            None => format!("http://{}", public.local_addr().unwrap_or(s.public_addr)),
-        };
-        let _ = app.short_base.set(base);
+        app.short_urls
+            .bound(public.local_addr().unwrap_or(s.public_addr));
         Ok(Server {
             app,
             public,
@@ -408,25 +203,27 @@ impl Server {
         };
 
         let follower = tokio::spawn(follow::follow(
-            Arc::clone(&app),
+            Arc::clone(&app.caches),
+            Arc::clone(&app.store),
             app.link_changes_seen,
             app.link_refresh,
         ));
         // Bulk jobs interrupted by a restart carry on.
-        crate::api::resume_jobs(Arc::clone(&app));
+        app.jobs.resume(app.take_interrupted_jobs());
+        let host = Arc::new(PublicHost::new(Arc::clone(&app), s));
         // Admin connections are few: hyper-util's graceful shutdown is
         // enough. Public ones are supervised through their own `Conn`.
         let graceful = GracefulShutdown::new();
         let connections = Arc::new(Connections::default());
         let watchdog = tokio::spawn(Arc::clone(&connections).watch(s.header_read_timeout));
-        app.ready.store(true, Ordering::Release);
+        app.set_ready(true);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = public.accept() => {
                     if let Some(stream) = accepted_stream(accepted, "public").await {
                         let conn = Arc::new(Conn {
-                            app: Arc::clone(&app),
+                            app: Arc::clone(&host),
                             control: Arc::new(Control::new()),
                         });
                         let registered = connections.register(&conn.control);
@@ -461,7 +258,7 @@ impl Server {
         }
 
         info!("shutting down: no longer accepting connections");
-        app.ready.store(false, Ordering::Release);
+        app.set_ready(false);
         drop(public);
         drop(admin);
         // The watchdog keeps running while connections drain: a client
@@ -507,7 +304,7 @@ impl Server {
 /// counters, and how the watchdog and shutdown reach it.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) app: Arc<App>,
+    pub(crate) app: Arc<PublicHost>,
     pub(crate) control: Arc<Control>,
 }
 
@@ -622,17 +419,17 @@ pub(crate) fn text<B: From<Bytes>>(status: StatusCode, body: &'static str) -> Re
     r
 }
 
-/// A JSON error response: `{"error": {"code", "message", "retryable"}}`.
-pub(crate) fn json_error(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    retryable: bool,
-) -> Response<Body> {
-    let body =
-        serde_json::json!({"error": {"code": code, "message": message, "retryable": retryable}});
+/// A JSON error response in the API's shape,
+/// `{"error": {"code", "message", "retryable"}}`, with the code's status.
+pub(crate) fn json_error(code: ErrorCode, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {
+        "code": code.as_str(),
+        "message": message,
+        "retryable": code.retryable(),
+    }});
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
+    *r.status_mut() =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -16,13 +16,14 @@ use tracing::{debug, error, warn};
 
 use super::admission::{self, Permit};
 use super::redirect::{Resolution, resolve};
-use super::{App, Body, Conn, json_error, text};
+use super::{Body, Conn, PublicHost, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
 use crate::classify::{classify, country, referrer_host};
 use crate::error::ErrorCode;
-use crate::metrics::{self, CacheResult, Outcome, Route};
-use crate::plugin::{BuildRequest, MAX_INPUT_LEN};
-use crate::store::{ClickEvent, NewLink, StoreError, validate_code};
+use crate::links::LinkError;
+use crate::metrics::{CacheResult, Outcome, Route};
+use crate::plugin::MAX_INPUT_LEN;
+use crate::store::{ClickEvent, StoreError, validate_code};
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
 
@@ -127,7 +128,7 @@ fn handle(permit: Permit<&Arc<Conn>>, req: Request<Incoming>) -> Handled {
 
 /// Times a finished request.
 fn finish(
-    app: &App,
+    app: &PublicHost,
     req: &Request<Incoming>,
     route: Route,
     started: Instant,
@@ -144,13 +145,13 @@ fn finish(
     );
 }
 
-fn not_found(app: &App) -> Response<Body> {
+fn not_found(app: &PublicHost) -> Response<Body> {
     app.metrics.failed(Outcome::NotFound);
     text(StatusCode::NOT_FOUND, "no such link\n")
 }
 
-fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
-    match app.cache.get(code, |link| respond(app, req, link)) {
+fn redirect(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Step {
+    match app.caches.links.get(code, |link| respond(app, req, link)) {
         Lookup::Hit(response) => {
             app.metrics.cache_lookup(false, CacheResult::Hit);
             Step::Done(response)
@@ -171,21 +172,21 @@ fn redirect(app: &App, req: &Request<Incoming>, code: &str) -> Step {
 }
 
 /// A code in no cache: the store has the link, or knows it does not exist.
-async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Body> {
+async fn look_up(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Response<Body> {
     let store = Arc::clone(&app.store);
     let key = code.to_owned();
-    let seen = app.changes_seen();
+    let seen = app.caches.changes_seen();
     match with_timeout(app, move || store.link_by_code(&key)).await {
         Ok(Ok(Some(link))) => {
             let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
             let response = respond(app, req, cached.as_ref());
-            app.cache.insert(code, cached);
-            app.keep_link(seen, code);
+            app.caches.links.insert(code, cached);
+            app.caches.keep_link(seen, code);
             response
         }
         Ok(Ok(None)) => {
-            app.cache.insert_missing(code);
-            app.keep_missing(seen, code);
+            app.caches.links.insert_missing(code);
+            app.caches.keep_missing(seen, code);
             not_found(app)
         }
         Ok(Err(e)) => store_unavailable(app, &e),
@@ -200,7 +201,7 @@ async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bod
 /// Runs a store call on the blocking pool, bounded by the request timeout
 /// (the redirect host's only wait). A timeout reads as the store failing.
 async fn with_timeout<R: Send + 'static>(
-    app: &App,
+    app: &PublicHost,
     f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
 ) -> Result<Result<R, StoreError>, tokio::task::JoinError> {
     match tokio::time::timeout(app.store_timeout, tokio::task::spawn_blocking(f)).await {
@@ -209,7 +210,7 @@ async fn with_timeout<R: Send + 'static>(
     }
 }
 
-fn store_unavailable(app: &App, e: &StoreError) -> Response<Body> {
+fn store_unavailable(app: &PublicHost, e: &StoreError) -> Response<Body> {
     error!(error = %e, "store unavailable");
     app.metrics.failed(Outcome::Error);
     let mut r = text(
@@ -229,7 +230,7 @@ fn now_ms() -> i64 {
 }
 
 /// Answers the redirect for a resolved link and records the click.
-fn respond(app: &App, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Body> {
+fn respond(app: &PublicHost, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Body> {
     let headers = req.headers();
     let visitor = classify(
         req.method() == Method::HEAD,
@@ -289,39 +290,26 @@ fn url_param(req: &Request<Incoming>) -> Option<String> {
 
 /// Middleware mode: redirect a product URL through its provider. Only URLs a
 /// loaded provider accepts are redirected; the proxy is never an open redirect.
-fn go(app: &App, req: &Request<Incoming>) -> Step {
-    let bad = |code: ErrorCode, message: &str| {
+fn go(app: &PublicHost, req: &Request<Incoming>) -> Step {
+    let bad = |message: &str| {
         app.metrics.failed(Outcome::BadRequest);
-        Step::Done(json_error(
-            StatusCode::BAD_REQUEST,
-            code.as_str(),
-            message,
-            false,
-        ))
+        Step::Done(json_error(ErrorCode::InvalidInput, message))
     };
     let Some(raw) = url_param(req) else {
-        return bad(
-            ErrorCode::InvalidInput,
-            "missing the `url` query parameter: /go?url=<product URL>",
-        );
+        return bad("missing the `url` query parameter: /go?url=<product URL>");
     };
     if raw.len() > MAX_INPUT_LEN {
-        return bad(ErrorCode::InvalidInput, "the url is too long");
+        return bad("the url is too long");
     }
     let key = match url::Url::parse(raw.trim()) {
         Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             u.set_fragment(None);
             String::from(u)
         }
-        _ => {
-            return bad(
-                ErrorCode::InvalidInput,
-                "the url parameter is not an http(s) URL",
-            );
-        }
+        _ => return bad("the url parameter is not an http(s) URL"),
     };
 
-    if let Some(response) = app.go.get(&key, |_, link| respond(app, req, link)) {
+    if let Some(response) = app.caches.go.get(&key, |_, link| respond(app, req, link)) {
         app.metrics.cache_lookup(true, CacheResult::Hit);
         return Step::Done(response);
     }
@@ -329,87 +317,29 @@ fn go(app: &App, req: &Request<Incoming>) -> Step {
     Step::Generate(key)
 }
 
-/// A middleware URL in no cache: find the link made for it earlier, or make
-/// one through the provider that accepts it, then redirect.
-async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<Body> {
-    let bad = |code: ErrorCode, message: &str| {
-        app.metrics.failed(Outcome::BadRequest);
-        json_error(StatusCode::BAD_REQUEST, code.as_str(), message, false)
-    };
-
-    // Generate once: a link made for this URL earlier (by this instance or
-    // another sharing the store) is reused.
-    let store = Arc::clone(&app.store);
-    let lookup_key = key.clone();
-    let seen = app.changes_seen();
-    let existing = match with_timeout(app, move || store.link_by_source_key(&lookup_key)).await {
-        Ok(Ok(existing)) => existing,
-        Ok(Err(e)) => return store_unavailable(app, &e),
-        Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
-    };
-    let link = match existing {
-        Some(link) => link,
-        None => {
-            let template = match app.providers.build(&BuildRequest {
-                input: &key,
-                ..Default::default()
-            }) {
-                Ok(t) => t,
-                Err(e) => {
-                    if let Some(p) = &e.provider {
-                        metrics::plugin_error(p, e.code.as_str());
-                    }
-                    if e.code.is_client_error() {
-                        return bad(e.code, &e.message);
-                    }
-                    warn!(error = %e, "middleware build failed");
-                    app.metrics.failed(Outcome::Error);
-                    let status = if e.retryable() {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    } else {
-                        StatusCode::BAD_GATEWAY
-                    };
-                    return json_error(status, e.code.as_str(), &e.message, e.retryable());
-                }
-            };
-            let store = Arc::clone(&app.store);
-            let source_key = key.clone();
-            let created = with_timeout(app, move || {
-                let new = NewLink {
-                    code: None,
-                    input: source_key.clone(),
-                    template,
-                    name: None,
-                    campaign: None,
-                    tags: Vec::new(),
-                    params: Vec::new(),
-                    source_key: Some(source_key.clone()),
-                    request_key: None,
-                };
-                match store.create_link(new) {
-                    Ok(link) => {
-                        metrics::link_created(&link.provider, "go");
-                        Ok(link)
-                    }
-                    // Another request made it first: use theirs.
-                    Err(StoreError::Database(_)) | Err(StoreError::Conflict(_)) => store
-                        .link_by_source_key(&source_key)?
-                        .ok_or_else(|| StoreError::Conflict(source_key)),
-                    Err(e) => Err(e),
-                }
-            })
-            .await;
-            match created {
-                Ok(Ok(link)) => link,
-                Ok(Err(e)) => return store_unavailable(app, &e),
-                Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+/// A middleware URL in no cache: the link service finds the link made for
+/// it earlier (by this instance or another sharing the store) or makes one
+/// through the provider that accepts it; then redirect.
+async fn generate(app: &PublicHost, req: &Request<Incoming>, key: String) -> Response<Body> {
+    let seen = app.caches.changes_seen();
+    let link = match app.links.for_url(&key).await {
+        Ok(created) => created.link,
+        Err(LinkError::Store(e)) => return store_unavailable(app, &e),
+        Err(e) => {
+            let code = e.code();
+            if code.is_client_error() {
+                app.metrics.failed(Outcome::BadRequest);
+            } else {
+                warn!(error = %e, "middleware build failed");
+                app.metrics.failed(Outcome::Error);
             }
+            return json_error(code, &e.message());
         }
     };
     let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
     let response = respond(app, req, cached.as_ref());
-    app.go.insert(&key, &link.code, cached.clone());
-    app.cache.insert(&link.code, cached);
-    app.keep_link(seen, &link.code);
+    app.caches.go.insert(&key, &link.code, cached.clone());
+    app.caches.links.insert(&link.code, cached);
+    app.caches.keep_link(seen, &link.code);
     response
 }

@@ -24,6 +24,11 @@ pub enum StoreError {
     /// A link with this code exists already.
     #[error("the code `{0}` is taken")]
     Conflict(String),
+    /// A link made from the same request (its `request_key`) or the same
+    /// middleware URL (its `source_key`) exists already: here it is. Two
+    /// identical requests racing each other end here, not in a second link.
+    #[error("a link for the same request exists already: `{}`", .0.code)]
+    Duplicate(Box<Link>),
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -45,6 +50,9 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
+    /// A store task on the blocking pool panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -279,7 +287,9 @@ pub struct LinkFilter {
 /// Link and click storage.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Creates a link, generating a code if none is given. Fails with
-    /// [`StoreError::Conflict`] if a custom code is taken.
+    /// [`StoreError::Conflict`] if a custom code is taken,
+    /// [`StoreError::Duplicate`] with the existing link if its request key or
+    /// source key is taken.
     fn create_link(&self, link: NewLink) -> Result<Link, StoreError>;
     /// The link with this code.
     fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;

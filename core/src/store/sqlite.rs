@@ -604,7 +604,24 @@ impl Store for SqliteStore {
                         return Err(StoreError::Conflict(code));
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    // The same request (or /go URL) made a link first: the
+                    // unique index says so; answer with that link.
+                    let key = [
+                        ("request_key", &new.request_key),
+                        ("source_key", &new.source_key),
+                    ]
+                    .into_iter()
+                    .find_map(|(column, key)| {
+                        Some((column, key.as_deref()?)).filter(|_| is_unique_violation(&e, column))
+                    });
+                    if let Some((column, key)) = key
+                        && let Some(existing) = one_link(&conn, column, key)?
+                    {
+                        return Err(StoreError::Duplicate(Box::new(existing)));
+                    }
+                    return Err(e.into());
+                }
             }
         }
         Err(StoreError::Conflict("(generated)".into()))

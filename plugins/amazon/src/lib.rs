@@ -34,35 +34,8 @@ use linkwright_plugin_sdk::{
 use serde::Deserialize;
 use url::Url;
 
-/// The Amazon marketplaces, by domain. Each has its own store ID (tag).
-pub const MARKETPLACES: [&str; 22] = [
-    "amazon.com",    // US
-    "amazon.ca",     // CA
-    "amazon.com.mx", // MX
-    "amazon.com.br", // BR
-    "amazon.co.uk",  // UK
-    "amazon.de",     // DE
-    "amazon.fr",     // FR
-    "amazon.it",     // IT
-    "amazon.es",     // ES
-    "amazon.nl",     // NL
-    "amazon.com.be", // BE
-    "amazon.se",     // SE
-    "amazon.pl",     // PL
-    "amazon.ie",     // IE
-    "amazon.com.tr", // TR
-    "amazon.ae",     // AE
-    "amazon.sa",     // SA
-    "amazon.eg",     // EG
-    "amazon.in",     // IN
-    "amazon.co.jp",  // JP
-    "amazon.sg",     // SG
-    "amazon.com.au", // AU
-];
-
-/// Amazon's link shorteners: their links must be expanded (their redirect
-/// followed) before the ASIN can be read.
-pub const SHORT_HOSTS: [&str; 3] = ["amzn.to", "amzn.eu", "a.co"];
+pub use linkwright_model::amazon::{MARKETPLACES, SHORT_HOSTS};
+use linkwright_model::amazon::{is_asin, marketplace_index};
 
 /// Subdomains of a marketplace domain that serve the store.
 const STORE_SUBDOMAINS: [&str; 3] = ["www.", "smile.", "m."];
@@ -109,13 +82,6 @@ pub struct Amazon {
     subid_max_len: u32,
 }
 
-/// The index in [`MARKETPLACES`] of a marketplace domain, ignoring case.
-fn marketplace_index(domain: &str) -> Option<usize> {
-    MARKETPLACES
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(domain))
-}
-
 fn known_marketplaces() -> String {
     MARKETPLACES.join(", ")
 }
@@ -126,11 +92,6 @@ fn is_valid_tag(tag: &str) -> bool {
         && tag
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Whether a string is an ASIN: 10 ASCII letters or digits.
-fn is_asin(s: &str) -> bool {
-    s.len() == 10 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The error for a malformed ASIN, quoting (at most 40 characters of) it.

@@ -1,0 +1,205 @@
+//! What a running instance shares between its listeners: the domain
+//! services (links, jobs), the store, the caches, the click log, metrics.
+//! Below the servers: `server` (public host, admin listener) and `api` use
+//! an [`App`]; nothing here knows HTTP.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tracing::error;
+
+use crate::cache::Caches;
+use crate::click::ClickIdGenerator;
+use crate::clicklog::ClickLog;
+use crate::config::Config;
+use crate::conversions::ConversionsConfig;
+use crate::expand::Expander;
+use crate::jobs::JobRunner;
+use crate::keys::RateLimiter;
+use crate::links::{Builder, LinkService, Source};
+use crate::metrics::{self, Metrics};
+use crate::plugin::Providers;
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::view::ShortUrls;
+
+/// Why an instance could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    /// The click log writer could not start.
+    #[error("cannot start the click log writer: {0}")]
+    ClickLog(std::io::Error),
+    /// The outbound HTTP client could not be built.
+    #[error("cannot build the outbound HTTP client: {0}")]
+    Upstream(String),
+}
+
+/// Everything the listeners of one instance share.
+#[derive(Debug)]
+pub struct App {
+    /// The loaded providers.
+    pub providers: Arc<Providers>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The same store, typed: API keys, jobs and conversions keep tables in it.
+    pub db: Arc<SqliteStore>,
+    /// Creating, changing and deleting links.
+    pub links: Arc<LinkService>,
+    /// Bulk jobs.
+    pub jobs: Arc<JobRunner>,
+    /// Links by code and middleware-mode templates by URL.
+    pub caches: Arc<Caches>,
+    /// Short URLs of codes.
+    pub short_urls: Arc<ShortUrls>,
+    /// Per-key API rate limit.
+    pub limiter: RateLimiter,
+    /// Click ID generator.
+    pub ids: Arc<ClickIdGenerator>,
+    /// The click log.
+    pub clicklog: ClickLog,
+    /// Metric handles.
+    pub metrics: Arc<Metrics>,
+    /// How conversion reports are read (`[conversions]`).
+    pub conversions: Arc<ConversionsConfig>,
+    /// Hosts bulk-job webhooks may call.
+    pub webhook_hosts: Vec<String>,
+    /// The Prometheus exporter.
+    pub prometheus: PrometheusHandle,
+    /// Bulk jobs left unfinished by the previous run, listed when the store
+    /// was opened (before the listeners are announced, so a job queued
+    /// after that is this run's, not one to resume).
+    interrupted_jobs: Mutex<Vec<String>>,
+    /// The store's newest link change when the caches were empty: the
+    /// server follows the changes after it.
+    pub link_changes_seen: i64,
+    /// How often the journal of link changes is read.
+    pub link_refresh: Duration,
+    ready: AtomicBool,
+}
+
+impl App {
+    /// Opens the store, restores the click ID state and starts the click log.
+    pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, AppError> {
+        let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
+        let interrupted_jobs = crate::jobs::unfinished(&db).unwrap_or_else(|e| {
+            error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
+            Vec::new()
+        });
+        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
+        let link_changes_seen = store.last_link_change()?;
+        let prometheus = metrics::install_recorder();
+        let metrics = Arc::new(Metrics::new(
+            providers.loaded().iter().map(|p| p.name.as_str()),
+        ));
+        let floor = store.load_click_state()?;
+        let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
+        let clicklog = ClickLog::start(
+            Arc::clone(&store),
+            Arc::clone(&ids),
+            config.click_log,
+            Arc::clone(&metrics),
+        )
+        .map_err(AppError::ClickLog)?;
+        let c = &config.cache;
+        let caches = Arc::new(Caches::new(c.max_links, c.max_missing, c.max_go_urls));
+        let links = Arc::new(link_service(
+            config,
+            Arc::clone(&providers),
+            Arc::clone(&store),
+            Some(Arc::clone(&caches)),
+        )?);
+        let jobs = Arc::new(JobRunner::new(
+            Arc::clone(&db),
+            Arc::clone(&links),
+            Source::Api,
+        ));
+        let s = &config.server;
+        Ok(App {
+            providers,
+            store,
+            db,
+            links,
+            jobs,
+            caches,
+            short_urls: Arc::new(ShortUrls::new(s.public_base_url.as_deref(), s.public_addr)),
+            limiter: RateLimiter::new(
+                config.api.rate_limit_per_minute,
+                config.api.rate_limit_burst,
+            ),
+            ids,
+            clicklog,
+            metrics,
+            conversions: Arc::new(config.conversions.clone()),
+            webhook_hosts: config.api.webhook_hosts.clone(),
+            prometheus,
+            interrupted_jobs: Mutex::new(interrupted_jobs),
+            link_changes_seen,
+            link_refresh: config.cache.link_refresh,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The short URL of a code on the public host.
+    pub fn short_url(&self, code: &str) -> String {
+        self.short_urls.of(code)
+    }
+
+    /// The Prometheus text of every metric.
+    pub fn render_metrics(&self) -> String {
+        self.metrics
+            .queue_depth
+            .set(self.clicklog.depth().max(0) as f64);
+        self.metrics.fold();
+        let mut text = self.prometheus.render();
+        self.metrics.render_durations(&mut text);
+        text
+    }
+
+    /// Takes the bulk jobs the previous run left unfinished (once).
+    pub fn take_interrupted_jobs(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .interrupted_jobs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
+    /// Whether the server is accepting traffic (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The server starts or stops accepting traffic.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// The link service of a process with this config: the server's (with its
+/// caches), or a command's (`caches: None`; running servers learn of its
+/// changes from the store's journal).
+pub fn link_service(
+    config: &Config,
+    providers: Arc<Providers>,
+    store: Arc<dyn Store>,
+    caches: Option<Arc<Caches>>,
+) -> Result<LinkService, AppError> {
+    Ok(LinkService::new(
+        builder(config, providers)?,
+        store,
+        caches,
+        config.server.request_timeout,
+    ))
+}
+
+/// Template building with this config's short-link expansion.
+pub fn builder(config: &Config, providers: Arc<Providers>) -> Result<Builder, AppError> {
+    let expander = Expander::new(config.upstream.expand.clone())
+        .map_err(|e| AppError::Upstream(e.to_string()))?;
+    Ok(Builder::new(providers, expander))
+}

@@ -1,0 +1,76 @@
+//! `linkwright rewrite`: product URLs (or ASINs) to tracked URLs, each with a
+//! fresh click ID, built like the API's rewrite (short links expanded).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use linkwright_core::app::builder;
+use linkwright_core::links::CreateLinkRequest;
+use linkwright_core::{ClickIdGenerator, Providers};
+use serde_json::json;
+
+use crate::ConfigArg;
+use crate::links::request_for;
+
+pub(crate) fn rewrite(
+    config: &ConfigArg,
+    marketplace: Option<String>,
+    provider: Option<String>,
+    params: Vec<(String, String)>,
+    as_json: bool,
+    inputs: Vec<String>,
+) -> Result<ExitCode> {
+    let config = config.load()?;
+    let providers = Arc::new(Providers::load(&config));
+    for r in providers.refused() {
+        eprintln!("warning: provider `{}` refused: {}", r.name, r.error);
+    }
+    let builder = builder(&config, providers)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let ids = ClickIdGenerator::new(config.node_id);
+    let params = (!params.is_empty()).then(|| params.into_iter().collect());
+    let mut failed = false;
+    for input in inputs {
+        let req = CreateLinkRequest {
+            marketplace: marketplace.clone(),
+            provider: provider.clone(),
+            params: params.clone(),
+            ..request_for(input.clone())
+        };
+        let result = runtime.block_on(builder.template(&req));
+        failed |= result.is_err();
+        match (result, as_json) {
+            (Ok(t), false) => println!("{}\t{}", t.provider, t.fill(&ids.next_id())),
+            (Err(e), false) => println!("error\t{}: {} ({input})", e.code, e.message),
+            (Ok(t), true) => println!(
+                "{}",
+                json!({
+                    "input": input,
+                    "provider": t.provider,
+                    "url": t.fill(&ids.next_id()),
+                    "template": t.display(),
+                    "error": null,
+                })
+            ),
+            (Err(e), true) => println!(
+                "{}",
+                json!({
+                    "input": input,
+                    "provider": e.provider,
+                    "url": null,
+                    "template": null,
+                    "error": {"code": e.code.as_str(), "message": e.message},
+                })
+            ),
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
