@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BROWSER, StandIn, TestServer, client, config_with, linkwright, scratch};
+use common::{BROWSER, StandIn, TestServer, client, config_with, create_key, linkwright, scratch};
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT};
@@ -42,22 +42,7 @@ impl Api {
         let dir = scratch(name);
         let config = config_with(&dir, &format!("{EXTRA}\n{extra}"));
         let data = dir.join("data");
-        let key = |scope: &str| {
-            let out = linkwright(&[
-                "keys",
-                "create",
-                "--config",
-                config.to_str().unwrap(),
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--name",
-                "test",
-                "--scope",
-                scope,
-            ]);
-            assert!(out.status.success(), "{out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
+        let key = |scope: &str| create_key(&config, &data, &[scope]);
         let (key, read_key) = (key("write"), key("read"));
         let server = TestServer::start(&config, &data);
         Api {
@@ -634,4 +619,82 @@ fn short_links_are_expanded_through_the_upstream_and_failures_are_retryable() {
     );
     assert_eq!(body["error"]["retryable"], true);
     assert_eq!(down.seen.lock().unwrap().len(), 2, "one try and one retry");
+}
+
+/// The CLI and the API are two doors to one link service: the same input
+/// through both is the same request, answered with the same link in the
+/// same JSON shape (the API's second answer is 200, not a second link).
+#[test]
+fn the_cli_and_the_api_make_the_same_link_from_the_same_input() {
+    // Short URLs on a configured base: the CLI knows no listener's port.
+    let api = Api::start(
+        "cli-api-same",
+        "[server]\npublic_base_url = \"https://go.example\"",
+    );
+    let url = "https://www.amazon.com/Echo-Dot/dp/B08N5WRWNW/ref=sr_1_1?tag=other-20";
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        api.server.config.to_str().unwrap(),
+        "--data-dir",
+        api.server.data.to_str().unwrap(),
+        "--name",
+        "Echo",
+        "--tag",
+        "video",
+        "--param",
+        "tag=mine-20",
+        "--json",
+        url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let from_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (status, from_api) = json_of(api.post(
+        "/links",
+        json!({"url": url, "name": "Echo", "tags": ["video"], "params": {"tag": "mine-20"}}),
+    ));
+    assert_eq!(status, StatusCode::OK, "{from_api}");
+    assert_eq!(from_cli, from_api);
+    assert!(
+        from_api["short_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://go.example/")
+    );
+    assert_eq!(
+        from_api["template"],
+        "https://www.amazon.com/dp/B08N5WRWNW?tag=mine-20&ascsubtag={click_id}"
+    );
+    // A different request is a different link, from either door.
+    let (status, other) = json_of(api.post("/links", json!({"url": url})));
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(other["code"], from_cli["code"]);
+}
+
+/// `invalid_asin`, with the field at fault, from the API and the CLI alike.
+#[test]
+fn an_asin_that_is_not_one_is_invalid_asin_from_the_api_and_the_cli() {
+    let api = Api::start("invalid-asin", "");
+    let body = assert_error(
+        api.post(
+            "/links",
+            json!({"asin": "B0-NOT-ONE", "marketplace": "amazon.de"}),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_asin",
+    );
+    assert_eq!(body["error"]["field"], "asin");
+    let out = linkwright(&[
+        "links",
+        "create",
+        "--config",
+        api.server.config.to_str().unwrap(),
+        "--data-dir",
+        api.server.data.to_str().unwrap(),
+        "B0-NOT-ONE",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("error: invalid_asin (asin): "), "{err}");
 }

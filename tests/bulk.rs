@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, client, config_with, linkwright, scratch};
+use common::{TestServer, client, config_with, create_key, linkwright, scratch};
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
@@ -44,30 +44,13 @@ fn setup(name: &str) -> Setup {
     );
     let data = dir.join("data");
     let key = create_key(&config, &data, &[]);
-    let read_key = create_key(&config, &data, &["--scope", "read"]);
+    let read_key = create_key(&config, &data, &["read"]);
     Setup {
         config,
         data,
         key,
         read_key,
     }
-}
-
-fn create_key(config: &Path, data: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "test",
-    ];
-    args.extend_from_slice(extra);
-    let out = linkwright(&args);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 fn bearer(key: &str) -> String {
@@ -844,4 +827,21 @@ fn a_webhook_answering_5xx_is_retried_with_doubling_backoff() {
     assert!(times[2] - times[1] >= Duration::from_millis(400));
     assert_eq!(bodies[0]["job_id"], id.as_str());
     assert_eq!(bodies[0]["status"], "done");
+}
+
+/// An `asin` cell that is not an ASIN is `invalid_asin` in the result, as
+/// through the API's `asin` field and the CLI (one link service).
+#[test]
+fn an_asin_column_that_is_not_an_asin_is_invalid_asin_in_the_result() {
+    let s = setup("bulk-invalid-asin");
+    let server = TestServer::start(&s.config, &s.data);
+    let csv = "asin,marketplace\nB0-NOT-ONE,amazon.com\nB08N5WRWNW,amazon.de\n";
+    let id = accepted(post_csv(&server, &s.key, "", csv), 2);
+    assert_eq!(wait_until_ended(&server, &s.key, &id)["errors"], 1);
+    let rows = result_rows(&server, &s.key, &id);
+    assert_eq!(rows[1][0], "B0-NOT-ONE");
+    assert_eq!(rows[1][5], "error");
+    assert!(rows[1][6].starts_with("invalid_asin: "), "{:?}", rows[1]);
+    assert_eq!(rows[2][1], "amazon.de");
+    assert_eq!(rows[2][5], "ok");
 }

@@ -7,32 +7,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{BROWSER, TestServer, client, config_with, linkwright, scratch};
+use common::{BROWSER, TestServer, client, config_with, create_key, linkwright, scratch};
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, USER_AGENT};
 use serde_json::{Value, json};
 
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
-
-fn create_key(config: &Path, data: &Path, scope: &str) -> String {
-    let out = linkwright(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "reports-test",
-        "--scope",
-        scope,
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 fn get(server: &TestServer, key: &str, path: &str) -> Response {
     client()
@@ -99,8 +82,8 @@ fn shop(name: &str) -> Shop {
     let dir = scratch(name);
     let config = config_with(&dir, "");
     let data = dir.join("data");
-    let write_key = create_key(&config, &data, "write");
-    let read_key = create_key(&config, &data, "read");
+    let write_key = create_key(&config, &data, &["write"]);
+    let read_key = create_key(&config, &data, &["read"]);
     let server = TestServer::start(&config, &data);
 
     for body in [
@@ -339,7 +322,7 @@ fn bad_report_parameters_answer_400_invalid_input_naming_the_field() {
     let dir = scratch("bad-params");
     let config = config_with(&dir, "");
     let data = dir.join("data");
-    let key = create_key(&config, &data, "read");
+    let key = create_key(&config, &data, &["read"]);
     let server = TestServer::start(&config, &data);
     for (query, field) in [
         ("to=2026-01-31", "from"),

@@ -1280,6 +1280,70 @@ mod tests {
         }
     }
 
+    /// Regression: outcomes were stored as the API's JSON of a link and
+    /// read back by field name, so renaming a field of the API's link (say
+    /// `template` to `tracked_url`) emptied the result CSV's Tracked URL.
+    /// Now the job stores its own typed record of the link; the CSV is made
+    /// from that, and the API's JSON of the same link plays no part.
+    #[test]
+    fn result_rows_come_from_the_typed_outcome_not_the_api_json_of_the_link() {
+        use crate::store::Link;
+        let link = Link {
+            id: 1,
+            code: "abc".into(),
+            provider: "amazon".into(),
+            input: "https://www.amazon.com/dp/B08N5WRWNW".into(),
+            destination: "https://www.amazon.com/dp/B08N5WRWNW".into(),
+            template_prefix: "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag=".into(),
+            template_suffix: String::new(),
+            subid_max_len: 64,
+            subid_encoding: linkwright_plugin_sdk::SubIdEncoding::UrlSafe,
+            name: Some("Echo".into()),
+            marketplace: Some("amazon.com".into()),
+            campaign: None,
+            tags: vec![],
+            params: vec![],
+            source_key: None,
+            created_ms: 0,
+            disabled: false,
+        };
+        let outcome = ItemOutcome::of(Ok(Created { link, new: true }));
+        let stored = serde_json::to_string(&outcome).expect("encode");
+        let keys: Vec<String> = serde_json::from_str::<Map<String, Value>>(&stored)
+            .expect("object")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            keys,
+            ["code", "marketplace", "name", "new", "outcome", "template"]
+        );
+        let short = |code: &str| format!("https://s.example/{code}");
+        assert_eq!(
+            result_row(r#"{"asin":"B08N5WRWNW"}"#, Some(&stored), &short),
+            [
+                "B08N5WRWNW",
+                "amazon.com",
+                "Echo",
+                "https://s.example/abc",
+                "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={click_id}",
+                "ok",
+                ""
+            ]
+        );
+        let failed = ItemOutcome::of(Err(LinkError::Rejected(BuildError::new(
+            ErrorCode::InvalidAsin,
+            "\"B0\" is not a valid ASIN",
+        ))));
+        let stored = serde_json::to_string(&failed).expect("encode");
+        assert_eq!(
+            result_row(r#"{"asin":"B0"}"#, Some(&stored), &short)[5..],
+            ["error", "invalid_asin: \"B0\" is not a valid ASIN"]
+        );
+    }
+
+    /// Results stored by earlier versions (the API's status and JSON) are
+    /// still read, so a job that spans an upgrade keeps its rows.
     #[test]
     fn result_rows_show_links_errors_and_unprocessed_items() {
         let short = |code: &str| format!("https://s.example/{code}");

@@ -14,9 +14,11 @@
 //!   except those whose status is `declined` or `deleted` (in any case),
 //!   joined to `links` through `link_id`. Conversions not joined to a click
 //!   (`link_id` NULL) are grouped under [`UNATTRIBUTED`] by link, campaign
-//!   and marketplace. Grouping by provider uses the provider that reported
-//!   each conversion (`conversions.provider`); grouping by day counts every
-//!   conversion on its event's day.
+//!   and marketplace. Grouping by provider puts an attributed conversion
+//!   under its link's provider (the configured name, as its clicks are), and
+//!   an unattributed one under the network that reported it
+//!   (`conversions.provider`); grouping by day counts every conversion on
+//!   its event's day.
 //!
 //! Items are quantity minus returns. Money is summed exactly in integer
 //! micro-units and shown as decimal strings ([`Micros`]); amounts in
@@ -455,8 +457,8 @@ pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreErr
             add(key, name, Sums::clicks(r.get(5)?, r.get(6)?));
         }
         let mut stmt = tx.prepare(&format!(
-            "SELECT l.code, l.name, l.campaign, l.marketplace, c.provider, c.currency, \
-                    count(*), sum(c.quantity - c.returns), sum(c.revenue_micros), \
+            "SELECT l.code, l.name, l.campaign, l.marketplace, coalesce(l.provider, c.provider), \
+                    c.currency, count(*), sum(c.quantity - c.returns), sum(c.revenue_micros), \
                     sum(c.commission_micros) \
              FROM conversions c LEFT JOIN links l ON l.id = c.link_id \
              WHERE c.event_ms >= ?1 AND c.event_ms < ?2 AND {COUNTED} \
@@ -1080,6 +1082,46 @@ mod tests {
                 ("awin", 1, 3, 0, 0, "0.00", "0.00", 0.0, "0.00"),
             ],
             TOTAL_ROW,
+        );
+    }
+
+    /// Regression: a provider configured under its own name (`amz-us`,
+    /// plugin amazon) had its clicks under `amz-us` and the conversions its
+    /// clicks earned under `amazon`, the network's name: two rows.
+    #[test]
+    fn report_by_provider_has_one_row_per_configured_provider_whatever_its_name() {
+        let f = Fixture::new("provider-name");
+        let link = f.link("p", "amz-us", Some("amazon.com"), None, None);
+        f.clicks(link, ms(D, 1), 4, 0);
+        f.conversions(&[
+            (
+                "p1",
+                Some(link),
+                "amazon",
+                (D, 2),
+                (1, 0),
+                (2000, 100),
+                "approved",
+                "USD",
+            ),
+            (
+                "u1",
+                None,
+                "amazon",
+                (D, 2),
+                (1, 0),
+                (1000, 50),
+                "approved",
+                "USD",
+            ),
+        ]);
+        assert_rows(
+            &f.report(D, D, GroupBy::Provider),
+            &[
+                ("amazon", 0, 0, 1, 1, "10.00", "0.50", 0.0, "0.00"),
+                ("amz-us", 4, 0, 1, 1, "20.00", "1.00", 0.25, "0.25"),
+            ],
+            ("total", 4, 0, 2, 2, "30.00", "1.50", 0.5, "0.375"),
         );
     }
 

@@ -86,6 +86,27 @@ pub fn linkwright(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Creates an admin API key with `linkwright keys create` and returns its
+/// secret. `scopes`: `read`, `write`; none means both.
+pub fn create_key(config: &Path, data: &Path, scopes: &[&str]) -> String {
+    let mut args = vec![
+        "keys",
+        "create",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--name",
+        "test",
+    ];
+    for scope in scopes {
+        args.extend(["--scope", scope]);
+    }
+    let out = linkwright(&args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// `linkwright serve` on 127.0.0.1:0, with its own data folder.
 pub struct TestServer {
     child: std::process::Child,
