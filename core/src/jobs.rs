@@ -25,13 +25,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tracing::{error, info, warn};
 
+use crate::clock::now_ms;
 use crate::error::{BuildError, ErrorCode};
 use crate::links::{CreateLinkRequest, Created, LinkError, LinkService, Source};
 use crate::store::{SqliteStore, StoreError};
@@ -289,13 +290,6 @@ pub enum ResultError {
     /// Writing the CSV failed.
     #[error("cannot write the result CSV: {0}")]
     Csv(#[from] csv::Error),
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------

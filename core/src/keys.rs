@@ -16,13 +16,14 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now_ms;
 use crate::store::SqliteStore;
 
 /// The prefix of every key.
@@ -429,13 +430,6 @@ fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
         created_ms: row.get(3)?,
         revoked: row.get::<_, Option<i64>>(4)?.is_some(),
     })
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Nanoseconds in a minute: one token is this many units, so a bucket

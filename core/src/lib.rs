@@ -13,6 +13,7 @@ pub mod cache;
 pub mod classify;
 pub mod click;
 pub mod clicklog;
+pub mod clock;
 pub mod config;
 pub mod conversions;
 pub mod error;

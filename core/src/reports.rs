@@ -37,12 +37,12 @@ use rusqlite::{Connection, OpenFlags, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::clock::Day;
 use crate::money::Micros;
-use crate::store::{DayStats, LinkStats, SqliteStore, StoreError};
+use crate::store::stats::{COUNTED, Sums};
+use crate::store::{SqliteStore, StoreError};
 
-/// Milliseconds in a UTC day: click and conversion times are Unix
-/// milliseconds, days are `ms.div_euclid(MS_PER_DAY)`.
-pub const MS_PER_DAY: i64 = 86_400_000;
+pub use crate::clock::MS_PER_DAY;
 
 /// Longest report range, in days (both ends included).
 pub const MAX_DAYS: i64 = 366;
@@ -68,13 +68,6 @@ pub const CSV_HEADER: [&str; 9] = [
     "conversion_rate",
     "earnings_per_click",
 ];
-
-/// The SQL condition on a `conversions` row (aliased `c`) that counts it:
-/// not declined or deleted, and not an Amazon Orders row. Amazon reports each
-/// sale twice, in the Orders report (at purchase, preliminary) and again in
-/// the Earnings report (at shipment, with the final amounts and returns), so
-/// counting both would count the sale twice; Orders rows stay stored.
-const COUNTED: &str = "lower(c.status) NOT IN ('declined', 'deleted') AND NOT (c.provider = 'amazon' AND c.kind = 'orders')";
 
 /// First and last accepted dates: Unix days 0 and 9999-12-31.
 const FIRST_DAY: i64 = 0;
@@ -298,79 +291,6 @@ pub struct ReportRow {
     pub earnings_per_click: Micros,
 }
 
-/// Running sums of one group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Sums {
-    clicks: u64,
-    bot_hits: u64,
-    conversions: u64,
-    items: i64,
-    revenue: i64,
-    commission: i64,
-}
-
-impl Sums {
-    fn add(&mut self, o: &Sums) {
-        self.clicks = self.clicks.saturating_add(o.clicks);
-        self.bot_hits = self.bot_hits.saturating_add(o.bot_hits);
-        self.conversions = self.conversions.saturating_add(o.conversions);
-        self.items = self.items.saturating_add(o.items);
-        self.revenue = self.revenue.saturating_add(o.revenue);
-        self.commission = self.commission.saturating_add(o.commission);
-    }
-
-    fn clicks(clicks: i64, bot_hits: i64) -> Sums {
-        Sums {
-            clicks: clicks.max(0) as u64,
-            bot_hits: bot_hits.max(0) as u64,
-            ..Sums::default()
-        }
-    }
-
-    fn conversions(conversions: i64, items: i64, revenue: i64, commission: i64) -> Sums {
-        Sums {
-            conversions: conversions.max(0) as u64,
-            items,
-            revenue,
-            commission,
-            ..Sums::default()
-        }
-    }
-
-    fn row(&self, group: String, name: Option<String>) -> ReportRow {
-        let rate = if self.clicks == 0 {
-            0.0
-        } else {
-            (self.conversions as f64 / self.clicks as f64 * 1e6).round() / 1e6
-        };
-        ReportRow {
-            group,
-            name,
-            clicks: self.clicks,
-            bot_hits: self.bot_hits,
-            conversions: self.conversions,
-            items: self.items,
-            revenue: Micros(self.revenue),
-            commission: Micros(self.commission),
-            conversion_rate: rate,
-            earnings_per_click: Micros(self.commission).per(self.clicks),
-        }
-    }
-
-    fn day(&self, day: String) -> DayStats {
-        DayStats {
-            day,
-            clicks: self.clicks,
-            bot_hits: self.bot_hits,
-            conversions: self.conversions,
-            items: self.items,
-            revenue: Micros(self.revenue),
-            commission: Micros(self.commission),
-            earnings_per_click: Micros(self.commission).per(self.clicks),
-        }
-    }
-}
-
 /// Runs a report on its own read-only connection to the store's file, so
 /// that a long report holds up neither link lookups nor the click writer
 /// (WAL readers do not block writers). Clicks and conversions are read in
@@ -495,7 +415,7 @@ pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreErr
         .into_iter()
         .map(|(key, (name, sums))| {
             total.add(&sums);
-            sums.row(key, name)
+            row(&sums, key, name)
         })
         .collect();
     Ok(Report {
@@ -503,7 +423,7 @@ pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreErr
         to: day_string(to),
         group_by: query.group_by,
         rows,
-        totals: total.row(TOTAL.to_owned(), None),
+        totals: row(&total, TOTAL.to_owned(), None),
         currencies: currencies.into_iter().collect(),
     })
 }
@@ -514,55 +434,25 @@ fn or_none(value: Option<String>) -> String {
         .unwrap_or_else(|| NONE.to_owned())
 }
 
-/// One link's clicks (from the rollup) and counted conversions (by their
-/// event's UTC day), total and by day.
-pub fn link_stats(conn: &Connection, link_id: i64) -> Result<LinkStats, StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let mut days: BTreeMap<i64, Sums> = BTreeMap::new();
-    {
-        let mut stmt =
-            tx.prepare_cached("SELECT day, clicks, bot_hits FROM click_rollup WHERE link_id = ?1")?;
-        let mut rows = stmt.query([link_id])?;
-        while let Some(r) = rows.next()? {
-            days.entry(r.get(0)?)
-                .or_default()
-                .add(&Sums::clicks(r.get(1)?, r.get(2)?));
-        }
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT c.event_ms / {MS_PER_DAY} AS day, count(*), sum(c.quantity - c.returns), \
-                    sum(c.revenue_micros), sum(c.commission_micros) \
-             FROM conversions c WHERE c.link_id = ?1 AND {COUNTED} GROUP BY day"
-        ))?;
-        let mut rows = stmt.query([link_id])?;
-        while let Some(r) = rows.next()? {
-            days.entry(r.get(0)?).or_default().add(&Sums::conversions(
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-            ));
-        }
+/// A report row of a group's sums.
+fn row(sums: &Sums, group: String, name: Option<String>) -> ReportRow {
+    let rate = if sums.clicks == 0 {
+        0.0
+    } else {
+        (sums.conversions as f64 / sums.clicks as f64 * 1e6).round() / 1e6
+    };
+    ReportRow {
+        group,
+        name,
+        clicks: sums.clicks,
+        bot_hits: sums.bot_hits,
+        conversions: sums.conversions,
+        items: sums.items,
+        revenue: Micros(sums.revenue),
+        commission: Micros(sums.commission),
+        conversion_rate: rate,
+        earnings_per_click: Micros(sums.commission).per(sums.clicks),
     }
-    drop(tx);
-    let mut total = Sums::default();
-    let by_day = days
-        .into_iter()
-        .map(|(day, sums)| {
-            total.add(&sums);
-            sums.day(day_string(day))
-        })
-        .collect();
-    let t = total.day(String::new());
-    Ok(LinkStats {
-        clicks: t.clicks,
-        bot_hits: t.bot_hits,
-        conversions: t.conversions,
-        items: t.items,
-        revenue: t.revenue,
-        commission: t.commission,
-        earnings_per_click: t.earnings_per_click,
-        by_day,
-    })
 }
 
 impl Report {
@@ -673,63 +563,16 @@ impl ReportRow {
 /// Days since the Unix epoch of a `YYYY-MM-DD` date from 1970-01-01 to
 /// 9999-12-31; `None` for anything else.
 pub fn parse_day(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    if s.len() != 10 || s.trim().len() != 10 {
         return None;
     }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = &b[range];
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        Some(part.iter().fold(0i64, |n, d| n * 10 + i64::from(d - b'0')))
-    };
-    let (y, m, d) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-        return None;
-    }
-    let day = days_from_civil(y, m, d);
+    let day = s.parse::<Day>().ok()?.days();
     (FIRST_DAY..=LAST_DAY).contains(&day).then_some(day)
 }
 
 /// `YYYY-MM-DD` of a day since the Unix epoch.
 pub fn day_string(day: i64) -> String {
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    Day::from_days(day).to_string()
 }
 
 #[cfg(test)]

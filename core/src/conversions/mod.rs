@@ -63,7 +63,6 @@ mod table;
 mod upsert;
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics::counter;
 use serde::{Deserialize, Serialize};
@@ -72,6 +71,7 @@ pub use settings::{
     AwinPullConfig, ConversionsConfig, FieldSpec, Format, FormatSettings, Kind, Provider, Status,
 };
 
+use crate::clock::now_ms;
 use crate::store::SqliteStore;
 
 /// Largest report accepted by the API (and a sensible ceiling for files).
@@ -352,13 +352,6 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
 pub fn import_failed(source: &'static str, provider: Provider) {
     counter!("linkwright_conversion_import_failures_total", "source" => source, "provider" => provider.as_str())
         .increment(1);
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Row keys: a digest of the identifying cells, plus the occurrence of

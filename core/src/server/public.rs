@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -19,6 +19,7 @@ use super::redirect::{Resolution, resolve};
 use super::{Body, Conn, PublicHost, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
 use crate::classify::{classify, country, referrer_host};
+use crate::clock::now_ms;
 use crate::error::ErrorCode;
 use crate::links::LinkError;
 use crate::metrics::{CacheResult, Outcome, Route};
@@ -220,13 +221,6 @@ fn store_unavailable(app: &PublicHost, e: &StoreError) -> Response<Body> {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Answers the redirect for a resolved link and records the click.

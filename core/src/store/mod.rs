@@ -6,6 +6,7 @@
 //! log's background writer.
 
 mod sqlite;
+pub(crate) mod stats;
 
 use std::fmt;
 

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use linkwright_plugin_sdk::SubIdEncoding;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -18,7 +17,8 @@ use super::{
     ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
     StoredClick, generate_code,
 };
-use crate::reports::MS_PER_DAY;
+use crate::clock::MS_PER_DAY;
+use crate::clock::now_ms;
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "linkwright.db";
@@ -287,13 +287,6 @@ pub struct SqliteStore {
     path: PathBuf,
     links: Mutex<Connection>,
     clicks: Mutex<Connection>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -746,8 +739,7 @@ impl Store for SqliteStore {
     }
 
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
-        // Reads the click rollup and the conversions (see `crate::reports`).
-        crate::reports::link_stats(&lock(&self.clicks), link_id)
+        super::stats::link_stats(&lock(&self.clicks), link_id)
     }
 
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {

@@ -1,0 +1,122 @@
+//! Sums of clicks and conversions as the store computes them: the rule for
+//! which conversions count, running sums per group, and one link's totals
+//! (`GET /api/v1/links/{code}/stats`). Reports build on these.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use super::{DayStats, LinkStats, StoreError};
+use crate::clock::{Day, MS_PER_DAY};
+use crate::money::Micros;
+
+/// The SQL condition on a `conversions` row (aliased `c`) that counts it:
+/// not declined or deleted, and not an Amazon Orders row. Amazon reports each
+/// sale twice, in the Orders report (at purchase, preliminary) and again in
+/// the Earnings report (at shipment, with the final amounts and returns), so
+/// counting both would count the sale twice; Orders rows stay stored.
+pub(crate) const COUNTED: &str = "lower(c.status) NOT IN ('declined', 'deleted') AND NOT (c.provider = 'amazon' AND c.kind = 'orders')";
+
+/// Running sums of one group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Sums {
+    pub(crate) clicks: u64,
+    pub(crate) bot_hits: u64,
+    pub(crate) conversions: u64,
+    pub(crate) items: i64,
+    pub(crate) revenue: i64,
+    pub(crate) commission: i64,
+}
+
+impl Sums {
+    pub(crate) fn add(&mut self, o: &Sums) {
+        self.clicks = self.clicks.saturating_add(o.clicks);
+        self.bot_hits = self.bot_hits.saturating_add(o.bot_hits);
+        self.conversions = self.conversions.saturating_add(o.conversions);
+        self.items = self.items.saturating_add(o.items);
+        self.revenue = self.revenue.saturating_add(o.revenue);
+        self.commission = self.commission.saturating_add(o.commission);
+    }
+
+    pub(crate) fn clicks(clicks: i64, bot_hits: i64) -> Sums {
+        Sums {
+            clicks: clicks.max(0) as u64,
+            bot_hits: bot_hits.max(0) as u64,
+            ..Sums::default()
+        }
+    }
+
+    pub(crate) fn conversions(conversions: i64, items: i64, revenue: i64, commission: i64) -> Sums {
+        Sums {
+            conversions: conversions.max(0) as u64,
+            items,
+            revenue,
+            commission,
+            ..Sums::default()
+        }
+    }
+
+    pub(crate) fn day(&self, day: String) -> DayStats {
+        DayStats {
+            day,
+            clicks: self.clicks,
+            bot_hits: self.bot_hits,
+            conversions: self.conversions,
+            items: self.items,
+            revenue: Micros(self.revenue),
+            commission: Micros(self.commission),
+            earnings_per_click: Micros(self.commission).per(self.clicks),
+        }
+    }
+}
+
+/// One link's clicks (from the rollup) and counted conversions (by their
+/// event's UTC day), total and by day.
+pub fn link_stats(conn: &Connection, link_id: i64) -> Result<LinkStats, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let mut days: BTreeMap<i64, Sums> = BTreeMap::new();
+    {
+        let mut stmt =
+            tx.prepare_cached("SELECT day, clicks, bot_hits FROM click_rollup WHERE link_id = ?1")?;
+        let mut rows = stmt.query([link_id])?;
+        while let Some(r) = rows.next()? {
+            days.entry(r.get(0)?)
+                .or_default()
+                .add(&Sums::clicks(r.get(1)?, r.get(2)?));
+        }
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT c.event_ms / {MS_PER_DAY} AS day, count(*), sum(c.quantity - c.returns), \
+                    sum(c.revenue_micros), sum(c.commission_micros) \
+             FROM conversions c WHERE c.link_id = ?1 AND {COUNTED} GROUP BY day"
+        ))?;
+        let mut rows = stmt.query([link_id])?;
+        while let Some(r) = rows.next()? {
+            days.entry(r.get(0)?).or_default().add(&Sums::conversions(
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ));
+        }
+    }
+    drop(tx);
+    let mut total = Sums::default();
+    let by_day = days
+        .into_iter()
+        .map(|(day, sums)| {
+            total.add(&sums);
+            sums.day(Day::from_days(day).to_string())
+        })
+        .collect();
+    let t = total.day(String::new());
+    Ok(LinkStats {
+        clicks: t.clicks,
+        bot_hits: t.bot_hits,
+        conversions: t.conversions,
+        items: t.items,
+        revenue: t.revenue,
+        commission: t.commission,
+        earnings_per_click: t.earnings_per_click,
+        by_day,
+    })
+}
