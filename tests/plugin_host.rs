@@ -168,6 +168,26 @@ fn descriptor_with_another_major_is_refused() {
     );
 }
 
+/// Regression: the loader read the header unaligned, then made an aligned
+/// reference to the descriptor all the same (undefined behaviour for a
+/// misaligned pointer). Now a misaligned descriptor is refused unread.
+#[test]
+fn misaligned_descriptor_is_refused_before_it_is_read() {
+    let path = bad_c_plugin("MISALIGNED");
+    match refusal(&path, "") {
+        PluginError::MisalignedDescriptor {
+            path: p,
+            address,
+            align,
+        } => {
+            assert_eq!(p, path);
+            assert_eq!(align, std::mem::align_of::<usize>());
+            assert_ne!(address % align, 0);
+        }
+        other => panic!("{other}"),
+    }
+}
+
 #[test]
 fn bad_magic_is_refused() {
     let path = bad_c_plugin("BAD_MAGIC");

@@ -113,11 +113,23 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
             path: path.to_owned(),
         });
     }
+    // Every read below, and the reference made once the header checks out,
+    // needs the descriptor's alignment: refuse a pointer without it rather
+    // than read through it (a misaligned reference is undefined behaviour).
+    let align = std::mem::align_of::<abi::PluginDescriptor>();
+    if !ptr.is_aligned() {
+        return Err(PluginError::MisalignedDescriptor {
+            path: path.to_owned(),
+            address: ptr as usize,
+            align,
+        });
+    }
     // SAFETY: `magic` and `size` are the first 8 bytes of every version of
-    // the descriptor; read them before anything else.
+    // the descriptor (two `u32`s, which need no more alignment than the
+    // descriptor, checked above); read them before anything else.
     let (magic, size) = unsafe {
         let head = ptr.cast::<u32>();
-        (head.read_unaligned(), head.add(1).read_unaligned())
+        (head.read(), head.add(1).read())
     };
     if magic != abi::PLUGIN_MAGIC {
         return Err(PluginError::BadMagic {
@@ -132,8 +144,9 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
             expected: MIN_DESCRIPTOR_SIZE,
         });
     }
-    // SAFETY: magic and size say this is a v1 descriptor at least as large as
-    // ours, in static storage inside a library that is never unloaded.
+    // SAFETY: aligned (checked above), and magic and size say this is a v1
+    // descriptor at least as large as ours, in static storage inside a
+    // library that is never unloaded.
     let d: &'static abi::PluginDescriptor = unsafe { &*ptr };
     if d.abi_major != abi::ABI_MAJOR {
         return Err(PluginError::AbiMismatch {

@@ -82,6 +82,19 @@ pub enum PluginError {
         /// The file.
         path: PathBuf,
     },
+    /// The descriptor is not aligned as a `lw_plugin_descriptor` must be.
+    #[error(
+        "{} returned a plugin descriptor at {address:#x}, not aligned to {align} bytes",
+        path.display()
+    )]
+    MisalignedDescriptor {
+        /// The file.
+        path: PathBuf,
+        /// The address returned.
+        address: usize,
+        /// The alignment the descriptor needs.
+        align: usize,
+    },
     /// The descriptor's magic number is wrong.
     #[error(
         "{} has a bad plugin descriptor: magic is {found:#010x}, expected {:#010x}",

@@ -111,6 +111,11 @@ unsafe fn str_arg<'a>(s: abi::Str, what: &str) -> Result<&'a str, PluginError> {
         .map_err(|_| PluginError::invalid_input(format!("{what} is not UTF-8")))
 }
 
+/// The descriptor's `init`: [`Provider::init`], once per process.
+///
+/// # Safety
+/// `out` is null or points at a valid `lw_output` for the duration of the
+/// call (the host's contract in `linkwright_plugin.h`).
 unsafe extern "C" fn init<P: Provider>(out: *const abi::Output) -> i32 {
     let out = Out(out);
     guarded(&out, || {
@@ -118,6 +123,12 @@ unsafe extern "C" fn init<P: Provider>(out: *const abi::Output) -> i32 {
     })
 }
 
+/// The descriptor's `instance_new`: [`Provider::new`] from config JSON.
+///
+/// # Safety
+/// `config_json` points at `len` readable bytes (or is null with `len` 0),
+/// `out` is null or a valid `lw_output`, and `instance` is null or points at
+/// a writable slot, all for the duration of the call.
 unsafe extern "C" fn instance_new<P: Provider>(
     config_json: abi::Str,
     out: *const abi::Output,
@@ -137,6 +148,11 @@ unsafe extern "C" fn instance_new<P: Provider>(
     })
 }
 
+/// The descriptor's `instance_free`: drops an instance.
+///
+/// # Safety
+/// `instance` is null or was returned by this plugin's `instance_new` (for
+/// the same `P`) and is freed exactly once, after every other call on it.
 unsafe extern "C" fn instance_free<P: Provider>(instance: *mut c_void) {
     if instance.is_null() {
         return;
@@ -149,6 +165,13 @@ unsafe extern "C" fn instance_free<P: Provider>(instance: *mut c_void) {
     }));
 }
 
+/// The descriptor's `build`: [`Provider::build`] for one destination.
+///
+/// # Safety
+/// `instance` is null or a live instance of this plugin's `instance_new`;
+/// `request` is null or a valid `lw_build_request` whose strings and params
+/// are readable for the call; `info` is null or a writable `lw_template_info`
+/// with its `size` set; `out` is null or a valid `lw_output`.
 unsafe extern "C" fn build<P: Provider>(
     instance: *const c_void,
     request: *const abi::BuildRequest,
@@ -217,6 +240,11 @@ unsafe extern "C" fn build<P: Provider>(
     code
 }
 
+/// The descriptor's `describe`: [`Provider::describe`].
+///
+/// # Safety
+/// `instance` is null or a live instance of this plugin's `instance_new`;
+/// `out` is null or a valid `lw_output`, for the duration of the call.
 unsafe extern "C" fn describe<P: Provider>(
     instance: *const c_void,
     out: *const abi::Output,
