@@ -1,6 +1,6 @@
 //! Bulk job benchmark: a 5,000-item CSV submitted to `POST /api/v1/links/bulk`
 //! on a running release server, timed from the submission until
-//! `GET /api/v1/jobs/{id}` says `done` (see DESIGN.md, "Performance budgets":
+//! `GET /api/v1/jobs/{id}` says `done` (see docs/ARCHITECTURE.md, "Performance budgets":
 //! a 5,000-item bulk job finished ≤ 1 s).
 //!
 //! The end is observed through the job's webhook (a local receiver), not by

@@ -1,7 +1,7 @@
 //! Load benchmark of the whole server: linkwright's redirect path (`GET /{code}`,
 //! every click logged) against a bare hyper server that answers a constant 302,
 //! side by side in one run on loopback, both driven by `wrk` with the same
-//! settings (see DESIGN.md, "Performance budgets").
+//! settings (see docs/ARCHITECTURE.md, "Performance budgets").
 //!
 //! `cargo bench --bench load` runs it; `LOAD_SECS` (default 5),
 //! `LOAD_CONNS` (default 64) and `LOAD_ROUNDS` (default 7) change the

@@ -45,9 +45,8 @@
 //!   shared. Copies are tagged with a generation that every insert and
 //!   invalidation bumps, so a changed link is never served from a memo.
 //!
-//! At a million 72-byte links (7-byte code, 65-byte template) this takes
-//! about 90 bytes a link, against about 200 for a dashmap of boxed templates
-//! (see `benches/cache.rs`).
+//! The bytes per link against a dashmap of boxed templates are measured by
+//! `benches/cache.rs` (figures in benches/RESULTS.md).
 //!
 //! Codes are hashed with foldhash, seeded per process (a `RandomState`).
 //!

@@ -6,7 +6,7 @@
 //! Amazon marketplace); the caller then routes that URL like any other.
 //!
 //! This is outbound HTTP driven by user input, so it is fenced in (see
-//! DESIGN.md, "Security"):
+//! docs/ARCHITECTURE.md, "Security"):
 //!
 //! - only `http`/`https`, and only hosts on two allow-lists: a hop is fetched
 //!   only if its host is a short host, and the chain stops at the first

@@ -52,9 +52,8 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Items in flight at once in a job (see [`make_items`]). Each item waits
 /// twice on the store's thread pool; overlapping a few of them hides those
-/// hand-offs. Measured with `cargo bench --bench bulk` on 2 cores (medians,
-/// 5,000 items): 1 → 1.05 s, 2 → 0.86 s, 4 → 0.78 s, 8 → 0.76 s, 16 → 0.81 s
-/// (more threads then only contend for the store's one connection).
+/// hand-offs; many more only contend for the store's one connection
+/// (`cargo bench --bench bulk`, figures in benches/RESULTS.md).
 const WINDOW: usize = 8;
 
 /// Longest accepted webhook URL.

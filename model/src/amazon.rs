@@ -1,5 +1,5 @@
 //! Amazon: its marketplaces, its link shorteners, and what an ASIN looks like
-//! (see `shared/reference/affiliate-networks.md`).
+//! (the Associates Central list of stores; docs/ARCHITECTURE.md).
 
 /// The Amazon marketplaces, by domain. Each has its own store ID (tag).
 pub const MARKETPLACES: [&str; 22] = [

@@ -3,8 +3,8 @@
 //! Connections are served by hyper-util's auto builder (HTTP/1.1 and HTTP/2).
 //! The admin listener serves behind the tower stack built in [`stack`]. The
 //! public host does the same work without tower, whose per-request service
-//! clone and `Oneshot` cost about as much as a redirect (callgrind: ~1,000
-//! instructions of ~10,500 per request): `public::Public` is a hyper
+//! clone and `Oneshot` are a sizeable share of a redirect's own cost (see
+//! benches/RESULTS.md): `public::Public` is a hyper
 //! service that takes an admission permit (a concurrency limit that sheds at
 //! once, in `admission`) and answers a cache hit before returning; the
 //! header-read watchdog and graceful shutdown reach its connections through
@@ -174,8 +174,8 @@ impl Server {
         // timer, which arms and clears a tokio timer on every request.
         // Its answers are small (a redirect has a head and no body), so
         // hyper writes each one from a single flat buffer rather than
-        // queueing head and body for a vectored write: measured ~4% less
-        // server CPU per redirect (benches/RESULTS.md, session 6).
+        // queueing head and body for a vectored write, which costs less
+        // server CPU per redirect (figures in benches/RESULTS.md).
         let mut public_builder = auto::Builder::new(TokioExecutor::new());
         public_builder.http1().keep_alive(true).writev(false);
         public_builder.http2().timer(TokioTimer::new());

@@ -344,8 +344,8 @@ impl SqliteStore {
         // `deleted_ms`, so its clicks stay valid for reports. This
         // connection writes only the click tables (`clicks_by_id`,
         // `clicks_without_id`), `click_rollup` (no foreign keys) and `meta`; the links connection keeps the checks for everything
-        // else. Measured with `benches/clicklog.rs`: about 15% of the cost
-        // per click.
+        // else. (A noticeable share of the cost per click: see
+        // `benches/clicklog.rs` and benches/RESULTS.md.)
         let clicks = open(&path, false)?;
         Ok(SqliteStore {
             path,
@@ -388,8 +388,8 @@ const WITHOUT_ID_WIDTH: usize = 6;
 /// keeps a statement journal (a copy of every page before it changes it) so
 /// that a constraint failure on one row can undo the rows before it. The
 /// clicks go in one transaction that [`Store::insert_clicks`] rolls back
-/// whole on any error, so undoing one statement buys nothing. Measured with
-/// `benches/clicklog.rs`: about 3% of the cost per click.
+/// whole on any error, so undoing one statement buys nothing (figures from
+/// `benches/clicklog.rs` in benches/RESULTS.md).
 fn insert_clicks_sql(table: &str, columns: &str, width: usize, rows: usize) -> String {
     let mut sql = format!("INSERT OR FAIL INTO {table} ({columns}) VALUES ");
     for i in 0..rows {
