@@ -15,6 +15,7 @@
 mod admission;
 mod connections;
 mod follow;
+mod notify;
 mod public;
 pub mod redirect;
 
@@ -420,6 +421,7 @@ impl Server {
         let connections = Arc::new(Connections::default());
         let watchdog = tokio::spawn(Arc::clone(&connections).watch(s.header_read_timeout));
         app.ready.store(true, Ordering::Release);
+        notify::ready();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -461,6 +463,7 @@ impl Server {
         }
 
         info!("shutting down: no longer accepting connections");
+        notify::stopping();
         app.ready.store(false, Ordering::Release);
         drop(public);
         drop(admin);
