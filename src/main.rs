@@ -67,6 +67,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Open the store and apply its migrations, then exit (run before a new
+    /// version starts: the service's ExecStartPre). Loads no plugin, binds no port.
+    Migrate {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+    },
     /// Run the public redirect host and the admin listener.
     Serve {
         #[command(flatten)]
@@ -191,6 +199,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => rewrite::rewrite(&config, marketplace, provider, params, json, inputs),
         Command::Plugins { config, json } => plugins::plugins(&config.load()?, json),
         Command::CheckConfig { config } => plugins::check_config(&config.path),
+        Command::Migrate { config, data } => {
+            let (_, store) = open_store(&config, &data)?;
+            println!(
+                "{}: schema version {}",
+                store.path().display(),
+                store.schema_version()?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve {
             config,
             public_addr,

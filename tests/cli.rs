@@ -169,14 +169,43 @@ fn rewrite_expands_short_links_like_the_api() {
     assert_eq!(*amzn.seen.lock().unwrap(), ["/abc", "/gone"]);
 }
 
-/// Copies the amazon plugin file into a folder of its own and points the
-/// config there: the binary uses the copy, and without it there is no amazon.
+/// The binary as if installed under `root`: `root/bin/linkwright`, a hard
+/// link to the one cargo built (a copy on another file system), so that its
+/// folder holds no plugin and its prefix is `root`.
+fn installed_binary(root: &Path) -> std::path::PathBuf {
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let exe = bin.join("linkwright");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_linkwright"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_linkwright"), &exe).unwrap();
+    }
+    exe
+}
+
+fn run(exe: &Path, args: &[&str]) -> Output {
+    Command::new(exe)
+        .args(args)
+        .env_remove("LINKWRIGHT_LOG")
+        .output()
+        .unwrap()
+}
+
+/// The plugin search order: the configured folders, then the executable's
+/// folder, then `<prefix>/lib/linkwright/plugins`. Without any file the
+/// provider is refused and nothing else can build its links: the plugins
+/// are loaded from their files, not linked in.
 #[test]
-fn binary_loads_plugins_from_their_files_not_linked_in() {
-    let dir = scratch("cli-plugins");
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    let config = dir.join("lw.toml");
+fn plugins_are_searched_in_the_configured_folders_the_exe_folder_then_the_prefix() {
+    // Under cargo's target folder, so the binary can be hard-linked.
+    let root =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let exe = installed_binary(&root);
+    let configured = root.join("etc/plugins");
+    let prefixed = root.join("lib/linkwright/plugins");
+    std::fs::create_dir_all(&configured).unwrap();
+    std::fs::create_dir_all(&prefixed).unwrap();
+    let config = root.join("etc/lw.toml");
     std::fs::write(
         &config,
         "[plugins]\ndirs = [\"plugins\"]\n\
@@ -185,43 +214,54 @@ fn binary_loads_plugins_from_their_files_not_linked_in() {
     )
     .unwrap();
     let config = config.display().to_string();
+    let listing = |exe: &Path| -> Value {
+        let out = run(exe, &["plugins", "--config", &config, "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
 
-    // No plugin file in the folder: refused, and nothing else can build it.
-    let out = linkwright(&["plugins", "--config", &config, "--json"]);
-    let listing: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let amazon = &listing["providers"][0];
-    assert_eq!(amazon["status"], "refused");
-    assert_eq!(
-        amazon["reason"],
-        format!(
-            "plugin `amazon` not found: no liblinkwright_amazon.so in {}",
-            plugins.display()
-        )
+    // No plugin file anywhere: refused, naming every folder searched.
+    let searched = format!(
+        "{}, {}, {}",
+        configured.display(),
+        root.join("bin").display(),
+        prefixed.display()
     );
-    let out = linkwright(&["rewrite", "--config", &config, "B08N5WRWNW"]);
+    let got = listing(&exe);
+    assert_eq!(got["providers"][0]["status"], "refused");
+    assert_eq!(
+        got["providers"][0]["reason"],
+        format!("plugin `amazon` not found: no liblinkwright_amazon.so in {searched}")
+    );
+    let out = run(&exe, &["check-config", "--config", &config]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains(&searched), "{}", stdout(&out));
+    let out = run(&exe, &["rewrite", "--config", &config, "B08N5WRWNW"]);
     assert_eq!(out.status.code(), Some(1));
 
-    // With the file copied in, it is loaded from there.
-    let copy = plugins.join("liblinkwright_amazon.so");
-    std::fs::copy(plugin_file("amazon"), &copy).unwrap();
-    let out = linkwright(&["plugins", "--config", &config, "--json"]);
-    let listing: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    let loaded = &listing["providers"][0];
-    assert_eq!(loaded["status"], "ok");
-    assert_eq!(loaded["name"], "amazon");
-    assert_eq!(loaded["plugin"], "amazon");
-    assert_eq!(loaded["abi"], "1.0");
-    assert_eq!(loaded["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(
-        Path::new(loaded["file"].as_str().unwrap()),
-        copy.canonicalize().unwrap()
-    );
-    let out = linkwright(&["rewrite", "--config", &config, "B08N5WRWNW"]);
+    // Each place, from last to first: the later copy wins.
+    let file_name = "liblinkwright_amazon.so";
+    for dir in [&prefixed, &root.join("bin"), &configured] {
+        let copy = dir.join(file_name);
+        std::fs::copy(plugin_file("amazon"), &copy).unwrap();
+        let got = listing(&exe);
+        let loaded = &got["providers"][0];
+        assert_eq!(loaded["status"], "ok");
+        assert_eq!(loaded["name"], "amazon");
+        assert_eq!(loaded["abi"], "1.0");
+        assert_eq!(loaded["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            Path::new(loaded["file"].as_str().unwrap()),
+            copy.canonicalize().unwrap()
+        );
+    }
+    let out = run(&exe, &["rewrite", "--config", &config, "B08N5WRWNW"]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         stdout(&out)
             .starts_with("amazon\thttps://www.amazon.com/dp/B08N5WRWNW?tag=mine-20&ascsubtag=")
     );
+    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]

@@ -76,28 +76,34 @@ fn bundled_plugin_loads_and_builds_a_template() {
 }
 
 #[test]
-fn plugin_not_found_names_the_file_and_the_folders_searched() {
+fn plugin_not_found_names_the_file_and_every_folder_searched() {
     let dir = scratch("empty-plugins");
     let config = Config::from_toml_str(&format!(
-        "[plugins]\ndirs = [\"{}\"]\n[[providers]]\nname = \"amazon\"\nplugin = \"amazon\"\n",
+        "[plugins]\ndirs = [\"{}\"]\n[[providers]]\nname = \"nosuch\"\nplugin = \"nosuch\"\n",
         dir.display()
     ))
     .unwrap();
     let providers = Providers::load(&config);
     let error = &providers.refused()[0].error;
+    // The configured folder first, then the built-in ones: this test
+    // binary's folder (cargo's `target/<profile>/deps`).
+    let mut searched = vec![dir.clone()];
+    searched.extend(linkwright_core::config::default_plugin_dirs());
+    assert_eq!(searched[1], common::deps_dir());
     assert_eq!(
         error,
         &PluginError::NotFound {
-            plugin: "amazon".into(),
-            file_name: "liblinkwright_amazon.so".into(),
-            searched: vec![dir.clone()],
+            plugin: "nosuch".into(),
+            file_name: "liblinkwright_nosuch.so".into(),
+            searched,
         }
     );
     assert_eq!(
         error.to_string(),
         format!(
-            "plugin `amazon` not found: no liblinkwright_amazon.so in {}",
-            dir.display()
+            "plugin `nosuch` not found: no liblinkwright_nosuch.so in {}, {}",
+            dir.display(),
+            common::deps_dir().display()
         )
     );
 }

@@ -277,9 +277,11 @@ impl Default for RawClickLog {
 /// `[plugins]`
 #[derive(Debug, Default, Deserialize)]
 struct RawPlugins {
-    /// Folders searched for plugin files, in order. Relative paths are taken
-    /// from the config file's folder. Default: the running executable's folder
-    /// and its `deps/` subfolder (where cargo puts dependency libraries).
+    /// Folders searched for plugin files first, in order. Relative paths are
+    /// taken from the config file's folder. After them come the built-in
+    /// places ([`default_plugin_dirs`]): the running executable's folder, its
+    /// `deps/` subfolder (where cargo puts dependency libraries) and, for an
+    /// executable installed in `<prefix>/bin`, `<prefix>/lib/linkwright/plugins`.
     #[serde(default)]
     dirs: Vec<PathBuf>,
 }
@@ -316,7 +318,8 @@ fn default_true() -> bool {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Folders searched for plugin files, in order, already resolved.
+    /// Folders searched for plugin files, in order, already resolved: the
+    /// configured ones, then [`default_plugin_dirs`].
     pub plugin_dirs: Vec<PathBuf>,
     /// This instance's node id for click IDs.
     pub node_id: u16,
@@ -628,11 +631,18 @@ impl Config {
         let upstream = UpstreamConfig { expand };
         let conversions = compile_conversions(&raw.conversions, &mut problems);
 
-        let plugin_dirs = if raw.plugins.dirs.is_empty() {
-            default_plugin_dirs()
-        } else {
-            raw.plugins.dirs.iter().map(|d| base.join(d)).collect()
-        };
+        let mut plugin_dirs: Vec<PathBuf> = Vec::new();
+        for dir in raw
+            .plugins
+            .dirs
+            .iter()
+            .map(|d| base.join(d))
+            .chain(default_plugin_dirs())
+        {
+            if !plugin_dirs.contains(&dir) {
+                plugin_dirs.push(dir);
+            }
+        }
 
         let mut providers = Vec::new();
         let mut names = BTreeSet::new();
@@ -975,15 +985,37 @@ fn valid_provider_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
-/// The running executable's folder and its `deps/` subfolder.
+/// The built-in plugin folders of the running executable, searched after
+/// the configured ones: see [`plugin_dirs_for_exe`].
 pub fn default_plugin_dirs() -> Vec<PathBuf> {
-    match std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(Path::to_owned))
-    {
-        Some(dir) => vec![dir.clone(), dir.join("deps")],
-        None => Vec::new(),
+    std::env::current_exe()
+        .map(|exe| plugin_dirs_for_exe(&exe))
+        .unwrap_or_default()
+}
+
+/// Where an executable at `exe` finds the bundled plugins, in order:
+///
+/// 1. its own folder (a build or an unpacked archive keeps them side by side);
+/// 2. `deps/` under it, when there is one: cargo's `target/<profile>/deps`,
+///    where a development build puts the plugin crates' libraries;
+/// 3. `<prefix>/lib/linkwright/plugins` when the executable is installed as
+///    `<prefix>/bin/linkwright` (the Debian package: `/usr/bin` and
+///    `/usr/lib/linkwright/plugins`; `cargo install --root R` alike).
+pub fn plugin_dirs_for_exe(exe: &Path) -> Vec<PathBuf> {
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
+    let mut dirs = vec![dir.to_owned()];
+    let deps = dir.join("deps");
+    if deps.is_dir() {
+        dirs.push(deps);
     }
+    if dir.file_name().is_some_and(|name| name == "bin")
+        && let Some(prefix) = dir.parent()
+    {
+        dirs.push(prefix.join("lib").join("linkwright").join("plugins"));
+    }
+    dirs
 }
 
 #[cfg(test)]
@@ -1075,8 +1107,44 @@ mod tests {
             c.providers[0].plugin,
             PluginRef::Path(dir.join("./plugins/libc_example.so"))
         );
-        assert_eq!(c.plugin_dirs, vec![dir.join("lib")]);
+        let mut expected = vec![dir.join("lib")];
+        expected.extend(default_plugin_dirs());
+        assert_eq!(c.plugin_dirs, expected);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn configured_plugin_dirs_come_first_then_the_built_in_ones_without_repeats() {
+        let builtin = default_plugin_dirs();
+        let first = builtin[0].display();
+        let c = Config::from_toml_str(&format!("[plugins]\ndirs = [\"/opt/lw\", \"{first}\"]\n"))
+            .expect("valid");
+        let mut expected = vec![PathBuf::from("/opt/lw")];
+        expected.extend(builtin);
+        assert_eq!(c.plugin_dirs, expected);
+    }
+
+    #[test]
+    fn an_executable_in_a_bin_folder_finds_plugins_under_its_prefix() {
+        let root = std::env::temp_dir().join(format!("lw-prefix-{}", std::process::id()));
+        let bin = root.join("usr/bin");
+        std::fs::create_dir_all(&bin).expect("temp dir");
+        assert_eq!(
+            plugin_dirs_for_exe(&bin.join("linkwright")),
+            vec![bin.clone(), root.join("usr/lib/linkwright/plugins")]
+        );
+        // A cargo build: `deps/` when it exists, and no prefix (not in `bin`).
+        let debug = root.join("target/debug");
+        assert_eq!(
+            plugin_dirs_for_exe(&debug.join("linkwright")),
+            vec![debug.clone()]
+        );
+        std::fs::create_dir_all(debug.join("deps")).expect("deps");
+        assert_eq!(
+            plugin_dirs_for_exe(&debug.join("linkwright")),
+            vec![debug.clone(), debug.join("deps")]
+        );
+        std::fs::remove_dir_all(&root).ok();
     }
 
     #[test]

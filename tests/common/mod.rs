@@ -124,8 +124,14 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `config` and `data`, and waits until it listens.
     pub fn start(config: &Path, data: &Path) -> TestServer {
+        TestServer::start_exe(Path::new(env!("CARGO_BIN_EXE_linkwright")), config, data)
+    }
+
+    /// [`TestServer::start`] with another `linkwright` executable (one
+    /// unpacked from the Debian package).
+    pub fn start_exe(exe: &Path, config: &Path, data: &Path) -> TestServer {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_linkwright"))
+        let mut child = Command::new(exe)
             .args(["serve", "--config"])
             .arg(config)
             .arg("--data-dir")

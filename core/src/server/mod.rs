@@ -15,6 +15,7 @@
 mod admission;
 mod connections;
 mod follow;
+mod notify;
 mod public;
 pub mod redirect;
 
@@ -217,6 +218,7 @@ impl Server {
         let connections = Arc::new(Connections::default());
         let watchdog = tokio::spawn(Arc::clone(&connections).watch(s.header_read_timeout));
         app.set_ready(true);
+        notify::ready();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -258,6 +260,7 @@ impl Server {
         }
 
         info!("shutting down: no longer accepting connections");
+        notify::stopping();
         app.set_ready(false);
         drop(public);
         drop(admin);

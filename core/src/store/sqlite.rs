@@ -359,6 +359,12 @@ impl SqliteStore {
         &self.path
     }
 
+    /// The number of migrations applied (`PRAGMA user_version`); after
+    /// [`SqliteStore::open`], all that this build knows.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(lock(&self.links).pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
     /// Runs `f` on the links connection, for modules that keep their own
     /// tables in this database (API keys, jobs). Do not call it re-entrantly.
     pub fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
