@@ -38,7 +38,7 @@ fn providers() -> Providers {
         "#,
         deps = deps.display()
     );
-    let providers = Providers::load(&Config::from_toml_str(&config).unwrap());
+    let providers = Config::from_toml_str(&config).unwrap().load_providers();
     assert!(providers.refused().is_empty(), "{:?}", providers.refused());
     providers
 }

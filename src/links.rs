@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use linkwright_core::Providers;
 use linkwright_core::app::link_service;
 use linkwright_core::config::Config;
 use linkwright_core::jobs::{self, JobRunner};
@@ -135,7 +134,7 @@ impl Links {
         let mut config = config.load()?;
         data.apply(&mut config);
         let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
-        let providers = Arc::new(Providers::load(&config));
+        let providers = Arc::new(config.load_providers());
         for r in providers.refused() {
             eprintln!("warning: provider `{}` refused: {}", r.name, r.error);
         }

@@ -3,14 +3,13 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use linkwright_core::Providers;
 use linkwright_core::config::{Config, ConfigError};
 use linkwright_core::view::ProviderView;
 
 /// Prints each loaded and refused provider; `--json`: the API's provider
 /// list (`GET /api/v1/providers`).
 pub(crate) fn plugins(config: &Config, as_json: bool) -> Result<ExitCode> {
-    let providers = Providers::load(config);
+    let providers = config.load_providers();
     if as_json {
         let all = ProviderView::all(&providers);
         println!("{}", serde_json::json!({ "providers": all }));
@@ -52,7 +51,7 @@ pub(crate) fn check_config(path: &std::path::Path) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let providers = Providers::load(&config);
+    let providers = config.load_providers();
     for r in providers.refused() {
         println!("{origin}: providers[{}]: {}", r.index, r.error);
     }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use linkwright_core::ClickIdGenerator;
 use linkwright_core::app::builder;
 use linkwright_core::links::CreateLinkRequest;
-use linkwright_core::{ClickIdGenerator, Providers};
 use serde_json::json;
 
 use crate::ConfigArg;
@@ -22,7 +22,7 @@ pub(crate) fn rewrite(
     inputs: Vec<String>,
 ) -> Result<ExitCode> {
     let config = config.load()?;
-    let providers = Arc::new(Providers::load(&config));
+    let providers = Arc::new(config.load_providers());
     for r in providers.refused() {
         eprintln!("warning: provider `{}` refused: {}", r.name, r.error);
     }

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use linkwright_core::Providers;
 use linkwright_core::app::App;
 use linkwright_core::config::Config;
 use linkwright_core::server::Server;
 
 pub(crate) fn serve(config: Config) -> Result<()> {
-    let providers = Arc::new(Providers::load(&config));
+    let providers = Arc::new(config.load_providers());
     for r in providers.refused() {
         tracing::warn!(provider = %r.name, reason = %r.error, "provider refused; serving without it");
     }

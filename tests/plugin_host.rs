@@ -22,7 +22,7 @@ fn load(providers: &[(&str, &Path, &str)]) -> Providers {
             file.display()
         ));
     }
-    Providers::load(&Config::from_toml_str(&text).unwrap())
+    Config::from_toml_str(&text).unwrap().load_providers()
 }
 
 /// The single refusal of a one-provider config.
@@ -83,7 +83,7 @@ fn plugin_not_found_names_the_file_and_every_folder_searched() {
         dir.display()
     ))
     .unwrap();
-    let providers = Providers::load(&config);
+    let providers = config.load_providers();
     let error = &providers.refused()[0].error;
     // The configured folder first, then the built-in ones: this test
     // binary's folder (cargo's `target/<profile>/deps`).

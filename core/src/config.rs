@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::click::MAX_NODE_ID;
+pub use crate::plugin::{PluginRef, ProviderConfig};
 
 /// The config file name looked for when none is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
@@ -398,6 +399,13 @@ pub struct CacheConfig {
     pub link_refresh: Duration,
 }
 
+impl Config {
+    /// Loads every enabled provider of this config from its plugin folders.
+    pub fn load_providers(&self) -> crate::plugin::Providers {
+        crate::plugin::Providers::load(&self.providers, &self.plugin_dirs)
+    }
+}
+
 /// `[click_log]`, validated.
 #[derive(Debug, Clone, Copy)]
 pub struct ClickLogConfig {
@@ -407,37 +415,6 @@ pub struct ClickLogConfig {
     pub batch_size: usize,
     /// Flush interval.
     pub flush_interval: Duration,
-}
-
-/// One provider instance.
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    /// Position in the config's `providers` array, for key paths in errors.
-    pub index: usize,
-    /// The provider's name.
-    pub name: String,
-    /// The plugin: a name or a resolved path.
-    pub plugin: PluginRef,
-    /// The provider's table, as JSON for the plugin.
-    pub settings: serde_json::Value,
-}
-
-/// How a provider names its plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PluginRef {
-    /// Found by name in the plugin folders.
-    Name(String),
-    /// An explicit file.
-    Path(PathBuf),
-}
-
-impl fmt::Display for PluginRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PluginRef::Name(n) => f.write_str(n),
-            PluginRef::Path(p) => write!(f, "{}", p.display()),
-        }
-    }
 }
 
 /// One problem in a config: the key path and what is wrong there.

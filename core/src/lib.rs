@@ -1,35 +1,37 @@
-//! linkwright core: configuration, the provider plugin host, click IDs,
-//! tracked-URL templates, the link store, the click log, metrics and the HTTP
-//! server.
+//! linkwright core: configuration, the link store, caches, the click log,
+//! metrics, the domain services (links, bulk jobs, reports, conversions) and
+//! the HTTP servers. The binary (`linkwright`) is a thin CLI over this crate.
 //!
-//! The binary (`linkwright`) is a thin CLI over this crate. `unsafe` code lives
-//! only in [`plugin::loader`], where plugin libraries are opened and called.
-#![deny(unsafe_code)]
+//! Below it: `linkwright-model` (click IDs, error codes, templates, shared
+//! tables) and `linkwright-plugin-host` (the only `unsafe` code besides the
+//! SDK), re-exported here as [`click`], [`error`], [`template`] and
+//! [`plugin`]. This crate has no `unsafe` code. See docs/ARCHITECTURE.md
+//! for the layers inside it.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod api;
 pub mod app;
 pub mod cache;
 pub mod classify;
-pub mod click;
 pub mod clicklog;
 pub mod clock;
 pub mod config;
 pub mod conversions;
-pub mod error;
 pub mod expand;
 pub mod jobs;
 pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod money;
-pub mod plugin;
 pub mod reports;
 pub mod server;
 pub mod shard;
 pub mod store;
-pub mod template;
 pub mod view;
+
+pub use linkwright_model::{click, error, template};
+pub use linkwright_plugin_host as plugin;
 
 pub use click::{ClickId, ClickIdGenerator};
 pub use config::Config;

@@ -245,7 +245,7 @@ mod tests {
         let mut config = crate::config::Config::from_toml_str("").expect("empty config");
         config.server.data_dir = dir.clone();
         config.server.max_concurrent_requests = max;
-        let providers = Arc::new(crate::plugin::Providers::load(&config));
+        let providers = Arc::new(config.load_providers());
         let app = Arc::new(super::super::App::new(&config, providers).expect("app"));
         let conn = Arc::new(Conn {
             app: Arc::new(super::super::PublicHost::new(app, &config.server)),

@@ -5,20 +5,57 @@
 //! A provider that fails to load is *refused*, with an error naming the file
 //! and the problem, and every other provider keeps working. A provider whose
 //! plugin panics is *poisoned*: it is never called again and routing skips it.
+//!
+//! This crate and the SDK's FFI layer are the only places with `unsafe`
+//! code, all of it in [`loader`]. It builds without any HTTP, storage or
+//! API dependency.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod loader;
 
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use linkwright_model::click::CLICK_ID_LEN;
+use linkwright_model::error::{BuildError, ErrorCode};
+use linkwright_model::template::Template;
 use linkwright_plugin_sdk::Status;
 use tracing::{error, warn};
 
-use crate::click::CLICK_ID_LEN;
-use crate::config::{Config, PluginRef, ProviderConfig};
-use crate::error::{BuildError, ErrorCode};
-use crate::template::Template;
 pub use loader::{Instance, Library};
+
+/// One provider instance, as the config declares it.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Position in the config's `providers` array, for key paths in errors.
+    pub index: usize,
+    /// The provider's name.
+    pub name: String,
+    /// The plugin: a name or a resolved path.
+    pub plugin: PluginRef,
+    /// The provider's table, as JSON for the plugin.
+    pub settings: serde_json::Value,
+}
+
+/// How a provider names its plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    /// Found by name in the plugin folders.
+    Name(String),
+    /// An explicit file.
+    Path(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Name(n) => f.write_str(n),
+            PluginRef::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
 
 /// Why a plugin or a provider instance could not be loaded. Every message
 /// names the file.
@@ -272,10 +309,10 @@ pub struct Providers {
 impl Providers {
     /// Loads every enabled provider in the config. Failures are recorded, not
     /// fatal: see [`refused`](Self::refused).
-    pub fn load(config: &Config) -> Providers {
+    pub fn load(configured: &[ProviderConfig], dirs: &[PathBuf]) -> Providers {
         let mut providers = Providers::default();
-        for pc in &config.providers {
-            match load_provider(pc, &config.plugin_dirs) {
+        for pc in configured {
+            match load_provider(pc, dirs) {
                 Ok(instance) => providers.loaded.push(Provider {
                     name: pc.name.clone(),
                     index: pc.index,

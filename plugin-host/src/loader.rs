@@ -1,4 +1,4 @@
-//! The only `unsafe` code in core: opening plugin libraries, checking their
+//! The only `unsafe` code of the host: opening plugin libraries, checking their
 //! descriptors, and calling their entry points.
 //!
 //! Every library is opened once per process (a registry keyed by canonical
