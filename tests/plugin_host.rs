@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use common::{compile_c, plugin_file, repo_root, scratch};
 use linkwright_core::config::Config;
-use linkwright_core::plugin::{PluginError, Providers};
+use linkwright_core::plugin::{LoadError, Providers};
 use linkwright_core::{BuildRequest, ClickIdGenerator, ErrorCode};
 
 /// Loads a config whose providers name plugin files directly.
@@ -26,7 +26,7 @@ fn load(providers: &[(&str, &Path, &str)]) -> Providers {
 }
 
 /// The single refusal of a one-provider config.
-fn refusal(file: &Path, settings: &str) -> PluginError {
+fn refusal(file: &Path, settings: &str) -> LoadError {
     let providers = load(&[("p", file, settings)]);
     assert!(providers.loaded().is_empty(), "{file:?} should be refused");
     assert_eq!(providers.refused().len(), 1);
@@ -92,7 +92,7 @@ fn plugin_not_found_names_the_file_and_every_folder_searched() {
     assert_eq!(searched[1], common::deps_dir());
     assert_eq!(
         error,
-        &PluginError::NotFound {
+        &LoadError::NotFound {
             plugin: "nosuch".into(),
             file_name: "liblinkwright_nosuch.so".into(),
             searched,
@@ -113,7 +113,7 @@ fn missing_plugin_path_is_refused() {
     let path = scratch("missing").join("libnothing.so");
     assert!(matches!(
         refusal(&path, ""),
-        PluginError::Missing { path: p, .. } if p == path
+        LoadError::Missing { path: p, .. } if p == path
     ));
 }
 
@@ -123,7 +123,7 @@ fn file_that_is_not_a_shared_library_is_refused() {
     std::fs::write(&path, "this is not an ELF file\n").unwrap();
     let path = path.canonicalize().unwrap();
     let error = refusal(&path, "");
-    let PluginError::NotALibrary { path: p, reason } = &error else {
+    let LoadError::NotALibrary { path: p, reason } = &error else {
         panic!("unexpected {error:?}");
     };
     assert_eq!(p, &path);
@@ -138,7 +138,7 @@ fn file_that_is_not_a_shared_library_is_refused() {
 fn library_without_the_entry_symbol_is_not_a_plugin() {
     let path = bad_c_plugin("NO_SYMBOL");
     let error = refusal(&path, "");
-    assert_eq!(error, PluginError::NoEntrySymbol { path: path.clone() });
+    assert_eq!(error, LoadError::NoEntrySymbol { path: path.clone() });
     assert_eq!(
         error.to_string(),
         format!(
@@ -167,7 +167,7 @@ fn descriptor_with_another_major_is_refused() {
     let path = bad_c_plugin("MAJOR_FIELD_MISMATCH");
     assert_eq!(
         refusal(&path, ""),
-        PluginError::AbiMismatch {
+        LoadError::AbiMismatch {
             path,
             exports: "linkwright_plugin_v1 with a descriptor for ABI major 7".into(),
         }
@@ -181,7 +181,7 @@ fn descriptor_with_another_major_is_refused() {
 fn misaligned_descriptor_is_refused_before_it_is_read() {
     let path = bad_c_plugin("MISALIGNED");
     match refusal(&path, "") {
-        PluginError::MisalignedDescriptor {
+        LoadError::MisalignedDescriptor {
             path: p,
             address,
             align,
@@ -200,7 +200,7 @@ fn bad_magic_is_refused() {
     let error = refusal(&path, "");
     assert_eq!(
         error,
-        PluginError::BadMagic {
+        LoadError::BadMagic {
             path: path.clone(),
             found: 0xDEAD_BEEF
         }
@@ -218,7 +218,7 @@ fn descriptor_too_small_is_refused() {
     let path = bad_c_plugin("SMALL_STRUCT");
     assert_eq!(
         refusal(&path, ""),
-        PluginError::DescriptorTooSmall {
+        LoadError::DescriptorTooSmall {
             path,
             size: 16,
             expected: 88, // ABI 1.0 on a 64-bit target
@@ -229,7 +229,7 @@ fn descriptor_too_small_is_refused() {
 #[test]
 fn null_descriptor_is_refused() {
     let path = bad_c_plugin("NULL_DESCRIPTOR");
-    assert_eq!(refusal(&path, ""), PluginError::NullDescriptor { path });
+    assert_eq!(refusal(&path, ""), LoadError::NullDescriptor { path });
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn descriptor_without_build_is_refused() {
     let path = bad_c_plugin("MISSING_BUILD");
     assert_eq!(
         refusal(&path, ""),
-        PluginError::MissingFunction {
+        LoadError::MissingFunction {
             path,
             which: "build"
         }
@@ -250,7 +250,7 @@ fn failing_init_is_refused_with_the_plugins_message() {
     let error = refusal(&path, "");
     assert_eq!(
         error,
-        PluginError::InitFailed {
+        LoadError::InitFailed {
             path: path.clone(),
             message: "database of widgets missing".into()
         }
@@ -270,7 +270,7 @@ fn rejected_config_carries_the_plugins_own_message() {
     let error = refusal(&path, "reject = \"widgets must be blue\"");
     assert_eq!(
         error,
-        PluginError::ConfigRejected {
+        LoadError::ConfigRejected {
             provider: "p".into(),
             path: path.clone(),
             message: "widgets must be blue".into(),
@@ -288,7 +288,7 @@ fn rejected_config_carries_the_plugins_own_message() {
 #[test]
 fn bundled_plugin_rejects_an_unknown_key_naming_it() {
     let path = plugin_file("amazon").canonicalize().unwrap();
-    let PluginError::ConfigRejected { message, .. } = refusal(&path, "tagz = {}") else {
+    let LoadError::ConfigRejected { message, .. } = refusal(&path, "tagz = {}") else {
         panic!("expected a config rejection");
     };
     assert!(message.contains("tagz"), "{message}");
@@ -299,7 +299,7 @@ fn panic_while_configuring_is_caught_and_reported() {
     let path = plugin_file("fixture").canonicalize().unwrap();
     assert_eq!(
         refusal(&path, "panic_on_new = true"),
-        PluginError::Panicked {
+        LoadError::Panicked {
             provider: "p".into(),
             path,
             message: "plugin panicked: fixture asked to panic in new".into(),
@@ -442,7 +442,7 @@ fn c_plugin_rejects_bad_config_with_its_message() {
         &dir,
         "libc_example.so",
     );
-    let PluginError::ConfigRejected { message, .. } = refusal(&file, "other = 1") else {
+    let LoadError::ConfigRejected { message, .. } = refusal(&file, "other = 1") else {
         panic!("expected a config rejection");
     };
     assert!(message.contains("affiliate_id"), "{message}");

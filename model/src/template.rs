@@ -1,30 +1,34 @@
-//! Tracked-URL templates as the host keeps them: the bytes before and after
-//! the click sub-ID slot, filled on every click without calling the plugin.
+//! Tracked-URL templates as the host keeps them: what a plugin built (the
+//! SDK's [`Built`]: the bytes before and after the click sub-ID slot, the
+//! destination, the sub-ID's limits) and which provider built it; filled on
+//! every click without calling the plugin.
 
-use linkwright_plugin_sdk::SubIdEncoding;
+use std::ops::Deref;
+
+pub use linkwright_plugin_sdk::Template as Built;
 
 use crate::click::ClickId;
 
 /// The text that stands for the sub-ID slot when a template is shown.
 pub const SLOT: &str = "{click_id}";
 
-/// A tracked-URL template built by a provider for one destination.
+/// A tracked-URL template built by a provider for one destination: the
+/// plugin's [`Built`] template (its fields read through `Deref`) and the
+/// provider instance that built it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     /// The provider instance that built it.
     pub provider: String,
-    /// Bytes before the slot.
-    pub prefix: String,
-    /// Bytes after the slot.
-    pub suffix: String,
-    /// The canonical destination.
-    pub destination: String,
-    /// The marketplace, region or advertiser key.
-    pub marketplace: Option<String>,
-    /// Longest sub-ID the network keeps; 0 for no limit.
-    pub subid_max_len: u32,
-    /// Characters the sub-ID may hold.
-    pub subid_encoding: SubIdEncoding,
+    /// What the plugin built.
+    pub built: Built,
+}
+
+impl Deref for Template {
+    type Target = Built;
+
+    fn deref(&self) -> &Built {
+        &self.built
+    }
 }
 
 impl Template {
@@ -56,12 +60,14 @@ mod tests {
     fn template(prefix: &str, suffix: &str) -> Template {
         Template {
             provider: "p".into(),
-            prefix: prefix.into(),
-            suffix: suffix.into(),
-            destination: "https://shop.test/x".into(),
-            marketplace: None,
-            subid_max_len: 0,
-            subid_encoding: SubIdEncoding::Alphanumeric,
+            built: Built {
+                prefix: prefix.into(),
+                suffix: suffix.into(),
+                destination: "https://shop.test/x".into(),
+                marketplace: None,
+                subid_max_len: 0,
+                subid_encoding: linkwright_plugin_sdk::SubIdEncoding::Alphanumeric,
+            },
         }
     }
 

@@ -60,7 +60,7 @@ impl fmt::Display for PluginRef {
 /// Why a plugin or a provider instance could not be loaded. Every message
 /// names the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PluginError {
+pub enum LoadError {
     /// No file for a plugin name in any plugin folder.
     #[error(
         "plugin `{plugin}` not found: no {file_name} in {}",
@@ -216,7 +216,7 @@ pub fn plugin_file_name(plugin: &str) -> String {
 }
 
 /// Finds the file for a plugin reference.
-pub fn resolve(plugin: &PluginRef, dirs: &[PathBuf]) -> Result<PathBuf, PluginError> {
+pub fn resolve(plugin: &PluginRef, dirs: &[PathBuf]) -> Result<PathBuf, LoadError> {
     match plugin {
         PluginRef::Path(p) => Ok(p.clone()),
         PluginRef::Name(name) => {
@@ -224,7 +224,7 @@ pub fn resolve(plugin: &PluginRef, dirs: &[PathBuf]) -> Result<PathBuf, PluginEr
             dirs.iter()
                 .map(|d| d.join(&file_name))
                 .find(|p| p.is_file())
-                .ok_or_else(|| PluginError::NotFound {
+                .ok_or_else(|| LoadError::NotFound {
                     plugin: name.clone(),
                     file_name,
                     searched: dirs.to_vec(),
@@ -279,7 +279,7 @@ pub struct Refused {
     /// The file, if one was found.
     pub file: Option<PathBuf>,
     /// Why it was refused.
-    pub error: PluginError,
+    pub error: LoadError,
 }
 
 /// What to build a template for.
@@ -443,12 +443,7 @@ fn call(
     };
     let template = Template {
         provider: name.to_owned(),
-        prefix: built.prefix,
-        suffix: built.suffix,
-        destination: built.destination,
-        marketplace: built.marketplace,
-        subid_max_len: built.subid_max_len,
-        subid_encoding: built.subid_encoding,
+        built,
     };
     check_template(&template)?;
     Ok(Some(template))
@@ -485,20 +480,20 @@ fn check_template(t: &Template) -> Result<(), BuildError> {
 fn load_provider(
     pc: &ProviderConfig,
     dirs: &[PathBuf],
-) -> Result<Instance, (Option<PathBuf>, PluginError)> {
+) -> Result<Instance, (Option<PathBuf>, LoadError)> {
     let path = resolve(&pc.plugin, dirs).map_err(|e| (None, e))?;
     let library = loader::load(&path).map_err(|e| (Some(path.clone()), e))?;
     let config_json = pc.settings.to_string();
     Instance::new(Arc::clone(&library), &config_json).map_err(|e| {
         let path = library.path.clone();
         let error = if e.status == Some(Status::Panic) {
-            PluginError::Panicked {
+            LoadError::Panicked {
                 provider: pc.name.clone(),
                 path: path.clone(),
                 message: e.message,
             }
         } else {
-            PluginError::ConfigRejected {
+            LoadError::ConfigRejected {
                 provider: pc.name.clone(),
                 path: path.clone(),
                 message: e.message,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use linkwright_plugin_sdk::abi::{self, field, status};
 use linkwright_plugin_sdk::{Status, SubIdEncoding};
 
-use super::PluginError;
+use super::LoadError;
 
 /// A checked, initialised plugin library. Lives for the rest of the process.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub struct Library {
 /// `describe`.
 const MIN_DESCRIPTOR_SIZE: usize = size_of::<abi::PluginDescriptor>();
 
-type Registry = Mutex<HashMap<PathBuf, Result<Arc<Library>, PluginError>>>;
+type Registry = Mutex<HashMap<PathBuf, Result<Arc<Library>, LoadError>>>;
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -52,8 +52,8 @@ fn registry() -> &'static Registry {
 
 /// Loads the plugin at `path`, or returns the result of loading it before:
 /// a file is opened and initialised at most once per process.
-pub fn load(path: &Path) -> Result<Arc<Library>, PluginError> {
-    let canonical = std::fs::canonicalize(path).map_err(|e| PluginError::Missing {
+pub fn load(path: &Path) -> Result<Arc<Library>, LoadError> {
+    let canonical = std::fs::canonicalize(path).map_err(|e| LoadError::Missing {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
@@ -66,12 +66,12 @@ pub fn load(path: &Path) -> Result<Arc<Library>, PluginError> {
         .clone()
 }
 
-fn open_and_check(path: &Path) -> Result<Library, PluginError> {
+fn open_and_check(path: &Path) -> Result<Library, LoadError> {
     let flags = libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_NODELETE;
     // SAFETY: opening a library runs its initialisers; plugins are trusted code
     // chosen by the operator. We hold the registry lock, so no two threads load.
     let lib = unsafe { libloading::os::unix::Library::open(Some(path), flags) }.map_err(|e| {
-        PluginError::NotALibrary {
+        LoadError::NotALibrary {
             path: path.to_owned(),
             reason: error_chain(&e),
         }
@@ -87,11 +87,11 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
         // the promise never to dlclose a plugin.
         std::mem::forget(lib);
         return Err(if others.is_empty() {
-            PluginError::NoEntrySymbol {
+            LoadError::NoEntrySymbol {
                 path: path.to_owned(),
             }
         } else {
-            PluginError::AbiMismatch {
+            LoadError::AbiMismatch {
                 path: path.to_owned(),
                 exports: others
                     .iter()
@@ -109,7 +109,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
     // trusting anything but its first two fields.
     let ptr = unsafe { entry() };
     if ptr.is_null() {
-        return Err(PluginError::NullDescriptor {
+        return Err(LoadError::NullDescriptor {
             path: path.to_owned(),
         });
     }
@@ -118,7 +118,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
     // than read through it (a misaligned reference is undefined behaviour).
     let align = std::mem::align_of::<abi::PluginDescriptor>();
     if !ptr.is_aligned() {
-        return Err(PluginError::MisalignedDescriptor {
+        return Err(LoadError::MisalignedDescriptor {
             path: path.to_owned(),
             address: ptr as usize,
             align,
@@ -132,13 +132,13 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
         (head.read(), head.add(1).read())
     };
     if magic != abi::PLUGIN_MAGIC {
-        return Err(PluginError::BadMagic {
+        return Err(LoadError::BadMagic {
             path: path.to_owned(),
             found: magic,
         });
     }
     if (size as usize) < MIN_DESCRIPTOR_SIZE {
-        return Err(PluginError::DescriptorTooSmall {
+        return Err(LoadError::DescriptorTooSmall {
             path: path.to_owned(),
             size,
             expected: MIN_DESCRIPTOR_SIZE,
@@ -149,7 +149,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
     // library that is never unloaded.
     let d: &'static abi::PluginDescriptor = unsafe { &*ptr };
     if d.abi_major != abi::ABI_MAJOR {
-        return Err(PluginError::AbiMismatch {
+        return Err(LoadError::AbiMismatch {
             path: path.to_owned(),
             exports: format!(
                 "{} with a descriptor for ABI major {}",
@@ -158,7 +158,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
             ),
         });
     }
-    let missing = |which: &'static str| PluginError::MissingFunction {
+    let missing = |which: &'static str| LoadError::MissingFunction {
         path: path.to_owned(),
         which,
     };
@@ -170,7 +170,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
     // SAFETY: as above.
     let version = unsafe { str_from_abi(d.version) }.unwrap_or_default();
     if name.is_empty() {
-        return Err(PluginError::MissingFunction {
+        return Err(LoadError::MissingFunction {
             path: path.to_owned(),
             which: "name",
         });
@@ -181,7 +181,7 @@ fn open_and_check(path: &Path) -> Result<Library, PluginError> {
         // SAFETY: checked descriptor; `out` outlives the call.
         let code = unsafe { init(&out.abi()) };
         if code != status::OK {
-            return Err(PluginError::InitFailed {
+            return Err(LoadError::InitFailed {
                 path: path.to_owned(),
                 message: out.message(code),
             });
@@ -300,23 +300,6 @@ impl OutputBuf {
     }
 }
 
-/// Fields of a successful build, as the plugin wrote them.
-#[derive(Debug)]
-pub struct Built {
-    /// Template bytes before the slot.
-    pub prefix: String,
-    /// Template bytes after the slot.
-    pub suffix: String,
-    /// Canonical destination.
-    pub destination: String,
-    /// Marketplace key, if any.
-    pub marketplace: Option<String>,
-    /// Longest sub-ID kept; 0 for no limit.
-    pub subid_max_len: u32,
-    /// Allowed characters.
-    pub subid_encoding: SubIdEncoding,
-}
-
 /// A failed plugin call: the status (or an unknown code) and the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallError {
@@ -391,7 +374,7 @@ impl Instance {
         input: &str,
         marketplace: Option<&str>,
         params: &[(String, String)],
-    ) -> Result<Built, CallError> {
+    ) -> Result<linkwright_plugin_sdk::Template, CallError> {
         let abi_params: Vec<abi::Param> = params
             .iter()
             .map(|(k, v)| abi::Param {
@@ -445,7 +428,7 @@ impl Instance {
             ),
         })?;
         let marketplace = text(out.marketplace, "marketplace")?;
-        Ok(Built {
+        Ok(linkwright_plugin_sdk::Template {
             prefix: text(out.prefix, "template prefix")?,
             suffix: text(out.suffix, "template suffix")?,
             destination: text(out.destination, "destination")?,

@@ -314,8 +314,8 @@ pub(super) async fn rewrite(
                 body: serde_json::to_value(RewriteBody {
                     template: t.display(),
                     provider: t.provider,
-                    destination: t.destination,
-                    marketplace: t.marketplace,
+                    destination: t.built.destination,
+                    marketplace: t.built.marketplace,
                 })
                 .unwrap_or_default(),
                 request,

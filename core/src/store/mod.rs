@@ -116,12 +116,14 @@ impl Link {
     pub fn template(&self) -> Template {
         Template {
             provider: self.provider.clone(),
-            prefix: self.template_prefix.clone(),
-            suffix: self.template_suffix.clone(),
-            destination: self.destination.clone(),
-            marketplace: self.marketplace.clone(),
-            subid_max_len: self.subid_max_len,
-            subid_encoding: self.subid_encoding,
+            built: linkwright_model::template::Built {
+                prefix: self.template_prefix.clone(),
+                suffix: self.template_suffix.clone(),
+                destination: self.destination.clone(),
+                marketplace: self.marketplace.clone(),
+                subid_max_len: self.subid_max_len,
+                subid_encoding: self.subid_encoding,
+            },
         }
     }
 }
