@@ -1,0 +1,304 @@
+//! The config file as written: serde structures, every field optional
+//! where a default exists. Only [`super::compile`] reads them.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The config file as written: every field optional where a default exists.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawConfig {
+    /// Where plugin files are looked for.
+    #[serde(default)]
+    pub(super) plugins: RawPlugins,
+    /// Click ID generation.
+    #[serde(default)]
+    pub(super) click_ids: RawClickIds,
+    /// One entry per provider instance.
+    #[serde(default)]
+    pub(super) providers: Vec<RawProvider>,
+    /// The HTTP listeners.
+    #[serde(default)]
+    pub(super) server: RawServer,
+    /// In-memory caches.
+    #[serde(default)]
+    pub(super) cache: RawCache,
+    /// The click log's queue and writer.
+    #[serde(default)]
+    pub(super) click_log: RawClickLog,
+    /// The admin API.
+    #[serde(default)]
+    pub(super) api: RawApi,
+    /// Outbound HTTP (short-link expansion).
+    #[serde(default)]
+    pub(super) upstream: RawUpstream,
+    /// Conversion import: report formats and pulling from Awin.
+    #[serde(default)]
+    pub(super) conversions: RawConversions,
+}
+
+/// `[conversions]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawConversions {
+    /// Per report format (`amazon-earnings`, `amazon-orders`,
+    /// `amazon-bounty`, `awin-csv`, `awin-json`): how its files are read.
+    pub(super) formats: std::collections::BTreeMap<String, RawConversionFormat>,
+    /// Pulling transactions from Awin's publisher API.
+    pub(super) awin: RawAwinPull,
+}
+
+/// `[conversions.formats.<format>]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawConversionFormat {
+    /// Field → the report's column header: a string, or a list of headers
+    /// tried in order (`sub_id = ["Sub Tag", "SubTag"]`). Fields not given
+    /// keep their default headers.
+    pub(super) columns: std::collections::BTreeMap<String, RawColumnHeaders>,
+    /// ISO 4217 currency of the amounts when the report does not name one.
+    pub(super) currency: Option<String>,
+    /// How to read slashed or dashed dates whose year comes last: `mdy`
+    /// (11/03/2026 is 3 November) or `dmy` (03/11/2026 is 3 November).
+    /// Default: `mdy` for Amazon, `dmy` for Awin.
+    pub(super) date_order: Option<String>,
+}
+
+/// One header or several alternatives.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawColumnHeaders {
+    /// One header.
+    One(String),
+    /// Headers tried in order.
+    Many(Vec<String>),
+}
+
+/// `[conversions.awin]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawAwinPull {
+    /// Base URL of the Awin API.
+    pub(super) api_base: String,
+    /// Your Awin publisher id (digits); needed to pull.
+    pub(super) publisher_id: Option<String>,
+    /// The environment variable holding the OAuth token (never put the
+    /// token itself in the config file).
+    pub(super) token_env: String,
+    /// The API's call budget: calls start at least 60 s / this apart.
+    pub(super) calls_per_minute: u32,
+    /// Time limit of one call.
+    pub(super) timeout_ms: u64,
+    /// Retries of a transient failure (timeout, 408, 429, 5xx).
+    pub(super) retries: u32,
+    /// First retry delay; doubles each time.
+    pub(super) backoff_ms: u64,
+    /// The most bytes read of one answer.
+    pub(super) max_response_bytes: usize,
+}
+
+impl Default for RawAwinPull {
+    fn default() -> Self {
+        let d = crate::conversions::AwinPullConfig::default();
+        RawAwinPull {
+            api_base: d.api_base,
+            publisher_id: d.publisher_id,
+            token_env: d.token_env,
+            calls_per_minute: d.calls_per_minute,
+            timeout_ms: d.timeout.as_millis() as u64,
+            retries: d.retries,
+            backoff_ms: d.backoff.as_millis() as u64,
+            max_response_bytes: d.max_response_bytes,
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawApi {
+    /// Requests per minute per API key; 0: unlimited.
+    pub(super) rate_limit_per_minute: u32,
+    /// Requests a key may make at once before the rate applies.
+    pub(super) rate_limit_burst: u32,
+    /// Host names bulk-job webhooks may call; empty: webhooks are refused.
+    pub(super) webhook_hosts: Vec<String>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            rate_limit_per_minute: 600,
+            rate_limit_burst: 60,
+            webhook_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawUpstream {
+    /// Per-request timeout of outbound calls.
+    pub(super) timeout_ms: u64,
+    /// Most redirects followed when expanding a short link.
+    pub(super) max_hops: u32,
+    /// Retries of transient failures.
+    pub(super) retries: u32,
+    /// First retry delay; doubles each time.
+    pub(super) backoff_ms: u64,
+    /// Send requests for a short-link host to another base URL instead
+    /// (`{ "amzn.to" = "http://127.0.0.1:8099" }`), for tests and egress proxies.
+    pub(super) short_link_override: std::collections::HashMap<String, String>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            timeout_ms: 5_000,
+            max_hops: 5,
+            retries: 2,
+            backoff_ms: 200,
+            short_link_override: Default::default(),
+        }
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawServer {
+    /// Address of the public redirect host.
+    pub(super) public_addr: String,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`, API).
+    pub(super) admin_addr: String,
+    /// Base URL of short links (`https://go.example.com`); default:
+    /// `http://<public_addr>`.
+    pub(super) public_base_url: Option<String>,
+    /// Folder of the embedded store, relative to the config file.
+    pub(super) data_dir: PathBuf,
+    /// A client must send its request headers within this time.
+    pub(super) header_read_timeout_ms: u64,
+    /// A request must be answered within this time.
+    pub(super) request_timeout_ms: u64,
+    /// Requests served at once per listener; more are shed with 503.
+    pub(super) max_concurrent_requests: usize,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub(super) shutdown_grace_ms: u64,
+    /// A header set by a trusted proxy carrying the visitor's country
+    /// (`CF-IPCountry`); empty: none.
+    pub(super) trusted_country_header: String,
+    /// Redirect status: 302 or 307 (never 301: browsers cache it).
+    pub(super) redirect_status: u16,
+    /// Listen backlog of the public socket.
+    pub(super) listen_backlog: u32,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            public_addr: "127.0.0.1:8080".into(),
+            admin_addr: "127.0.0.1:9090".into(),
+            public_base_url: None,
+            data_dir: PathBuf::from("data"),
+            header_read_timeout_ms: 10_000,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 10_000,
+            shutdown_grace_ms: 10_000,
+            trusted_country_header: String::new(),
+            redirect_status: 302,
+            listen_backlog: 4096,
+        }
+    }
+}
+
+/// `[cache]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawCache {
+    /// Links kept in memory by code.
+    pub(super) max_links: usize,
+    /// Unknown codes remembered, so scans of random codes do not reach the store.
+    pub(super) max_missing: usize,
+    /// Middleware-mode (`/go?url=`) URLs kept in memory.
+    pub(super) max_go_urls: usize,
+    /// How often a server reads the link changes made by other processes
+    /// (the CLI, other instances sharing the store).
+    pub(super) link_refresh_ms: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        RawCache {
+            max_links: 1_000_000,
+            max_missing: 100_000,
+            max_go_urls: 100_000,
+            link_refresh_ms: 1_000,
+        }
+    }
+}
+
+/// `[click_log]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawClickLog {
+    /// Click events waiting for the writer; when full, new events are dropped
+    /// and counted.
+    pub(super) queue_capacity: usize,
+    /// Most events written in one transaction.
+    pub(super) batch_size: usize,
+    /// The writer flushes at least this often. A crash loses at most the
+    /// events of one window.
+    pub(super) flush_interval_ms: u64,
+}
+
+impl Default for RawClickLog {
+    fn default() -> Self {
+        RawClickLog {
+            queue_capacity: 131_072,
+            batch_size: 4_096,
+            flush_interval_ms: 200,
+        }
+    }
+}
+
+/// `[plugins]`
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawPlugins {
+    /// Folders searched for plugin files first, in order. Relative paths are
+    /// taken from the config file's folder. After them come the built-in
+    /// places ([`default_plugin_dirs`]): the running executable's folder, its
+    /// `deps/` subfolder (where cargo puts dependency libraries) and, for an
+    /// executable installed in `<prefix>/bin`, `<prefix>/lib/linkwright/plugins`.
+    #[serde(default)]
+    pub(super) dirs: Vec<PathBuf>,
+}
+
+/// `[click_ids]`
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawClickIds {
+    /// This instance's node id, 0..=4095; unique per instance that shares a
+    /// store, so click IDs never collide without coordination.
+    #[serde(default)]
+    pub(super) node_id: u64,
+}
+
+/// `[[providers]]`
+#[derive(Debug, Deserialize)]
+pub(super) struct RawProvider {
+    /// The provider's name: how links, metrics and the API refer to it.
+    pub(super) name: Option<String>,
+    /// The plugin that implements it: a name (`amazon` → `liblinkwright_amazon.so`
+    /// in the plugin folders) or a path to a shared library.
+    pub(super) plugin: Option<String>,
+    /// Set to false to keep the entry but not load it.
+    #[serde(default = "default_true")]
+    pub(super) enabled: bool,
+    /// The provider's own settings, handed to the plugin as a JSON object.
+    #[serde(default)]
+    pub(super) config: toml::Table,
+}
+
+fn default_true() -> bool {
+    true
+}
