@@ -1,0 +1,175 @@
+//! The report query: clicks from the rollup and counted conversions, summed
+//! per group in one read transaction.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use super::*;
+use crate::store::stats::{COUNTED, Sums};
+use crate::store::{SqliteStore, StoreError};
+
+/// Runs a report on its own read-only connection to the store's file, so
+/// that a long report holds up neither link lookups nor the click writer
+/// (WAL readers do not block writers). Clicks and conversions are read in
+/// one transaction: one consistent snapshot.
+pub fn run(store: &SqliteStore, query: &ReportQuery) -> Result<Report, StoreError> {
+    let conn = Connection::open_with_flags(
+        store.path(),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", true)?;
+    report(&conn, query)
+}
+
+/// The report over `conn` (a connection to the store's database, with no
+/// transaction open: the report reads in a transaction of its own).
+pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let (from, to) = (query.from_day, query.to_day);
+    let (from_ms, end_ms) = (from * MS_PER_DAY, (to + 1) * MS_PER_DAY);
+    // Group key → (link name, sums); a BTreeMap keeps rows sorted by key.
+    let mut groups: BTreeMap<String, (Option<String>, Sums)> = BTreeMap::new();
+    let mut currencies = BTreeSet::new();
+    let mut add = |key: String, name: Option<String>, sums: Sums| {
+        let entry = groups.entry(key).or_insert((None, Sums::default()));
+        if entry.0.is_none() {
+            entry.0 = name;
+        }
+        entry.1.add(&sums);
+    };
+    if query.group_by == GroupBy::Day {
+        for day in from..=to {
+            add(day_string(day), None, Sums::default());
+        }
+        // Driven by `links` so that each link's rollup rows are one range
+        // seek on the (link_id, day) key rather than a scan of every day.
+        let mut stmt = tx.prepare(
+            "SELECT r.day, sum(r.clicks), sum(r.bot_hits) \
+             FROM links l CROSS JOIN click_rollup r ON r.link_id = l.id AND r.day BETWEEN ?1 AND ?2 \
+             GROUP BY r.day",
+        )?;
+        let mut rows = stmt.query(params![from, to])?;
+        while let Some(r) = rows.next()? {
+            add(
+                day_string(r.get(0)?),
+                None,
+                Sums::clicks(r.get(1)?, r.get(2)?),
+            );
+        }
+        let mut stmt = tx.prepare(&format!(
+            "SELECT c.event_ms / {MS_PER_DAY}, c.currency, count(*), sum(c.quantity - c.returns), \
+                    sum(c.revenue_micros), sum(c.commission_micros) \
+             FROM conversions c WHERE c.event_ms >= ?1 AND c.event_ms < ?2 AND {COUNTED} \
+             GROUP BY 1, 2"
+        ))?;
+        let mut rows = stmt.query(params![from_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            if let Some(c) = r.get::<_, Option<String>>(1)?.filter(|c| !c.is_empty()) {
+                currencies.insert(c);
+            }
+            add(
+                day_string(r.get(0)?),
+                None,
+                Sums::conversions(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+            );
+        }
+    } else {
+        let g = query.group_by;
+        let mut stmt = tx.prepare(
+            "SELECT l.code, l.name, l.campaign, l.provider, l.marketplace, \
+                    sum(r.clicks), sum(r.bot_hits) \
+             FROM links l CROSS JOIN click_rollup r ON r.link_id = l.id AND r.day BETWEEN ?1 AND ?2 \
+             GROUP BY l.id",
+        )?;
+        let mut rows = stmt.query(params![from, to])?;
+        while let Some(r) = rows.next()? {
+            let code: String = r.get(0)?;
+            let (key, name) = match g {
+                GroupBy::Link => (code, r.get(1)?),
+                GroupBy::Campaign => (or_none(r.get(2)?), None),
+                GroupBy::Provider => (r.get(3)?, None),
+                _ => (or_none(r.get(4)?), None),
+            };
+            add(key, name, Sums::clicks(r.get(5)?, r.get(6)?));
+        }
+        let mut stmt = tx.prepare(&format!(
+            "SELECT l.code, l.name, l.campaign, l.marketplace, coalesce(l.provider, c.provider), \
+                    c.currency, count(*), sum(c.quantity - c.returns), sum(c.revenue_micros), \
+                    sum(c.commission_micros) \
+             FROM conversions c LEFT JOIN links l ON l.id = c.link_id \
+             WHERE c.event_ms >= ?1 AND c.event_ms < ?2 AND {COUNTED} \
+             GROUP BY c.link_id, c.provider, c.currency"
+        ))?;
+        let mut rows = stmt.query(params![from_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            // No link: `link_id` NULL (or naming a link that is not there).
+            let code: Option<String> = r.get(0)?;
+            let attributed = code.is_some();
+            let (key, name) = match g {
+                GroupBy::Link => match code {
+                    Some(code) => (code, r.get(1)?),
+                    None => (UNATTRIBUTED.to_owned(), None),
+                },
+                GroupBy::Provider => (r.get(4)?, None),
+                GroupBy::Campaign if attributed => (or_none(r.get(2)?), None),
+                GroupBy::Marketplace if attributed => (or_none(r.get(3)?), None),
+                _ => (UNATTRIBUTED.to_owned(), None),
+            };
+            if let Some(c) = r.get::<_, Option<String>>(5)?.filter(|c| !c.is_empty()) {
+                currencies.insert(c);
+            }
+            add(
+                key,
+                name,
+                Sums::conversions(r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?),
+            );
+        }
+    }
+    drop(tx);
+    let mut total = Sums::default();
+    let rows = groups
+        .into_iter()
+        .map(|(key, (name, sums))| {
+            total.add(&sums);
+            row(&sums, key, name)
+        })
+        .collect();
+    Ok(Report {
+        from: day_string(from),
+        to: day_string(to),
+        group_by: query.group_by,
+        rows,
+        totals: row(&total, TOTAL.to_owned(), None),
+        currencies: currencies.into_iter().collect(),
+    })
+}
+
+fn or_none(value: Option<String>) -> String {
+    value
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| NONE.to_owned())
+}
+
+/// A report row of a group's sums.
+fn row(sums: &Sums, group: String, name: Option<String>) -> ReportRow {
+    let rate = if sums.clicks == 0 {
+        0.0
+    } else {
+        (sums.conversions as f64 / sums.clicks as f64 * 1e6).round() / 1e6
+    };
+    ReportRow {
+        group,
+        name,
+        clicks: sums.clicks,
+        bot_hits: sums.bot_hits,
+        conversions: sums.conversions,
+        items: sums.items,
+        revenue: Micros(sums.revenue),
+        commission: Micros(sums.commission),
+        conversion_rate: rate,
+        earnings_per_click: Micros(sums.commission).per(sums.clicks),
+    }
+}
