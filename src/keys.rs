@@ -64,11 +64,7 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
                 "created key {} ({}) with scopes {}; store it now, it is not shown again:",
                 key.id,
                 key.name,
-                key.scopes
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                scopes_text(&key.scopes, ", ")
             );
             println!("{secret}");
         }
@@ -79,11 +75,7 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
                     "{}\t{}\t{}\t{}",
                     key.id,
                     key.name,
-                    key.scopes
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    scopes_text(&key.scopes, ","),
                     if key.revoked { "revoked" } else { "active" }
                 );
             }
@@ -95,4 +87,13 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `read, write`.
+fn scopes_text(scopes: &[Scope], separator: &str) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(separator)
 }

@@ -15,7 +15,7 @@ use linkwright_core::links::{CreateLinkRequest, LinkError, LinkService, Source};
 use linkwright_core::store::{LinkFilter, SqliteStore, Store};
 use linkwright_core::view::{LinkView, ShortUrls};
 
-use crate::{ConfigArg, DataDirArg, parse_param};
+use crate::{BuildArgs, ConfigArg, DataDirArg};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LinksCommand {
@@ -55,15 +55,8 @@ pub(crate) enum LinksCommand {
         /// A tag (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// Marketplace for a bare ASIN.
-        #[arg(long)]
-        marketplace: Option<String>,
-        /// Use this provider instead of routing by host.
-        #[arg(long)]
-        provider: Option<String>,
-        /// A network parameter, KEY=VALUE.
-        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
+        #[command(flatten)]
+        build: BuildArgs,
         /// Print the link as JSON.
         #[arg(long)]
         json: bool,
@@ -162,22 +155,6 @@ impl Links {
     }
 }
 
-/// A link request from a command-line input: a URL (anything with `:`,
-/// `/` or `.`), else an ASIN, as the API's `url` and `asin` fields.
-pub(crate) fn request_for(input: String) -> CreateLinkRequest {
-    if input.contains([':', '/', '.']) {
-        CreateLinkRequest {
-            url: Some(input),
-            ..Default::default()
-        }
-    } else {
-        CreateLinkRequest {
-            asin: Some(input),
-            ..Default::default()
-        }
-    }
-}
-
 /// Prints a link service error the way the API names it; exit code 1.
 fn failed(e: &LinkError) -> ExitCode {
     match e.field() {
@@ -202,22 +179,17 @@ pub(crate) fn links(command: LinksCommand) -> Result<ExitCode> {
             code,
             campaign,
             tags,
-            marketplace,
-            provider,
-            params,
+            build,
             json,
             input,
         } => {
             let links = Links::open(&config, &data)?;
             let req = CreateLinkRequest {
-                marketplace,
                 name,
                 code,
                 campaign,
                 tags: (!tags.is_empty()).then_some(tags),
-                params: (!params.is_empty()).then(|| params.into_iter().collect()),
-                provider,
-                ..request_for(input)
+                ..build.request(input)
             };
             match links
                 .runtime

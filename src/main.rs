@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use linkwright_core::config::{Config, DEFAULT_CONFIG_FILE};
+use linkwright_core::links::CreateLinkRequest;
 use linkwright_core::store::SqliteStore;
 
 use conversions::ConversionsCommand;
@@ -38,15 +39,8 @@ enum Command {
     Rewrite {
         #[command(flatten)]
         config: ConfigArg,
-        /// Marketplace for bare ASINs (default: the provider's, amazon.com).
-        #[arg(long)]
-        marketplace: Option<String>,
-        /// Use this provider instead of routing by host.
-        #[arg(long)]
-        provider: Option<String>,
-        /// A network parameter, KEY=VALUE (Awin `clickref2=…`, Amazon `tag=…`).
-        #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
-        params: Vec<(String, String)>,
+        #[command(flatten)]
+        build: BuildArgs,
         /// One JSON object per line: {"input","provider","url","template","error"}.
         #[arg(long)]
         json: bool,
@@ -154,7 +148,45 @@ impl ConfigArg {
     }
 }
 
-pub(crate) fn parse_param(s: &str) -> Result<(String, String), String> {
+/// How to build a link's template: the same three options for `rewrite` and
+/// `links create`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BuildArgs {
+    /// Marketplace for a bare ASIN (default: the provider's, amazon.com).
+    #[arg(long)]
+    marketplace: Option<String>,
+    /// Use this provider instead of routing by host.
+    #[arg(long)]
+    provider: Option<String>,
+    /// A network parameter, KEY=VALUE (Awin `clickref2=…`, Amazon `tag=…`).
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+}
+
+impl BuildArgs {
+    /// A link request for `input` (a URL, or else an ASIN) with these options.
+    pub(crate) fn request(&self, input: String) -> CreateLinkRequest {
+        let mut req = if input.contains([':', '/', '.']) {
+            CreateLinkRequest {
+                url: Some(input),
+                ..Default::default()
+            }
+        } else {
+            CreateLinkRequest {
+                asin: Some(input),
+                ..Default::default()
+            }
+        };
+        req.marketplace = self.marketplace.clone();
+        req.provider = self.provider.clone();
+        if !self.params.is_empty() {
+            req.params = Some(self.params.iter().cloned().collect());
+        }
+        req
+    }
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
@@ -191,12 +223,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Rewrite {
             config,
-            marketplace,
-            provider,
-            params,
+            build,
             json,
             inputs,
-        } => rewrite::rewrite(&config, marketplace, provider, params, json, inputs),
+        } => rewrite::rewrite(&config, &build, json, inputs),
         Command::Plugins { config, json } => plugins::plugins(&config.load()?, json),
         Command::CheckConfig { config } => plugins::check_config(&config.path),
         Command::Migrate { config, data } => {

@@ -7,17 +7,13 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use linkwright_core::ClickIdGenerator;
 use linkwright_core::app::builder;
-use linkwright_core::links::CreateLinkRequest;
 use serde_json::json;
 
-use crate::ConfigArg;
-use crate::links::request_for;
+use crate::{BuildArgs, ConfigArg};
 
 pub(crate) fn rewrite(
     config: &ConfigArg,
-    marketplace: Option<String>,
-    provider: Option<String>,
-    params: Vec<(String, String)>,
+    build: &BuildArgs,
     as_json: bool,
     inputs: Vec<String>,
 ) -> Result<ExitCode> {
@@ -32,15 +28,9 @@ pub(crate) fn rewrite(
         .build()
         .context("cannot start the async runtime")?;
     let ids = ClickIdGenerator::new(config.node_id);
-    let params = (!params.is_empty()).then(|| params.into_iter().collect());
     let mut failed = false;
     for input in inputs {
-        let req = CreateLinkRequest {
-            marketplace: marketplace.clone(),
-            provider: provider.clone(),
-            params: params.clone(),
-            ..request_for(input.clone())
-        };
+        let req = build.request(input.clone());
         let result = runtime.block_on(builder.template(&req));
         failed |= result.is_err();
         match (result, as_json) {

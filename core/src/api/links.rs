@@ -87,23 +87,47 @@ pub(super) async fn create_batch(
     State(app): State<Arc<App>>,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    if batch.items.len() > MAX_BATCH {
+    each_item(batch.items, "a batch", "; use /api/v1/links/bulk", |req| {
+        let app = Arc::clone(&app);
+        async move {
+            let (status, link) = create_one(&app, &req).await?;
+            Ok((status, serde_json::to_value(link).unwrap_or_default()))
+        }
+    })
+    .await
+}
+
+/// Runs `each` on every item of a batch of link requests (at most
+/// [`MAX_BATCH`]): one result per item, in order, each with the status it
+/// would have had alone and the request echoed. `what` and `hint` word the
+/// limit error.
+async fn each_item<F, Fut>(
+    items: Vec<serde_json::Value>,
+    what: &str,
+    hint: &str,
+    each: F,
+) -> Result<Json<BatchResponse>, ApiError>
+where
+    F: Fn(CreateLinkRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    if items.len() > MAX_BATCH {
         return Err(ApiError::limit(format!(
-            "a batch holds at most {MAX_BATCH} items, got {}; use /api/v1/links/bulk",
-            batch.items.len()
+            "{what} holds at most {MAX_BATCH} items, got {}{hint}",
+            items.len()
         ))
         .field("items"));
     }
-    let mut results = Vec::with_capacity(batch.items.len());
-    for request in batch.items {
+    let mut results = Vec::with_capacity(items.len());
+    for request in items {
         let outcome = match serde_json::from_value::<CreateLinkRequest>(request.clone()) {
-            Ok(req) => create_one(&app, &req).await,
+            Ok(req) => each(req).await,
             Err(e) => Err(ApiError::invalid(format!("malformed item: {e}"))),
         };
         results.push(match outcome {
-            Ok((status, link)) => BatchItem {
+            Ok((status, body)) => BatchItem {
                 status: status.as_u16(),
-                body: serde_json::to_value(link).unwrap_or_default(),
+                body,
                 request,
             },
             Err(e) => BatchItem {
@@ -295,37 +319,21 @@ pub(super) async fn rewrite(
     State(app): State<Arc<App>>,
     ApiJson(batch): ApiJson<RewriteRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    if batch.items.len() > MAX_BATCH {
-        return Err(ApiError::limit(format!(
-            "a rewrite call holds at most {MAX_BATCH} items, got {}",
-            batch.items.len()
-        ))
-        .field("items"));
-    }
-    let mut results = Vec::with_capacity(batch.items.len());
-    for request in batch.items {
-        let outcome = match serde_json::from_value::<CreateLinkRequest>(request.clone()) {
-            Ok(req) => app.links.template(&req).await.map_err(ApiError::from),
-            Err(e) => Err(ApiError::invalid(format!("malformed item: {e}"))),
-        };
-        results.push(match outcome {
-            Ok(t) => BatchItem {
-                status: 200,
-                body: serde_json::to_value(RewriteBody {
-                    template: t.display(),
-                    provider: t.provider,
-                    destination: t.built.destination,
-                    marketplace: t.built.marketplace,
-                })
-                .unwrap_or_default(),
-                request,
-            },
-            Err(e) => BatchItem {
-                status: e.status.as_u16(),
-                body: e.body(),
-                request,
-            },
-        });
-    }
-    Ok(Json(BatchResponse { results }))
+    each_item(batch.items, "a rewrite call", "", |req| {
+        let app = Arc::clone(&app);
+        async move {
+            let t = app.links.template(&req).await?;
+            let body = RewriteBody {
+                template: t.display(),
+                provider: t.provider,
+                destination: t.built.destination,
+                marketplace: t.built.marketplace,
+            };
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(body).unwrap_or_default(),
+            ))
+        }
+    })
+    .await
 }
