@@ -248,11 +248,11 @@ fn clicks_written_in_batches_update_the_rollup_across_midnight() {
     assert_eq!(f.rollup(), recomputed);
     // Link stats read the rollup.
     let stats = f.store.link_stats(a).expect("stats");
-    assert_eq!((stats.clicks, stats.bot_hits), (7, 2));
+    assert_eq!((stats.total.clicks, stats.total.bot_hits), (7, 2));
     let days: Vec<(&str, u64, u64)> = stats
         .by_day
         .iter()
-        .map(|d| (d.day.as_str(), d.clicks, d.bot_hits))
+        .map(|d| (d.day.as_str(), d.total.clicks, d.total.bot_hits))
         .collect();
     assert_eq!(days, vec![("2024-10-04", 6, 1), ("2024-10-05", 1, 1)]);
 }
@@ -539,9 +539,9 @@ fn declined_and_deleted_conversions_are_not_counted() {
     let stats = f.store.link_stats(a).expect("stats");
     assert_eq!(
         (
-            stats.conversions,
-            stats.commission,
-            stats.earnings_per_click
+            stats.total.conversions,
+            stats.total.commission,
+            stats.total.earnings_per_click
         ),
         (1, Micros(200_000), Micros(50_000))
     );
@@ -578,20 +578,20 @@ fn link_stats_carry_conversions_and_earnings_per_day() {
     let (f, a, _, c) = shop("stats");
     let stats = f.store.link_stats(a).expect("stats");
     // Every day of a's life: D-1 .. D+2 (a3 declined).
-    assert_eq!((stats.clicks, stats.bot_hits), (24, 3));
-    assert_eq!((stats.conversions, stats.items), (4, 4));
-    assert_eq!(stats.revenue.to_string(), "90.99");
-    assert_eq!(stats.commission.to_string(), "3.70");
-    assert_eq!(stats.earnings_per_click.to_string(), "0.154167");
+    assert_eq!((stats.total.clicks, stats.total.bot_hits), (24, 3));
+    assert_eq!((stats.total.conversions, stats.total.items), (4, 4));
+    assert_eq!(stats.total.revenue.to_string(), "90.99");
+    assert_eq!(stats.total.commission.to_string(), "3.70");
+    assert_eq!(stats.total.earnings_per_click.to_string(), "0.154167");
     let days: Vec<(&str, u64, u64, String)> = stats
         .by_day
         .iter()
         .map(|d| {
             (
                 d.day.as_str(),
-                d.clicks,
-                d.conversions,
-                d.commission.to_string(),
+                d.total.clicks,
+                d.total.conversions,
+                d.total.commission.to_string(),
             )
         })
         .collect();
@@ -604,10 +604,10 @@ fn link_stats_carry_conversions_and_earnings_per_day() {
             ("2024-10-06", 2, 1, "0.10".to_owned()),
         ]
     );
-    assert_eq!(stats.by_day[1].earnings_per_click, Micros(120_000));
+    assert_eq!(stats.by_day[1].total.earnings_per_click, Micros(120_000));
     let quiet = f.store.link_stats(c).expect("stats");
     assert_eq!(
-        (quiet.conversions, quiet.earnings_per_click),
+        (quiet.total.conversions, quiet.total.earnings_per_click),
         (0, Micros::ZERO)
     );
 }

@@ -167,12 +167,12 @@ pub struct LinkUpdate {
     pub destination: Option<(String, Template)>,
 }
 
-/// Clicks and conversions of one link.
+/// Clicks and conversions summed: of a link, or of one of its days.
 ///
 /// Money amounts are exact decimal strings of the currency's major unit
 /// (see [`Micros`]); amounts in different currencies are summed as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct LinkStats {
+pub struct Totals {
     /// Human clicks.
     pub clicks: u64,
     /// Bot, preview and HEAD hits.
@@ -190,6 +190,14 @@ pub struct LinkStats {
     /// Commission per human click, to the micro-unit; 0 without clicks.
     #[schema(value_type = String, example = "0.466667")]
     pub earnings_per_click: Micros,
+}
+
+/// Clicks and conversions of one link: all time, and by UTC day.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct LinkStats {
+    /// All time.
+    #[serde(flatten)]
+    pub total: Totals,
     /// By UTC day (clicks by click time, conversions by event time), oldest
     /// first; only days with clicks, bot hits or conversions.
     pub by_day: Vec<DayStats>,
@@ -200,23 +208,9 @@ pub struct LinkStats {
 pub struct DayStats {
     /// `YYYY-MM-DD`.
     pub day: String,
-    /// Human clicks.
-    pub clicks: u64,
-    /// Bot hits.
-    pub bot_hits: u64,
-    /// Conversions, except declined and deleted ones.
-    pub conversions: u64,
-    /// Items: quantity minus returns.
-    pub items: i64,
-    /// Revenue.
-    #[schema(value_type = String, example = "35.00")]
-    pub revenue: Micros,
-    /// Commission.
-    #[schema(value_type = String, example = "1.40")]
-    pub commission: Micros,
-    /// Commission per human click; 0 without clicks.
-    #[schema(value_type = String, example = "0.466667")]
-    pub earnings_per_click: Micros,
+    /// That day's sums.
+    #[serde(flatten)]
+    pub total: Totals,
 }
 
 /// One recorded redirect.

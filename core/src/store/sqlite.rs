@@ -1166,11 +1166,11 @@ mod tests {
         batch[40].click_id = batch[10].click_id;
         assert!(store.insert_clicks(&batch).is_err());
         assert!(store.clicks(1000).expect("clicks").is_empty());
-        assert_eq!(store.link_stats(link.id).expect("stats").clicks, 0);
+        assert_eq!(store.link_stats(link.id).expect("stats").total.clicks, 0);
         batch[40].click_id = Some(ids.next_id());
         store.insert_clicks(&batch).expect("insert");
         assert_eq!(store.clicks(1000).expect("clicks").len(), 100);
-        assert_eq!(store.link_stats(link.id).expect("stats").clicks, 100);
+        assert_eq!(store.link_stats(link.id).expect("stats").total.clicks, 100);
         std::fs::remove_dir_all(&dir).ok();
     }
 
@@ -1268,7 +1268,7 @@ mod tests {
         assert_eq!(stored.len(), 300);
         assert!(stored.windows(2).all(|w| w[0].at_ms < w[1].at_ms));
         let stats = store.link_stats(link.id).expect("stats");
-        assert_eq!((stats.clicks, stats.bot_hits), (200, 100));
+        assert_eq!((stats.total.clicks, stats.total.bot_hits), (200, 100));
 
         // A click ID already stored fails the next batch whole: its bot hit
         // and rollup counts are not kept either.
@@ -1277,7 +1277,7 @@ mod tests {
         let counts = store.with_conn(|c| (count(c, "clicks_by_id"), count(c, "clicks_without_id")));
         assert_eq!(counts, (200, 100));
         let stats = store.link_stats(link.id).expect("stats");
-        assert_eq!((stats.clicks, stats.bot_hits), (200, 100));
+        assert_eq!((stats.total.clicks, stats.total.bot_hits), (200, 100));
         std::fs::remove_dir_all(&dir).ok();
     }
 

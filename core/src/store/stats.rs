@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use super::{DayStats, LinkStats, StoreError};
+use super::{DayStats, LinkStats, StoreError, Totals};
 use crate::clock::{Day, MS_PER_DAY};
 use crate::money::Micros;
 
@@ -56,9 +56,8 @@ impl Sums {
         }
     }
 
-    pub(crate) fn day(&self, day: String) -> DayStats {
-        DayStats {
-            day,
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
             clicks: self.clicks,
             bot_hits: self.bot_hits,
             conversions: self.conversions,
@@ -105,18 +104,14 @@ pub fn link_stats(conn: &Connection, link_id: i64) -> Result<LinkStats, StoreErr
         .into_iter()
         .map(|(day, sums)| {
             total.add(&sums);
-            sums.day(Day::from_days(day).to_string())
+            DayStats {
+                day: Day::from_days(day).to_string(),
+                total: sums.totals(),
+            }
         })
         .collect();
-    let t = total.day(String::new());
     Ok(LinkStats {
-        clicks: t.clicks,
-        bot_hits: t.bot_hits,
-        conversions: t.conversions,
-        items: t.items,
-        revenue: t.revenue,
-        commission: t.commission,
-        earnings_per_click: t.earnings_per_click,
+        total: total.totals(),
         by_day,
     })
 }
