@@ -836,6 +836,7 @@ pub async fn run(
         })
         .await;
     };
+    let _running = crate::metrics::job_running();
     let started = Instant::now();
     let owned = id.to_owned();
     let Start {
@@ -868,6 +869,11 @@ pub async fn run(
             return Err(e);
         }
     };
+    crate::metrics::job_finished(if summary.status == JobStatus::Done {
+        "done"
+    } else {
+        "failed"
+    });
     info!(
         job_id = %id,
         status = summary.status.as_str(),
@@ -973,6 +979,7 @@ impl Recorder<'_> {
         let json = serde_json::to_string(&result)
             .map_err(|e| format!("cannot encode the result of item {}: {e}", item.seq))?;
         self.batch.push((item.seq, json, result.is_ok()));
+        crate::metrics::job_item(result.is_ok());
         self.made += 1;
         (self.progress)(self.made, self.total);
         if self.batch.len() >= COMMIT_EVERY || self.last_commit.elapsed() >= COMMIT_INTERVAL {
@@ -1061,6 +1068,7 @@ async fn notify(url: &str, summary: &JobSummary) {
                         attempt,
                         "webhook delivered"
                     );
+                    crate::metrics::webhook("delivered");
                     return;
                 }
                 Ok(r) if r.status().is_server_error() => format!("answered {}", r.status()),
@@ -1070,16 +1078,19 @@ async fn notify(url: &str, summary: &JobSummary) {
                         status = r.status().as_u16(),
                         "webhook refused; not retried"
                     );
+                    crate::metrics::webhook("refused");
                     return;
                 }
                 Err(e) if e.is_builder() => {
                     warn!(job_id, error = %e, "webhook request cannot be built; not retried");
+                    crate::metrics::webhook("failed");
                     return;
                 }
                 Err(e) => e.to_string(),
             };
             if attempt == WEBHOOK_ATTEMPTS {
                 warn!(job_id, attempts = attempt, error = %retry, "webhook failed; giving up");
+                crate::metrics::webhook("failed");
                 return;
             }
             info!(job_id, attempt, error = %retry, "webhook failed; retrying");

@@ -339,6 +339,26 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
     summary.unchanged = written.unchanged;
     summary.unattributed = written.unattributed;
     let provider = report.format.provider().as_str();
+    crate::metrics::conversions_imported(
+        report.format.name(),
+        provider,
+        &crate::metrics::ImportCounts {
+            rows: [
+                ("inserted", summary.inserted),
+                ("updated", summary.updated),
+                ("unchanged", summary.unchanged),
+                ("rejected", summary.rejected),
+                ("unattributed", summary.unattributed),
+            ],
+            // Orders rows are preliminary: the same sales come again, final,
+            // in the Earnings report (as in the reports).
+            commission: if report.format == Format::AmazonOrders {
+                Vec::new()
+            } else {
+                written.commission.clone()
+            },
+        },
+    );
     for (status, n) in Status::ALL.iter().zip(written.stored_by_status) {
         if n > 0 {
             counter!("linkwright_conversions_imported_total", "provider" => provider, "status" => status.as_str())

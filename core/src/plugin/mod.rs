@@ -381,7 +381,16 @@ fn call(
         )
         .provider(name));
     }
-    let built = match provider.instance.build(input, req.marketplace, req.params) {
+    let started = std::time::Instant::now();
+    let built = provider.instance.build(input, req.marketplace, req.params);
+    let result = match &built {
+        Ok(_) => "ok",
+        Err(e) if e.status == Some(Status::Declined) => "declined",
+        Err(e) if e.status == Some(Status::Panic) => "panic",
+        Err(_) => "error",
+    };
+    crate::metrics::plugin_build(name, started.elapsed(), result);
+    let built = match built {
         Ok(b) => b,
         Err(e) if e.status == Some(Status::Declined) => return Ok(None),
         Err(e) => {

@@ -17,6 +17,7 @@ mod connections;
 mod follow;
 mod public;
 pub mod redirect;
+mod scrape;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -146,7 +147,7 @@ impl App {
             error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
             Vec::new()
         });
-        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
+        let store: Arc<dyn Store> = Arc::new(crate::store::Timed(Arc::clone(&db)));
         let link_changes_seen = store.last_link_change()?;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
@@ -210,15 +211,10 @@ impl App {
         format!("{base}/{code}")
     }
 
-    /// The Prometheus text of every metric.
+    /// The Prometheus text of every metric. Blocking (it asks the store):
+    /// call it off the async workers.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .queue_depth
-            .set(self.clicklog.depth().max(0) as f64);
-        self.metrics.fold();
-        let mut text = self.prometheus.render();
-        self.metrics.render_durations(&mut text);
-        text
+        scrape::render(self)
     }
 
     /// How many changes this instance has forgotten so far, by kind. A

@@ -177,7 +177,11 @@ async fn look_up(app: &App, req: &Request<Incoming>, code: &str) -> Response<Bod
     let seen = app.changes_seen();
     match with_timeout(app, move || store.link_by_code(&key)).await {
         Ok(Ok(Some(link))) => {
-            let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+            let cached = CachedLink::from_link(
+                &link,
+                app.metrics
+                    .link_label(&link.provider, link.marketplace.as_deref()),
+            );
             let response = respond(app, req, cached.as_ref());
             app.cache.insert(code, cached);
             app.keep_link(seen, code);
@@ -406,7 +410,11 @@ async fn generate(app: &App, req: &Request<Incoming>, key: String) -> Response<B
             }
         }
     };
-    let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+    let cached = CachedLink::from_link(
+        &link,
+        app.metrics
+            .link_label(&link.provider, link.marketplace.as_deref()),
+    );
     let response = respond(app, req, cached.as_ref());
     app.go.insert(&key, &link.code, cached.clone());
     app.cache.insert(&link.code, cached);

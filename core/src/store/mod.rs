@@ -6,6 +6,7 @@
 //! log's background writer.
 
 mod sqlite;
+mod timed;
 
 use std::fmt;
 
@@ -17,6 +18,7 @@ use crate::click::ClickId;
 use crate::money::Micros;
 use crate::template::Template;
 pub use sqlite::SqliteStore;
+pub use timed::Timed;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
