@@ -872,6 +872,9 @@ struct StoreOp {
 fn store_ops() -> &'static [StoreOp] {
     static OPS: OnceLock<Vec<StoreOp>> = OnceLock::new();
     OPS.get_or_init(|| {
+        // Handles registered before the recorder is installed would count
+        // into nothing for good (the server opens its store first).
+        install_recorder();
         STORE_OPERATIONS
             .iter()
             .map(|&op| {
