@@ -118,7 +118,7 @@ fn describe() {
         ),
         (
             "linkwright_cache_evictions_total",
-            "Times a cache was full and shed entries, by cache (links, missing, go).",
+            "Times a cache was full and shed entries, by cache (links, negative, go).",
         ),
         (
             "linkwright_clicklog_written_total",
@@ -210,7 +210,7 @@ fn describe() {
         ),
         (
             "linkwright_cache_entries",
-            "Entries held, by cache (links, missing: unknown codes remembered, go: middleware-mode URLs).",
+            "Entries held, by cache (links, negative: unknown codes remembered, go: middleware-mode URLs).",
         ),
         (
             "linkwright_cache_memory_bytes",
@@ -694,14 +694,14 @@ impl Metrics {
         gauge!("linkwright_ready").set(if state.ready { 1.0 } else { 0.0 });
         for (cache, entries) in [
             ("links", state.cache_links),
-            ("missing", state.cache_missing),
+            ("negative", state.cache_missing),
             ("go", state.cache_go),
         ] {
             gauge!("linkwright_cache_entries", "cache" => cache).set(entries as f64);
         }
         for (cache, n) in [
             ("links", state.evictions_links),
-            ("missing", state.evictions_missing),
+            ("negative", state.evictions_missing),
             ("go", state.evictions_go),
         ] {
             counter!("linkwright_cache_evictions_total", "cache" => cache).absolute(n);
