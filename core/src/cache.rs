@@ -87,7 +87,8 @@ pub struct CachedLink {
     template: Box<str>,
     /// Where the prefix ends (the sub-ID slot).
     split: u32,
-    /// The provider's metrics label index.
+    /// The link's metrics label index (provider × marketplace, see
+    /// `Metrics::link_label`).
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
@@ -159,7 +160,8 @@ impl From<LinkRef<'_>> for CachedLink {
 pub struct LinkRef<'a> {
     /// The link's row id (clicks refer to it).
     pub id: i64,
-    /// The provider's metrics label index.
+    /// The link's metrics label index (provider × marketplace, see
+    /// `Metrics::link_label`).
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
