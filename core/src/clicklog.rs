@@ -878,6 +878,37 @@ mod tests {
     }
 
     #[test]
+    fn the_oldest_unwritten_click_is_buffered_or_held_after_a_failed_write() {
+        let (store, _writes) = MemStore::new(1);
+        let ids = Arc::new(ClickIdGenerator::new(0));
+        let (metrics, _handle) = local_metrics();
+        let shared = shared(1024, metrics);
+        let log = ClickLog {
+            shared: Arc::clone(&shared),
+            writer: Mutex::new(None),
+        };
+        assert_eq!(log.oldest_unwritten_ms(), None, "nothing recorded");
+        let first = event(&ids, 1);
+        let oldest = first.at_ms;
+        assert!(log.record(first));
+        assert!(log.record(event(&ids, 1)));
+        assert_eq!(log.oldest_unwritten_ms(), Some(oldest), "buffered");
+        let mut w = writer(shared, &store, Arc::clone(&ids), 100);
+        // The write fails: the writer holds the events, still unwritten.
+        w.pass();
+        assert_eq!(log.depth(), 0, "taken from the buffers");
+        assert_eq!(
+            log.oldest_unwritten_ms(),
+            Some(oldest),
+            "held by the writer"
+        );
+        // The retry writes them.
+        w.pass();
+        assert_eq!(store.clicks().len(), 2);
+        assert_eq!(log.oldest_unwritten_ms(), None, "all written");
+    }
+
+    #[test]
     fn the_final_write_is_retried_once_then_counted_as_lost() {
         for (fail, kept) in [(1, 5), (2, 0)] {
             let (store, _writes) = MemStore::new(fail);
