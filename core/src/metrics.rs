@@ -1157,9 +1157,11 @@ mod tests {
             m.redirected(de, true);
             m.redirected(m.provider_index("awin"), false);
             m.request_duration(false, Route::Redirect, Duration::from_micros(30));
+            // Money counters are process-wide: a provider and ISO 4217's
+            // test currencies that no other test imports.
             conversions_imported(
                 "awin-csv",
-                "awin",
+                "metrics-test",
                 &ImportCounts {
                     rows: [
                         ("inserted", 2),
@@ -1169,8 +1171,8 @@ mod tests {
                         ("unattributed", 0),
                     ],
                     commission: vec![
-                        (Some("GBP".into()), 2_500_000),
-                        (Some("EUR".into()), -1_000_000),
+                        (Some("XTS".into()), 2_500_000),
+                        (Some("XXX".into()), -1_000_000),
                     ],
                 },
             );
@@ -1196,11 +1198,13 @@ mod tests {
             1.0
         );
         assert_eq!(
-            value(r#"linkwright_commission_earned_total{provider="awin",currency="GBP"}"#),
+            value(r#"linkwright_commission_earned_total{provider="metrics-test",currency="XTS"}"#),
             2.5
         );
         assert_eq!(
-            value(r#"linkwright_commission_reversed_total{provider="awin",currency="EUR"}"#),
+            value(
+                r#"linkwright_commission_reversed_total{provider="metrics-test",currency="XXX"}"#
+            ),
             1.0
         );
         // Every family has HELP text before its TYPE.
