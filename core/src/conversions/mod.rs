@@ -330,6 +330,20 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
         .collect();
     summary.warnings = report.warnings.clone();
     if report.rows.is_empty() {
+        crate::metrics::conversions_imported(
+            report.format.name(),
+            report.format.provider().as_str(),
+            &crate::metrics::ImportCounts {
+                rows: [
+                    ("rejected", summary.rejected),
+                    ("inserted", 0),
+                    ("updated", 0),
+                    ("unchanged", 0),
+                    ("unattributed", 0),
+                ],
+                commission: Vec::new(),
+            },
+        );
         return Ok(summary);
     }
     let mut conn = upsert::open(db)?;
