@@ -279,14 +279,14 @@ fn bots_previews_and_head_are_redirected_without_a_sub_id() {
     assert_eq!(
         metric(
             &metrics,
-            r#"linkwright_clicks_total{provider="amazon",bot="true"}"#
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="true"}"#
         ),
         7.0
     );
     assert_eq!(
         metric(
             &metrics,
-            r#"linkwright_clicks_total{provider="amazon",bot="false"}"#
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="false"}"#
         ),
         0.0
     );
@@ -443,14 +443,14 @@ fn metrics_count_a_known_number_of_clicks_with_fixed_labels_only() {
     assert_eq!(
         metric(
             &text,
-            r#"linkwright_clicks_total{provider="amazon",bot="false"}"#
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="false"}"#
         ),
         7.0
     );
     assert_eq!(
         metric(
             &text,
-            r#"linkwright_clicks_total{provider="amazon",bot="true"}"#
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="true"}"#
         ),
         3.0
     );

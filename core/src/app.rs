@@ -13,13 +13,14 @@ use tracing::error;
 use crate::cache::Caches;
 use crate::click::ClickIdGenerator;
 use crate::clicklog::ClickLog;
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::conversions::ConversionsConfig;
 use crate::expand::Expander;
 use crate::jobs::JobRunner;
 use crate::keys::RateLimiter;
 use crate::links::{Builder, LinkService, Source};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, ScrapeState};
 use crate::plugin::Providers;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::view::ShortUrls;
@@ -89,7 +90,7 @@ impl App {
             error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
             Vec::new()
         });
-        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
+        let store: Arc<dyn Store> = Arc::new(crate::store::Timed(Arc::clone(&db)));
         let link_changes_seen = store.last_link_change()?;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
@@ -148,15 +149,40 @@ impl App {
         self.short_urls.of(code)
     }
 
-    /// The Prometheus text of every metric.
+    /// The Prometheus text of every metric, with the gauges read from this
+    /// instance's parts (caches, click log, providers, store). Blocking (it
+    /// asks the store and reads `/proc`): call it off the async workers.
     pub fn render_metrics(&self) -> String {
-        self.metrics
-            .queue_depth
-            .set(self.clicklog.depth().max(0) as f64);
-        self.metrics.fold();
-        let mut text = self.prometheus.render();
-        self.metrics.render_durations(&mut text);
-        text
+        let caches = &self.caches;
+        let (evictions_links, evictions_missing) = caches.links.evictions();
+        let clicklog_lag = self
+            .clicklog
+            .oldest_unwritten_ms()
+            .map_or(Duration::ZERO, |oldest| {
+                Duration::from_millis(u64::try_from(now_ms() - oldest).unwrap_or(0))
+            });
+        let store_answers = self.store.load_click_state().is_ok();
+        let state = ScrapeState {
+            ready: self.is_ready() && store_answers,
+            queue_depth: usize::try_from(self.clicklog.depth()).unwrap_or(0),
+            clicklog_lag,
+            cache_links: caches.links.len(),
+            cache_missing: caches.links.missing_len(),
+            cache_go: caches.go.len(),
+            evictions_links,
+            evictions_missing,
+            evictions_go: caches.go.evictions(),
+            cache_memory_bytes: caches.links.memory_bytes(),
+            plugins: self
+                .providers
+                .loaded()
+                .iter()
+                .map(|p| (p.name.clone(), p.is_poisoned()))
+                .collect(),
+            plugins_refused: self.providers.refused().len(),
+            jobs_unfinished: crate::jobs::unfinished(&self.db).ok().map(|j| j.len()),
+        };
+        self.metrics.render(&self.prometheus, &state)
     }
 
     /// Takes the bulk jobs the previous run left unfinished (once).

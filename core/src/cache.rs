@@ -89,7 +89,8 @@ pub struct CachedLink {
     template: Box<str>,
     /// Where the prefix ends (the sub-ID slot).
     split: u32,
-    /// The provider's metrics label index.
+    /// The link's metrics label index (provider × marketplace, see
+    /// `Metrics::link_label`).
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
@@ -161,7 +162,8 @@ impl From<LinkRef<'_>> for CachedLink {
 pub struct LinkRef<'a> {
     /// The link's row id (clicks refer to it).
     pub id: i64,
-    /// The provider's metrics label index.
+    /// The link's metrics label index (provider × marketplace, see
+    /// `Metrics::link_label`).
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
@@ -655,6 +657,33 @@ impl LinkCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Unknown codes remembered.
+    pub fn missing_len(&self) -> usize {
+        self.missing.map.len()
+    }
+
+    /// Times the links and the unknown codes were full and shed entries
+    /// (for metrics).
+    pub fn evictions(&self) -> (u64, u64) {
+        (
+            self.links.evictions.load(Ordering::Relaxed) as u64,
+            self.missing.evictions.load(Ordering::Relaxed) as u64,
+        )
+    }
+
+    /// Heap bytes of the links' records and index (for metrics; takes
+    /// each shard's read lock in turn).
+    pub fn memory_bytes(&self) -> usize {
+        self.links
+            .shards
+            .iter()
+            .map(|shard| {
+                let shard = read(&shard.0);
+                shard.arena.heap_bytes() + shard.index.heap_bytes()
+            })
+            .sum()
+    }
 }
 
 /// Middleware-mode templates by normalised URL.
@@ -695,6 +724,21 @@ impl GoCache {
     /// Forgets every URL.
     pub fn clear(&self) {
         self.urls.map.clear();
+    }
+
+    /// URLs cached.
+    pub fn len(&self) -> usize {
+        self.urls.map.len()
+    }
+
+    /// Whether no URL is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Times the cache was full and shed URLs (for metrics).
+    pub fn evictions(&self) -> u64 {
+        self.urls.evictions.load(Ordering::Relaxed) as u64
     }
 }
 

@@ -34,7 +34,7 @@
 //! takes nothing more from the shards, which fill up and drop, so memory
 //! stays bounded while the store is down.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -73,6 +73,9 @@ struct Shared {
     capacity: usize,
     stop: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Time of the oldest event the writer has taken and not yet written
+    /// (Unix ms; 0: none), for the write-lag metric.
+    held_oldest_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Shared {
@@ -112,6 +115,7 @@ impl ClickLog {
             capacity: config.queue_capacity,
             stop: AtomicBool::new(false),
             metrics,
+            held_oldest_ms: AtomicI64::new(0),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -151,6 +155,19 @@ impl ClickLog {
     /// Events buffered and not yet taken by the writer.
     pub fn depth(&self) -> i64 {
         self.shared.depth() as i64
+    }
+
+    /// Time (Unix ms) of the oldest event not yet written, buffered or held
+    /// by the writer; None if every event is written. For metrics: takes
+    /// each shard's lock in turn.
+    pub fn oldest_unwritten_ms(&self) -> Option<i64> {
+        let held = self.shared.held_oldest_ms.load(Ordering::Relaxed);
+        self.shared
+            .shards
+            .iter()
+            .filter_map(|s| lock(s).events.first().map(|e| e.at_ms))
+            .chain((held != 0).then_some(held))
+            .min()
     }
 
     /// Stops the writer after it has written everything recorded, and waits
@@ -305,6 +322,7 @@ impl Writer {
         }
         let busy = runs.len();
         merge_by_click_id(&mut self.held, &mut runs);
+        self.note_held();
         self.spare.extend(runs);
         busy
     }
@@ -329,12 +347,21 @@ impl Writer {
             metrics
                 .flush_duration
                 .record(started.elapsed().as_secs_f64());
+            metrics.batch_size.record(batch.len() as f64);
             metrics.clicks_written.increment(batch.len() as u64);
             self.written_total += batch.len() as u64;
             done = end;
         }
         self.held.drain(..done);
+        self.note_held();
         ok
+    }
+
+    /// Publishes the time of the oldest event held (for the lag metric).
+    fn note_held(&self) {
+        // `held` is in click-ID order, which is time order.
+        let oldest = self.held.first().map_or(0, |e| e.at_ms);
+        self.shared.held_oldest_ms.store(oldest, Ordering::Relaxed);
     }
 }
 
@@ -438,6 +465,7 @@ mod tests {
             capacity,
             stop: AtomicBool::new(false),
             metrics,
+            held_oldest_ms: AtomicI64::new(0),
         })
     }
 
@@ -847,6 +875,37 @@ mod tests {
         assert_eq!(counter(&handle, ERRORS), 1);
         assert_eq!(counter(&handle, WRITTEN), 10);
         assert_eq!(counter(&handle, DROPPED), 0);
+    }
+
+    #[test]
+    fn the_oldest_unwritten_click_is_buffered_or_held_after_a_failed_write() {
+        let (store, _writes) = MemStore::new(1);
+        let ids = Arc::new(ClickIdGenerator::new(0));
+        let (metrics, _handle) = local_metrics();
+        let shared = shared(1024, metrics);
+        let log = ClickLog {
+            shared: Arc::clone(&shared),
+            writer: Mutex::new(None),
+        };
+        assert_eq!(log.oldest_unwritten_ms(), None, "nothing recorded");
+        let first = event(&ids, 1);
+        let oldest = first.at_ms;
+        assert!(log.record(first));
+        assert!(log.record(event(&ids, 1)));
+        assert_eq!(log.oldest_unwritten_ms(), Some(oldest), "buffered");
+        let mut w = writer(shared, &store, Arc::clone(&ids), 100);
+        // The write fails: the writer holds the events, still unwritten.
+        w.pass();
+        assert_eq!(log.depth(), 0, "taken from the buffers");
+        assert_eq!(
+            log.oldest_unwritten_ms(),
+            Some(oldest),
+            "held by the writer"
+        );
+        // The retry writes them.
+        w.pass();
+        assert_eq!(store.clicks().len(), 2);
+        assert_eq!(log.oldest_unwritten_ms(), None, "all written");
     }
 
     #[test]

@@ -949,6 +949,7 @@ impl JobRunner {
                 })
                 .await;
         };
+        let _running = crate::metrics::job_running();
         let started = Instant::now();
         let owned = id.to_owned();
         let Start {
@@ -985,6 +986,11 @@ impl JobRunner {
                 return Err(e);
             }
         };
+        crate::metrics::job_finished(if summary.status == JobStatus::Done {
+            "done"
+        } else {
+            "failed"
+        });
         info!(
             job_id = %id,
             status = summary.status.as_str(),
@@ -1093,6 +1099,7 @@ impl Recorder<'_> {
         let json = serde_json::to_string(&result)
             .map_err(|e| format!("cannot encode the result of item {}: {e}", item.seq))?;
         self.batch.push((item.seq, json, result.is_ok()));
+        crate::metrics::job_item(result.is_ok());
         self.made += 1;
         (self.progress)(self.made, self.total);
         if self.batch.len() >= COMMIT_EVERY || self.last_commit.elapsed() >= COMMIT_INTERVAL {
@@ -1156,6 +1163,7 @@ async fn notify(url: &str, summary: &JobSummary) {
                         attempt,
                         "webhook delivered"
                     );
+                    crate::metrics::webhook("delivered");
                     return;
                 }
                 Ok(r) if r.status().is_server_error() => format!("answered {}", r.status()),
@@ -1165,16 +1173,19 @@ async fn notify(url: &str, summary: &JobSummary) {
                         status = r.status().as_u16(),
                         "webhook refused; not retried"
                     );
+                    crate::metrics::webhook("refused");
                     return;
                 }
                 Err(e) if e.is_builder() => {
                     warn!(job_id, error = %e, "webhook request cannot be built; not retried");
+                    crate::metrics::webhook("failed");
                     return;
                 }
                 Err(e) => e.to_string(),
             };
             if attempt == WEBHOOK_ATTEMPTS {
                 warn!(job_id, attempts = attempt, error = %retry, "webhook failed; giving up");
+                crate::metrics::webhook("failed");
                 return;
             }
             info!(job_id, attempt, error = %retry, "webhook failed; retrying");

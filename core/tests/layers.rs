@@ -15,8 +15,10 @@ const LAYERS: &[&[&str]] = &[
     &["click", "error", "template", "plugin"],
     // Values and pure functions of core's own.
     &["clock", "money", "shard", "classify"],
-    // Storage, outbound HTTP, metric handles.
-    &["store", "expand", "metrics"],
+    // Metric handles.
+    &["metrics"],
+    // Storage and outbound HTTP.
+    &["store", "expand"],
     // What is read from the config and kept in the store.
     &["conversions", "keys", "reports", "cache"],
     &["config"],

@@ -431,7 +431,16 @@ fn call(
         )
         .provider(name));
     }
-    let built = match provider.instance.build(input, req.marketplace, req.params) {
+    let started = std::time::Instant::now();
+    let built = provider.instance.build(input, req.marketplace, req.params);
+    let result = match &built {
+        Ok(_) => "ok",
+        Err(e) if e.status == Some(Status::Declined) => "declined",
+        Err(e) if e.status == Some(Status::Panic) => "panic",
+        Err(_) => "error",
+    };
+    record_build(name, started.elapsed(), result);
+    let built = match built {
         Ok(b) => b,
         Err(e) if e.status == Some(Status::Declined) => return Ok(None),
         Err(e) => {
@@ -447,6 +456,15 @@ fn call(
     };
     check_template(&template)?;
     Ok(Some(template))
+}
+
+/// Counts a template build through a plugin and times it (`ok`, `declined`,
+/// `error`, `panic`); described and exported by the host's metrics.
+fn record_build(provider: &str, elapsed: std::time::Duration, result: &'static str) {
+    metrics::histogram!("linkwright_plugin_build_duration_seconds", "provider" => provider.to_owned())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!("linkwright_plugin_builds_total", "provider" => provider.to_owned(), "result" => result)
+        .increment(1);
 }
 
 /// The host's own checks on what a plugin returned: an http(s) URL with no

@@ -138,6 +138,7 @@ pub(super) async fn submit(
             .await
             .map_err(|e| ApiError::internal("job store task", &e))??;
     let id = summary.job_id.clone();
+    crate::metrics::job_submitted();
     Arc::clone(&app.jobs).spawn(id.clone());
     let status_url = format!("/api/v1/jobs/{id}");
     let mut response = (

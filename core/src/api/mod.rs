@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -109,7 +109,9 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Times every admin request into the request-duration histogram.
+/// Times every admin request into the request-duration histogram and
+/// counts it by route template (`other` where no route matched) and status
+/// class.
 async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = match req.uri().path() {
@@ -117,8 +119,13 @@ async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Respo
         "/healthz" | "/readyz" => Route::Health,
         _ => Route::Other,
     };
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     app.metrics.request_duration(true, route, started.elapsed());
+    crate::metrics::admin_request(&template, response.status().as_u16());
     response
 }
 
@@ -130,14 +137,18 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        app.render_metrics(),
-    )
-        .into_response()
+    // The scrape asks the store and reads /proc: off the async workers.
+    match tokio::task::spawn_blocking(move || app.render_metrics()).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal("metrics", &e).into_response(),
+    }
 }
 
 async fn ready(State(app): State<Arc<App>>) -> Response {
@@ -199,6 +210,7 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
         .into_response();
     }
     if let Err(retry_after) = app.limiter.check(&key.id) {
+        crate::metrics::rate_limited();
         let mut e = ApiError::new(
             ErrorCode::RateLimited,
             format!("too many requests for this key; retry in {retry_after} s"),

@@ -158,6 +158,12 @@ pub(super) struct Arena {
 }
 
 impl Arena {
+    /// Heap bytes held: every chunk's capacity and the chunk list.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(String::capacity).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<String>()
+    }
+
     /// The chunk and offset of a location.
     #[inline]
     fn locate(&self, loc: Loc) -> Option<(&String, usize)> {

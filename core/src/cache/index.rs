@@ -87,6 +87,11 @@ impl Index {
         self.len
     }
 
+    /// Heap bytes held by the buckets.
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
+    }
+
     /// The location of the entry with this hash for which `eq` holds.
     #[inline]
     pub(super) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {

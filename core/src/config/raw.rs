@@ -198,7 +198,7 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             public_addr: "127.0.0.1:8080".into(),
-            admin_addr: "127.0.0.1:9090".into(),
+            admin_addr: "127.0.0.1:9228".into(),
             public_base_url: None,
             data_dir: PathBuf::from("data"),
             header_read_timeout_ms: 10_000,

@@ -330,6 +330,20 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
         .collect();
     summary.warnings = report.warnings.clone();
     if report.rows.is_empty() {
+        crate::metrics::conversions_imported(
+            report.format.name(),
+            report.format.provider().as_str(),
+            &crate::metrics::ImportCounts {
+                rows: [
+                    ("rejected", summary.rejected),
+                    ("inserted", 0),
+                    ("updated", 0),
+                    ("unchanged", 0),
+                    ("unattributed", 0),
+                ],
+                commission: Vec::new(),
+            },
+        );
         return Ok(summary);
     }
     let mut conn = upsert::open(db)?;
@@ -339,6 +353,26 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
     summary.unchanged = written.unchanged;
     summary.unattributed = written.unattributed;
     let provider = report.format.provider().as_str();
+    crate::metrics::conversions_imported(
+        report.format.name(),
+        provider,
+        &crate::metrics::ImportCounts {
+            rows: [
+                ("inserted", summary.inserted),
+                ("updated", summary.updated),
+                ("unchanged", summary.unchanged),
+                ("rejected", summary.rejected),
+                ("unattributed", summary.unattributed),
+            ],
+            // Orders rows are preliminary: the same sales come again, final,
+            // in the Earnings report (as in the reports).
+            commission: if report.format == Format::AmazonOrders {
+                Vec::new()
+            } else {
+                written.commission.clone()
+            },
+        },
+    );
     for (status, n) in Status::ALL.iter().zip(written.stored_by_status) {
         if n > 0 {
             counter!("linkwright_conversions_imported_total", "provider" => provider, "status" => status.as_str())

@@ -32,6 +32,34 @@ pub(super) struct Written {
     pub unattributed: u64,
     /// Inserted + updated rows, per [`Status::ALL`] entry.
     pub stored_by_status: [u64; 5],
+    /// Net change of counted commission (rows not declined), in
+    /// micro-units, per currency: for the commission metrics.
+    pub commission: Vec<(Option<String>, i64)>,
+}
+
+impl Written {
+    fn commission_changed(&mut self, old: Option<&Stored>, new: &Stored) {
+        let counted = |s: &Stored| {
+            if s.status == "declined" {
+                0
+            } else {
+                s.commission_micros
+            }
+        };
+        let mut add = |currency: &Option<String>, micros: i64| {
+            if micros == 0 {
+                return;
+            }
+            match self.commission.iter_mut().find(|(c, _)| c == currency) {
+                Some((_, v)) => *v = v.saturating_add(micros),
+                None => self.commission.push((currency.clone(), micros)),
+            }
+        };
+        if let Some(old) = old {
+            add(&old.currency, -counted(old));
+        }
+        add(&new.currency, counted(new));
+    }
 }
 
 /// Opens a write connection to the store's database file.
@@ -177,9 +205,11 @@ pub(super) fn write(
                     ])?;
                     written.inserted += 1;
                     written.stored_by_status[status_index] += 1;
+                    written.commission_changed(None, &new);
                 }
                 Some((_, ref o)) if *o == new => written.unchanged += 1,
-                Some((id, _)) => {
+                Some((id, ref o)) => {
+                    written.commission_changed(Some(o), &new);
                     update.execute(params![
                         id,
                         new.sub_id,

@@ -179,7 +179,11 @@ async fn look_up(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Respo
     let seen = app.caches.changes_seen();
     match with_timeout(app, move || store.link_by_code(&key)).await {
         Ok(Ok(Some(link))) => {
-            let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+            let cached = CachedLink::from_link(
+                &link,
+                app.metrics
+                    .link_label(&link.provider, link.marketplace.as_deref()),
+            );
             let response = respond(app, req, cached.as_ref());
             app.caches.links.insert(code, cached);
             app.caches.keep_link(seen, code);
@@ -330,7 +334,11 @@ async fn generate(app: &PublicHost, req: &Request<Incoming>, key: String) -> Res
             return json_error(code, &e.message());
         }
     };
-    let cached = CachedLink::from_link(&link, app.metrics.provider_index(&link.provider));
+    let cached = CachedLink::from_link(
+        &link,
+        app.metrics
+            .link_label(&link.provider, link.marketplace.as_deref()),
+    );
     let response = respond(app, req, cached.as_ref());
     app.caches.go.insert(&key, &link.code, cached.clone());
     app.caches.links.insert(&link.code, cached);

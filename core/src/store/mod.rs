@@ -7,6 +7,7 @@
 
 mod sqlite;
 pub(crate) mod stats;
+mod timed;
 
 use std::fmt;
 
@@ -18,6 +19,7 @@ use crate::click::ClickId;
 use crate::money::Micros;
 use crate::template::Template;
 pub use sqlite::SqliteStore;
+pub use timed::Timed;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
