@@ -3,7 +3,7 @@
 //! campaign, provider, marketplace or UTC day over an inclusive range of
 //! days. The API (`GET /api/v1/reports`) and the CLI (`linkwright report`)
 //! both parse with [`ReportQuery::parse`], query with [`run`] and render with
-//! [`Report::render`]; a link's own totals ([`link_stats`]) come from the
+//! [`Report::render`]; a link's own totals (`store::stats::link_stats`) come from the
 //! same tables.
 //!
 //! Where the numbers come from:
