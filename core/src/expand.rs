@@ -33,6 +33,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HOST, HeaderValue, LOCATION};
 use url::{Host, Url};
 
+use crate::retry::{Backoff, Retries};
 use linkwright_model::amazon::{
     MARKETPLACES as DEFAULT_TARGET_HOSTS, SHORT_HOSTS as DEFAULT_SHORT_HOSTS,
 };
@@ -270,34 +271,25 @@ impl Expander {
     /// transient failures.
     async fn fetch_location(&self, current: &Url) -> Result<String, ExpandError> {
         let (target, host_header) = self.request_target(current);
-        let mut attempt: u32 = 0;
+        let mut retries = Retries::new(
+            Backoff {
+                retries: self.settings.retries,
+                first: self.settings.backoff,
+            },
+            "short-link expansion",
+        );
         loop {
-            let reason = match self
+            match self
                 .fetch_once(current, &target, host_header.as_ref())
                 .await
             {
                 Ok(location) => return Ok(location),
                 Err(Failure::Final(e)) => return Err(e),
-                Err(Failure::Transient(reason)) => reason,
-            };
-            if attempt >= self.settings.retries {
-                let attempts = attempt.saturating_add(1);
-                return Err(ExpandError::Unavailable(format!(
-                    "{current}: {reason} ({attempts} attempt{})",
-                    if attempts == 1 { "" } else { "s" }
-                )));
+                Err(Failure::Transient(reason)) => retries
+                    .failed(reason, None)
+                    .await
+                    .map_err(|e| ExpandError::Unavailable(format!("{current}: {e}")))?,
             }
-            let delay = backoff_delay(self.settings.backoff, attempt);
-            attempt += 1;
-            tracing::warn!(
-                url = %current,
-                attempt,
-                retries = self.settings.retries,
-                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                reason = %reason,
-                "short-link expansion failed, retrying"
-            );
-            tokio::time::sleep(delay).await;
         }
     }
 
@@ -542,12 +534,6 @@ fn override_url(base: &Url, current: &Url) -> Url {
     url
 }
 
-/// The wait before retry number `attempt + 1`: `backoff × 2^attempt`,
-/// saturating.
-fn backoff_delay(backoff: Duration, attempt: u32) -> Duration {
-    backoff.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
-}
-
 /// What went wrong with a request, for messages: never the address connected
 /// to, which may be an internal override.
 fn describe_reqwest_error(e: &reqwest::Error) -> &'static str {
@@ -711,16 +697,6 @@ mod tests {
         let (target, host) = e.request_target(&other);
         assert_eq!(target, other);
         assert!(host.is_none());
-    }
-
-    #[test]
-    fn backoff_doubles_and_saturates() {
-        let b = Duration::from_millis(200);
-        assert_eq!(backoff_delay(b, 0), Duration::from_millis(200));
-        assert_eq!(backoff_delay(b, 1), Duration::from_millis(400));
-        assert_eq!(backoff_delay(b, 2), Duration::from_millis(800));
-        assert_eq!(backoff_delay(b, 40), b.saturating_mul(u32::MAX));
-        assert_eq!(backoff_delay(Duration::MAX, 3), Duration::MAX);
     }
 
     #[test]

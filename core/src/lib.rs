@@ -25,6 +25,7 @@ pub mod links;
 pub mod metrics;
 pub mod money;
 pub mod reports;
+pub mod retry;
 pub mod server;
 pub mod shard;
 pub mod store;

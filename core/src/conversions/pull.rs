@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use super::dates::Day;
 use super::settings::{AwinPullConfig, Format, FormatSettings, Provider};
 use super::{ImportError, ImportSummary, import_failed, parse, store_report};
+use crate::retry::{Backoff, Retries};
 
 /// The API's longest date range per call.
 pub const MAX_WINDOW_DAYS: i64 = 31;
@@ -299,7 +300,13 @@ async fn fetch_with_retries(
     url: &str,
     token: &str,
 ) -> Result<Vec<u8>, Failure> {
-    let mut attempt: u32 = 0;
+    let mut retries = Retries::new(
+        Backoff {
+            retries: config.retries,
+            first: config.backoff,
+        },
+        "Awin API call",
+    );
     loop {
         pacer.wait().await;
         *calls += 1;
@@ -308,17 +315,7 @@ async fn fetch_with_retries(
             Err(Failure::Refused(m)) => return Err(Failure::Refused(m)),
             Err(Failure::Transient(m, after)) => (m, after),
         };
-        if attempt >= config.retries {
-            let attempts = attempt + 1;
-            return Err(Failure::Transient(
-                format!(
-                    "{message} ({attempts} attempt{})",
-                    if attempts == 1 { "" } else { "s" }
-                ),
-                None,
-            ));
-        }
-        if retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
+        if retries.left() && retry_after.is_some_and(|d| d > MAX_RETRY_AFTER) {
             return Err(Failure::Transient(
                 format!(
                     "{message}; the API asks to wait more than {} s",
@@ -327,19 +324,9 @@ async fn fetch_with_retries(
                 None,
             ));
         }
-        let backoff = config
-            .backoff
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
-        let delay = retry_after.map_or(backoff, |r| r.max(backoff));
-        attempt += 1;
-        tracing::warn!(
-            attempt,
-            retries = config.retries,
-            retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason = %message,
-            "Awin API call failed, retrying"
-        );
-        tokio::time::sleep(delay).await;
+        if let Err(e) = retries.failed(message, retry_after).await {
+            return Err(Failure::Transient(e.to_string(), None));
+        }
     }
 }
 

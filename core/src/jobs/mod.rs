@@ -65,8 +65,9 @@ const WINDOW: usize = 8;
 /// Longest accepted webhook URL.
 const MAX_WEBHOOK_URL_LEN: usize = 2048;
 
-/// Webhook delivery attempts, and the backoff before the second one (doubling).
-const WEBHOOK_ATTEMPTS: u32 = 3;
+/// Webhook delivery retries after the first attempt, and the backoff before
+/// the first retry (doubling).
+const WEBHOOK_RETRIES: u32 = 2;
 const WEBHOOK_BACKOFF: Duration = Duration::from_millis(200);
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
