@@ -413,7 +413,6 @@ impl Drop for Writer {
 mod tests {
     use super::*;
     use std::collections::HashSet;
-    use std::path::PathBuf;
     use std::sync::atomic::AtomicUsize;
     use std::sync::mpsc;
 
@@ -610,17 +609,11 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lw-clicklog-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn concurrent_clicks_are_each_stored_once_or_counted_as_dropped() {
         const THREADS: usize = 8;
         const PER_THREAD: usize = 5_000;
-        let dir = temp_dir("concurrent");
+        let dir = crate::testing::scratch("concurrent");
         let store = Arc::new(SqliteStore::open(&dir).expect("open"));
         let link_id = store.with_conn(|c| {
             c.execute(

@@ -530,8 +530,7 @@ mod tests {
 
     impl TestStore {
         fn new(test: &str) -> TestStore {
-            let dir = std::env::temp_dir().join(format!("lw-keys-{}-{test}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
+            let dir = crate::testing::scratch(test);
             let store = SqliteStore::open(&dir).expect("open store");
             TestStore {
                 store: Some(store),

@@ -31,6 +31,9 @@ pub mod shard;
 pub mod store;
 pub mod view;
 
+#[cfg(test)]
+mod testing;
+
 pub use linkwright_model::{click, error, template};
 pub use linkwright_plugin_host as plugin;
 

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     // `template`) and the plugin host (`plugin`).
     &["click", "error", "template", "plugin"],
     // Values and pure functions of core's own.
-    &["clock", "money", "shard", "classify", "retry"],
+    &["clock", "money", "shard", "classify", "retry", "testing"],
     // Metric handles.
     &["metrics"],
     // Storage and outbound HTTP.

@@ -296,8 +296,7 @@ mod tests {
 
     #[test]
     fn plugin_with_a_slash_is_a_path_relative_to_the_config_file() {
-        let dir = std::env::temp_dir().join(format!("lw-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = crate::testing::scratch("config-plugin-path");
         let file = dir.join("lw.toml");
         std::fs::write(
             &file,
@@ -328,7 +327,7 @@ mod tests {
 
     #[test]
     fn an_executable_in_a_bin_folder_finds_plugins_under_its_prefix() {
-        let root = std::env::temp_dir().join(format!("lw-prefix-{}", std::process::id()));
+        let root = crate::testing::scratch("config-prefix");
         let bin = root.join("usr/bin");
         std::fs::create_dir_all(&bin).expect("temp dir");
         assert_eq!(

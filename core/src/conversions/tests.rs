@@ -345,8 +345,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("lw-conv-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::scratch(name);
         let store = SqliteStore::open(&dir).unwrap();
         Fixture {
             dir,

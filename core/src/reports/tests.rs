@@ -38,8 +38,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("lw-reports-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::scratch(name);
         let store = SqliteStore::open(&dir).expect("open store");
         Fixture { dir, store }
     }

@@ -240,8 +240,7 @@ mod tests {
     /// A connection of an app with no providers, at most `max` requests in
     /// flight.
     fn conn(name: &str, max: usize) -> (Arc<Conn>, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("lw-admission-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::scratch(name);
         let mut config = crate::config::Config::from_toml_str("").expect("empty config");
         config.server.data_dir = dir.clone();
         config.server.max_concurrent_requests = max;

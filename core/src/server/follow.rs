@@ -196,8 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_journal_that_went_back_forgets_everything() {
-        let dir = std::env::temp_dir().join(format!("lw-follow-{}-back", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::testing::scratch("follow-back");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
         let app = Arc::new(caches());
         app.links.insert("x", link(1));

@@ -898,12 +898,6 @@ mod tests {
     use crate::click::ClickIdGenerator;
     use crate::template::Template;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lw-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
-    }
-
     fn new_link(code: Option<&str>) -> NewLink {
         NewLink {
             code: code.map(str::to_owned),
@@ -930,7 +924,7 @@ mod tests {
 
     #[test]
     fn links_round_trip_and_survive_reopening() {
-        let dir = temp_dir("roundtrip");
+        let dir = crate::testing::scratch("roundtrip");
         let created = {
             let store = SqliteStore::open(&dir).expect("open");
             store.create_link(new_link(Some("echo"))).expect("create")
@@ -948,7 +942,7 @@ mod tests {
 
     #[test]
     fn every_change_to_links_is_journaled_in_order_and_pruning_keeps_the_newest() {
-        let dir = temp_dir("changes");
+        let dir = crate::testing::scratch("changes");
         let store = SqliteStore::open(&dir).expect("open");
         assert_eq!(store.last_link_change().expect("last"), 0);
         store.create_link(new_link(Some("a"))).expect("create");
@@ -1033,7 +1027,7 @@ mod tests {
 
     #[test]
     fn taken_custom_code_is_a_conflict_and_generated_codes_are_unique() {
-        let dir = temp_dir("conflict");
+        let dir = crate::testing::scratch("conflict");
         let store = SqliteStore::open(&dir).expect("open");
         store.create_link(new_link(Some("taken"))).expect("first");
         assert!(matches!(
@@ -1063,7 +1057,7 @@ mod tests {
 
     #[test]
     fn every_user_agent_class_is_stored_as_its_index_and_read_back_by_name() {
-        let dir = temp_dir("ua");
+        let dir = crate::testing::scratch("ua");
         let store = SqliteStore::open(&dir).expect("open");
         let link = store.create_link(new_link(Some("u"))).expect("create");
         let ids = ClickIdGenerator::new(0);
@@ -1108,7 +1102,7 @@ mod tests {
 
     #[test]
     fn clicks_are_stored_in_batches_and_read_back() {
-        let dir = temp_dir("clicks");
+        let dir = crate::testing::scratch("clicks");
         let store = SqliteStore::open(&dir).expect("open");
         let link = store.create_link(new_link(Some("c"))).expect("create");
         let ids = ClickIdGenerator::new(0);
@@ -1146,7 +1140,7 @@ mod tests {
 
     #[test]
     fn a_failed_click_batch_leaves_nothing_behind() {
-        let dir = temp_dir("click-rollback");
+        let dir = crate::testing::scratch("click-rollback");
         let store = SqliteStore::open(&dir).expect("open");
         let link = store.create_link(new_link(Some("c"))).expect("create");
         let ids = ClickIdGenerator::new(0);
@@ -1216,7 +1210,7 @@ mod tests {
 
     #[test]
     fn insert_clicks_puts_clicks_with_and_without_an_id_in_their_tables() {
-        let dir = temp_dir("click-tables");
+        let dir = crate::testing::scratch("click-tables");
         let store = SqliteStore::open(&dir).expect("open");
         let link = store.create_link(new_link(Some("c"))).expect("create");
         let ids = ClickIdGenerator::new(0);
@@ -1285,7 +1279,7 @@ mod tests {
     fn migration_6_keeps_every_click_and_conversions_still_join_by_click_id() {
         use crate::conversions::{ConversionsConfig, Format, import};
 
-        let dir = temp_dir("migrate-6");
+        let dir = crate::testing::scratch("migrate-6");
         std::fs::create_dir_all(&dir).expect("dir");
         // A database as version 5 left it: human clicks, bot hits, and a
         // human hit without a click ID (as tests and tools wrote them).
@@ -1381,7 +1375,7 @@ Books\tRust\t1718503105\tAmazon.com\tlw-20\t2026-11-04\t39.95\t1\t0\t39.95\t1.00
 
     #[test]
     fn click_state_only_moves_forward() {
-        let dir = temp_dir("state");
+        let dir = crate::testing::scratch("state");
         let store = SqliteStore::open(&dir).expect("open");
         assert_eq!(store.load_click_state().expect("load"), 0);
         store.save_click_state(100).expect("save");
@@ -1392,7 +1386,7 @@ Books\tRust\t1718503105\tAmazon.com\tlw-20\t2026-11-04\t39.95\t1\t0\t39.95\t1.00
 
     #[test]
     fn newer_schema_is_refused() {
-        let dir = temp_dir("schema");
+        let dir = crate::testing::scratch("schema");
         drop(SqliteStore::open(&dir).expect("open"));
         let conn = Connection::open(dir.join(DB_FILE)).expect("raw");
         conn.pragma_update(None, "user_version", 99).expect("bump");
