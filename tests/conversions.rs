@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    BROWSER, TestServer, client, config_with, linkwright, repo_root, scratch, stand_in_with_body,
+    BROWSER, TestServer, client, config_with, create_key, linkwright, repo_root, scratch,
+    stand_in_with_body,
 };
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, LOCATION, USER_AGENT};
@@ -368,11 +369,7 @@ struct Api {
 impl Api {
     fn start(name: &str, extra: &str) -> Api {
         let s = Setup::new(name, extra);
-        let key = |scope: &str| {
-            let out = linkwright(&s.args(&["keys", "create", "--name", "test", "--scope", scope]));
-            assert!(out.status.success(), "{out:?}");
-            String::from_utf8(out.stdout).unwrap().trim().to_owned()
-        };
+        let key = |scope: &str| create_key(&s.config, &s.data, &[scope]);
         let (key, read_key) = (key("write"), key("read"));
         Api {
             server: TestServer::start(&s.config, &s.data),

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BROWSER, StandIn, TestServer, client, config_with, linkwright, repo_root, scratch};
+use common::{BROWSER, StandIn, TestServer, client, config_with, create_key, repo_root, scratch};
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
@@ -442,22 +442,7 @@ fn dashboard_and_rules_queries_work_against_a_real_prometheus() {
         "[api]\nrate_limit_per_minute = 0\nwebhook_hosts = [\"127.0.0.1\"]",
     );
     let data = dir.join("data");
-    let out = linkwright(&[
-        "keys",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--name",
-        "monitoring",
-        "--scope",
-        "write",
-        "--scope",
-        "read",
-    ]);
-    assert!(out.status.success(), "{out:?}");
-    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let key = create_key(&config, &data, &["write", "read"]);
     let webhook = StandIn::start(|_| ("200 OK", String::new()));
     let server = TestServer::start(&config, &data);
     let target = server.admin.strip_prefix("http://").unwrap().to_owned();

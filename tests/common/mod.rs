@@ -246,34 +246,10 @@ pub struct StandIn {
 impl StandIn {
     /// Starts the stand-in on 127.0.0.1:0.
     pub fn start(respond: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> StandIn {
-        use std::io::{BufRead, BufReader, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = std::sync::Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                // Skip the headers.
-                let mut header = String::new();
-                while reader.read_line(&mut header).is_ok() && header.trim() != "" {
-                    header.clear();
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                log.lock().unwrap().push(path.clone());
-                let (status, headers) = respond(&path);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\n{headers}content-length: 0\r\nconnection: close\r\n\r\n"
-                );
-            }
-        });
-        StandIn { base, seen }
+        stand_in_with_body(move |path, _| {
+            let (status, headers) = respond(path);
+            (status, headers, String::new())
+        })
     }
 }
 
