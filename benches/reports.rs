@@ -390,12 +390,12 @@ fn measure(dir: &Path) {
         report.from,
         report.to,
         report.rows.len(),
-        report.totals.clicks,
-        report.totals.bot_hits,
-        report.totals.conversions,
-        report.totals.revenue,
-        report.totals.commission,
-        report.totals.earnings_per_click
+        report.totals.sums.clicks,
+        report.totals.sums.bot_hits,
+        report.totals.sums.conversions,
+        report.totals.sums.revenue,
+        report.totals.sums.commission,
+        report.totals.sums.earnings_per_click
     );
 
     let runs = 20;

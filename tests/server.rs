@@ -425,68 +425,46 @@ fn metrics_count_a_known_number_of_clicks_with_fixed_labels_only() {
             .starts_with("text/plain")
     );
     let text = r.text().unwrap();
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_redirects_total{outcome="redirect",provider="amazon"}"#
-        ),
-        10.0
+    let build_info = format!(
+        r#"linkwright_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
     );
-    // `/missing`, and `/metrics` asked of the public host.
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_redirects_total{outcome="not_found",provider="none"}"#
+    for (series, want) in [
+        (
+            r#"linkwright_redirects_total{outcome="redirect",provider="amazon"}"#,
+            10.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="false"}"#
+        // `/missing`, and `/metrics` asked of the public host.
+        (
+            r#"linkwright_redirects_total{outcome="not_found",provider="none"}"#,
+            2.0,
         ),
-        7.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="true"}"#
+        (
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="false"}"#,
+            7.0,
         ),
-        3.0
-    );
-    // `/metrics` is a reserved code: refused before any lookup.
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_cache_lookups_total{cache="links",result="miss"}"#
+        (
+            r#"linkwright_clicks_total{provider="amazon",marketplace="amazon.com",bot="true"}"#,
+            3.0,
         ),
-        2.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_cache_lookups_total{cache="links",result="hit"}"#
+        // `/metrics` is a reserved code: refused before any lookup.
+        (
+            r#"linkwright_cache_lookups_total{cache="links",result="miss"}"#,
+            2.0,
         ),
-        9.0
-    );
-    assert_eq!(metric(&text, "linkwright_clicklog_dropped_total"), 0.0);
-    assert_eq!(
-        metric(
-            &text,
-            &format!(
-                r#"linkwright_build_info{{version="{}"}}"#,
-                env!("CARGO_PKG_VERSION")
-            )
+        (
+            r#"linkwright_cache_lookups_total{cache="links",result="hit"}"#,
+            9.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            r#"linkwright_http_request_duration_seconds_count{listener="public",route="redirect"}"#
+        ("linkwright_clicklog_dropped_total", 0.0),
+        (build_info.as_str(), 1.0),
+        (
+            r#"linkwright_http_request_duration_seconds_count{listener="public",route="redirect"}"#,
+            12.0,
         ),
-        12.0
-    );
+    ] {
+        assert_eq!(metric(&text, series), want, "{series}");
+    }
     assert!(text.contains(r#"linkwright_http_request_duration_seconds_bucket{listener="public",route="redirect",le="0.001"}"#));
     for family in [
         "linkwright_clicklog_queue_depth",

@@ -38,7 +38,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::Day;
-use crate::money::Micros;
+use crate::store::Totals;
 
 pub use crate::clock::MS_PER_DAY;
 pub use query::{report, run};
@@ -269,25 +269,12 @@ pub struct ReportRow {
     pub group: String,
     /// The link's name (link grouping only).
     pub name: Option<String>,
-    /// Human clicks.
-    pub clicks: u64,
-    /// Bot, link-preview and HEAD hits.
-    pub bot_hits: u64,
-    /// Conversions, except declined and deleted ones.
-    pub conversions: u64,
-    /// Items: quantity minus returns.
-    pub items: i64,
-    /// Revenue (sales amount), an exact decimal string.
-    #[schema(value_type = String, example = "35.00")]
-    pub revenue: Micros,
-    /// Commission, an exact decimal string.
-    #[schema(value_type = String, example = "1.40")]
-    pub commission: Micros,
+    /// Clicks, bot hits, conversions, items, revenue, commission and
+    /// earnings per click.
+    #[serde(flatten)]
+    pub sums: Totals,
     /// Conversions per human click, rounded to 6 decimals; 0 without clicks.
     pub conversion_rate: f64,
-    /// Commission per human click, to the micro-unit; 0 without clicks.
-    #[schema(value_type = String, example = "0.466667")]
-    pub earnings_per_click: Micros,
 }
 
 /// Days since the Unix epoch of a `YYYY-MM-DD` date from 1970-01-01 to

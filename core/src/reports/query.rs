@@ -155,7 +155,7 @@ fn or_none(value: Option<String>) -> String {
 
 /// A report row of a group's sums.
 fn row(sums: &Sums, group: String, name: Option<String>) -> ReportRow {
-    let rate = if sums.clicks == 0 {
+    let conversion_rate = if sums.clicks == 0 {
         0.0
     } else {
         (sums.conversions as f64 / sums.clicks as f64 * 1e6).round() / 1e6
@@ -163,13 +163,7 @@ fn row(sums: &Sums, group: String, name: Option<String>) -> ReportRow {
     ReportRow {
         group,
         name,
-        clicks: sums.clicks,
-        bot_hits: sums.bot_hits,
-        conversions: sums.conversions,
-        items: sums.items,
-        revenue: Micros(sums.revenue),
-        commission: Micros(sums.commission),
-        conversion_rate: rate,
-        earnings_per_click: Micros(sums.commission).per(sums.clicks),
+        sums: sums.totals(),
+        conversion_rate,
     }
 }

@@ -95,16 +95,17 @@ impl Report {
 impl ReportRow {
     /// The CSV cells, in [`CSV_HEADER`] order.
     pub fn cells(&self) -> Vec<String> {
+        let t = &self.sums;
         vec![
             self.group.clone(),
-            self.clicks.to_string(),
-            self.bot_hits.to_string(),
-            self.conversions.to_string(),
-            self.items.to_string(),
-            self.revenue.to_string(),
-            self.commission.to_string(),
+            t.clicks.to_string(),
+            t.bot_hits.to_string(),
+            t.conversions.to_string(),
+            t.items.to_string(),
+            t.revenue.to_string(),
+            t.commission.to_string(),
             self.conversion_rate.to_string(),
-            self.earnings_per_click.to_string(),
+            t.earnings_per_click.to_string(),
         ]
     }
 }

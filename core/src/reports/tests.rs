@@ -6,6 +6,7 @@ use linkwright_plugin_sdk::SubIdEncoding;
 
 use super::*;
 use crate::classify::UaClass;
+use crate::money::Micros;
 use rusqlite::params;
 
 use crate::store::{ClickEvent, NewLink, SqliteStore, Store};
@@ -169,14 +170,14 @@ type Expected<'a> = (&'a str, u64, u64, u64, i64, &'a str, &'a str, f64, &'a str
 fn assert_row(row: &ReportRow, e: Expected<'_>) {
     let got = (
         row.group.as_str(),
-        row.clicks,
-        row.bot_hits,
-        row.conversions,
-        row.items,
-        row.revenue.to_string(),
-        row.commission.to_string(),
+        row.sums.clicks,
+        row.sums.bot_hits,
+        row.sums.conversions,
+        row.sums.items,
+        row.sums.revenue.to_string(),
+        row.sums.commission.to_string(),
         row.conversion_rate,
-        row.earnings_per_click.to_string(),
+        row.sums.earnings_per_click.to_string(),
     );
     let want = (
         e.0,
@@ -443,7 +444,7 @@ fn report_by_day_lists_every_day_oldest_first() {
     let days: Vec<(&str, u64, u64)> = wide
         .rows
         .iter()
-        .map(|r| (r.group.as_str(), r.clicks, r.conversions))
+        .map(|r| (r.group.as_str(), r.sums.clicks, r.sums.conversions))
         .collect();
     assert_eq!(
         days,
@@ -488,7 +489,7 @@ fn unattributed_conversions_have_their_own_group_and_count_in_the_totals() {
     let by_provider = f.report(D, D, GroupBy::Provider);
     let groups: Vec<&str> = by_provider.rows.iter().map(|r| r.group.as_str()).collect();
     assert_eq!(groups, vec!["amazon", "awin"]);
-    assert_eq!(by_provider.rows[1].conversions, 1);
+    assert_eq!(by_provider.rows[1].sums.conversions, 1);
 }
 
 #[test]
@@ -567,7 +568,7 @@ fn an_empty_range_has_no_rows_and_zero_totals() {
         by_day
             .rows
             .iter()
-            .all(|r| r.clicks == 0 && r.conversions == 0)
+            .all(|r| r.sums.clicks == 0 && r.sums.conversions == 0)
     );
     assert_row(&by_day.totals, zero);
 }

@@ -179,7 +179,7 @@ pub struct Totals {
     pub clicks: u64,
     /// Bot, preview and HEAD hits.
     pub bot_hits: u64,
-    /// Conversions attributed to the link, except declined and deleted ones.
+    /// Conversions, except declined and deleted ones.
     pub conversions: u64,
     /// Items of those conversions: quantity minus returns.
     pub items: i64,
