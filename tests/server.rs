@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{Read, Write};
 
-use common::{BROWSER, TestServer, client, config_with, linkwright, scratch};
+use common::{BROWSER, TestServer, client, config_with, linkwright, linkwright_on, scratch};
 use reqwest::StatusCode;
 use reqwest::blocking::Response;
 use reqwest::header::{CACHE_CONTROL, LOCATION, USER_AGENT};
@@ -20,19 +20,19 @@ fn setup(name: &str, extra_config: &str) -> (std::path::PathBuf, std::path::Path
     let dir = scratch(name);
     let config = config_with(&dir, extra_config);
     let data = dir.join("data");
-    let out = linkwright(&[
-        "links",
-        "create",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--code",
-        "echo",
-        "--name",
-        "Echo review video",
-        "https://www.amazon.com/Echo-Dot/dp/B08N5WRWNW/ref=sr_1_1?tag=someone-else-20",
-    ]);
+    let out = linkwright_on(
+        &config,
+        &data,
+        &[
+            "links",
+            "create",
+            "--code",
+            "echo",
+            "--name",
+            "Echo review video",
+            "https://www.amazon.com/Echo-Dot/dp/B08N5WRWNW/ref=sr_1_1?tag=someone-else-20",
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
@@ -364,15 +364,7 @@ fn middleware_mode_redirects_accepted_urls_once_generated_and_refuses_the_rest()
     assert!(status.success());
 
     // Generated once: one auto-created link per URL, kept in the store.
-    let out = linkwright(&[
-        "links",
-        "list",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = linkwright_on(&config, &data, &["links", "list", "--json"]);
     let links: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -86,23 +86,26 @@ pub fn linkwright(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Creates an admin API key with `linkwright keys create` and returns its
-/// secret. `scopes`: `read`, `write`; none means both.
-pub fn create_key(config: &Path, data: &Path, scopes: &[&str]) -> String {
-    let mut args = vec![
-        "keys",
-        "create",
+/// Runs `linkwright ARGS… --config CONFIG --data-dir DATA`.
+pub fn linkwright_on(config: &Path, data: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend([
         "--config",
         config.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
-        "--name",
-        "test",
-    ];
+    ]);
+    linkwright(&all)
+}
+
+/// Creates an admin API key with `linkwright keys create` and returns its
+/// secret. `scopes`: `read`, `write`; none means both.
+pub fn create_key(config: &Path, data: &Path, scopes: &[&str]) -> String {
+    let mut args = vec!["keys", "create", "--name", "test"];
     for scope in scopes {
         args.extend(["--scope", scope]);
     }
-    let out = linkwright(&args);
+    let out = linkwright_on(config, data, &args);
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
