@@ -299,7 +299,8 @@ pub struct LinkService {
     store: Arc<dyn Store>,
     /// This instance's caches, if it serves redirects.
     caches: Option<Arc<Caches>>,
-    /// Bound on each store call (the public host must not wait longer).
+    /// Bound on the public host's store calls (`/go`): a visitor waits no
+    /// longer.
     store_timeout: Duration,
 }
 
@@ -326,16 +327,30 @@ impl LinkService {
         &self.builder.providers
     }
 
-    /// Runs a store call on the blocking pool, within the store timeout.
+    /// Runs a store call on the blocking pool and waits for it: a write
+    /// that was started is answered with its outcome (a timeout here would
+    /// report a failure for a write that may still commit).
     async fn store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = Arc::clone(&self.store);
-        let task = tokio::task::spawn_blocking(move || f(store.as_ref()));
-        match tokio::time::timeout(self.store_timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(e)) => Err(StoreError::Task(e.to_string())),
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Task(e.to_string())),
+        }
+    }
+
+    /// [`LinkService::store`] for the public host, which must not keep a
+    /// visitor waiting longer than the store timeout. (A write that times
+    /// out may still commit: `/go`'s writes are keyed by URL, so the next
+    /// visitor finds that link.)
+    async fn store_bounded<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        match tokio::time::timeout(self.store_timeout, self.store(f)).await {
+            Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.store_timeout)),
         }
     }
@@ -391,7 +406,10 @@ impl LinkService {
     /// host makes no outbound call for a visitor.
     pub async fn for_url(&self, url: &str) -> Result<Created, LinkError> {
         let lookup = url.to_owned();
-        if let Some(link) = self.store(move |s| s.link_by_source_key(&lookup)).await? {
+        if let Some(link) = self
+            .store_bounded(move |s| s.link_by_source_key(&lookup))
+            .await?
+        {
             return Ok(Created { link, new: false });
         }
         let template = self.builder.build(url, None, &[], None, false).await?;
@@ -410,7 +428,12 @@ impl LinkService {
     }
 
     async fn insert(&self, new: NewLink, source: Source) -> Result<Created, LinkError> {
-        match self.store(move |s| s.create_link(new)).await {
+        let created = if source == Source::Go {
+            self.store_bounded(move |s| s.create_link(new)).await
+        } else {
+            self.store(move |s| s.create_link(new)).await
+        };
+        match created {
             Ok(link) => {
                 metrics::link_created(&link.provider, source.as_str());
                 if let Some(caches) = &self.caches {

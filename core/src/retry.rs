@@ -15,11 +15,10 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// The wait before retry number `retry + 1`: `first × 2^retry`,
-    /// saturating.
+    /// The wait before retry number `retry + 1`: `first × 2^retry`, the
+    /// doubling stopping at 2^16, saturating.
     pub fn delay(&self, retry: u32) -> Duration {
-        self.first
-            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
+        self.first.saturating_mul(1u32 << retry.min(16))
     }
 }
 
@@ -132,7 +131,8 @@ mod tests {
         assert_eq!(b.delay(0), Duration::from_millis(200));
         assert_eq!(b.delay(1), Duration::from_millis(400));
         assert_eq!(b.delay(2), Duration::from_millis(800));
-        assert_eq!(b.delay(40), b.first.saturating_mul(u32::MAX));
+        assert_eq!(b.delay(16), b.first * 65_536);
+        assert_eq!(b.delay(40), b.first * 65_536, "the doubling stops");
         let huge = Backoff {
             retries: 1,
             first: Duration::MAX,

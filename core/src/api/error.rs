@@ -121,6 +121,10 @@ impl IntoResponse for ApiError {
 
 impl From<BuildError> for ApiError {
     fn from(e: BuildError) -> Self {
+        if e.code == ErrorCode::Internal {
+            // A provider's own failure: the details go to the log only.
+            return ApiError::internal("provider", &e);
+        }
         let mut api = ApiError::new(e.code, e.message);
         api.detail.field = e.field.map(str::to_owned);
         api.retry_after = e.code.retryable().then_some(5);

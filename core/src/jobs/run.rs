@@ -183,14 +183,15 @@ pub(super) struct InFlight {
     task: tokio::task::JoinHandle<ItemOutcome>,
 }
 
-/// Makes the pending items in submission order, committing outcomes in
-/// batches. Up to [`WINDOW`] items are in flight at once (their store calls
-/// overlap), but outcomes are taken and recorded strictly in order, and an
-/// item that could interact with one in flight (the same request, or the
-/// same custom code) starts only after it: identical requests get the link
-/// of the first, and a taken code goes to the first item that asked for it,
-/// exactly as one by one. An error is the reason the job failed.
 impl JobRunner {
+    /// Makes the pending items in submission order, committing outcomes in
+    /// batches. Up to [`WINDOW`] items are in flight at once (their store
+    /// calls overlap), but outcomes are taken and recorded strictly in
+    /// order, and an item that could interact with one in flight (the same
+    /// request, or the same custom code) starts only after it: identical
+    /// requests get the link of the first, and a taken code goes to the
+    /// first item that asked for it, exactly as one by one. An error is the
+    /// reason the job failed.
     async fn make_items(
         self: &Arc<Self>,
         id: &str,
