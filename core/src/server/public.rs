@@ -327,11 +327,17 @@ async fn generate(app: &PublicHost, req: &Request<Incoming>, key: String) -> Res
             let code = e.code();
             if code.is_client_error() {
                 app.metrics.failed(Outcome::BadRequest);
-            } else {
-                warn!(error = %e, "middleware build failed");
-                app.metrics.failed(Outcome::Error);
+                return json_error(code, &e.message());
             }
-            return json_error(code, &e.message());
+            // A provider or upstream failure: the details go to the log.
+            warn!(error = %e, "middleware build failed");
+            app.metrics.failed(Outcome::Error);
+            let message = if code == ErrorCode::Internal {
+                "internal error".to_owned()
+            } else {
+                e.message()
+            };
+            return json_error(code, &message);
         }
     };
     let cached = CachedLink::from_link(
