@@ -419,3 +419,19 @@ fn rejects_bad_configs_naming_the_key() {
         }
     }
 }
+
+/// Regression (found by tests/properties.rs, the no-open-redirect property):
+/// the append style copied the destination's user info into the tracked
+/// link, `https://evil.example@ebay.com/…`, a phishing-shaped URL.
+#[test]
+fn user_info_of_the_destination_is_dropped() {
+    let t = build(EBAY, "https://evil.example:pw@www.ebay.com/itm/1?x=1").unwrap();
+    assert_eq!(
+        t.prefix,
+        "https://www.ebay.com/itm/1?x=1&mkevt=1&mkcid=1&mkrid=711-53200-19255-0&campid=5338000000&toolid=10001&customid="
+    );
+    assert_eq!(t.destination, "https://www.ebay.com/itm/1?x=1");
+    let t = build(RAKUTEN, "https://evil.example@shop.example/p").unwrap();
+    assert!(!t.prefix.contains("evil"), "{}", t.prefix);
+    assert_eq!(t.destination, "https://shop.example/p");
+}
