@@ -17,8 +17,11 @@ use linkwright_core::plugin::{BuildRequest, Providers};
 use linkwright_core::template::Template;
 use linkwright_core::{Config, classify};
 
+/// A target's property over the fuzzer's bytes.
+pub type Property = fn(&[u8]);
+
 /// Every fuzz target: its name (the folder of its corpus) and its property.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Property)] = &[
     ("go_url", go_url),
     ("code", code),
     ("user_agent", user_agent),
