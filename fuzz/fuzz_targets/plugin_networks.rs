@@ -20,4 +20,8 @@ static PROVIDERS: LazyLock<Providers> = LazyLock::new(|| {
     props::load_providers(&dir)
 });
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| props::plugin_build(&PROVIDERS, &["rakuten", "ebay"], data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::plugin_build(
+    &PROVIDERS,
+    &["rakuten", "ebay"],
+    data
+));
