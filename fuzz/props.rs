@@ -380,8 +380,9 @@ pub fn bulk_csv(data: &[u8]) {
 // ---------------------------------------------------------------- conversions
 
 fn conversions(format: Format, data: &[u8]) {
-    // Lines of the file, at most: UTF-16 newlines hold a 0x0A byte too.
-    let lines = data.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    // Lines of the file, at most: a CR or LF byte each (a bare CR ends a
+    // line; UTF-16 line ends hold those bytes too).
+    let lines = data.iter().filter(|b| matches!(**b, b'\n' | b'\r')).count() as u64 + 1;
     match conversions::parse(format, &FormatSettings::defaults(format), data) {
         Ok(report) => {
             // No row at all is fine (an empty window); rows that are all
