@@ -435,3 +435,20 @@ fn user_info_of_the_destination_is_dropped() {
     assert!(!t.prefix.contains("evil"), "{}", t.prefix);
     assert_eq!(t.destination, "https://shop.example/p");
 }
+
+/// Regression (found by the plugin_networks fuzz target): `ebay.com..` lost
+/// every trailing dot when matched, so it was tracked as eBay, in a link to
+/// a name with an empty label. Names with an empty label are declined; one
+/// trailing dot (a fully qualified name) is still the same host.
+#[test]
+fn hosts_with_an_empty_label_are_declined() {
+    for input in [
+        "https://ebay.com../itm/1",
+        "https://www..ebay.com/itm/1",
+        "https://.ebay.com/itm/1",
+    ] {
+        let e = build(EBAY, input).unwrap_err();
+        assert_eq!(e.status, Status::Declined, "{input}");
+    }
+    assert!(build(EBAY, "https://www.ebay.com./itm/1").is_ok());
+}
