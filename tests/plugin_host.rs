@@ -447,3 +447,74 @@ fn c_plugin_rejects_bad_config_with_its_message() {
     };
     assert!(message.contains("affiliate_id"), "{message}");
 }
+
+/// A hostile C fixture (`tests/fixtures/c/hostile_plugin.c`) as the first
+/// provider, with the bundled Amazon plugin after it.
+fn hostile_and_amazon(variant: &str) -> Providers {
+    let dir = scratch(&format!("hostile-{variant}"));
+    let file = compile_c(
+        &repo_root().join("tests/fixtures/c/hostile_plugin.c"),
+        &[&format!("LW_HOSTILE_{variant}")],
+        &dir,
+        &format!("libhostile_{}.so", variant.to_lowercase()),
+    );
+    let providers = load(&[
+        ("amazon", &plugin_file("amazon"), AMAZON),
+        ("hostile", &file, ""),
+    ]);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    providers
+}
+
+/// The hostile provider's build fails with `message` (naming the provider),
+/// is not disabled for it, and Amazon links are still made.
+fn refused_and_still_serving(providers: &Providers, message: &str) {
+    let e = providers
+        .build(&BuildRequest {
+            input: "https://shop.example/item/1",
+            provider: Some("hostile"),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert_eq!(e.provider.as_deref(), Some("hostile"));
+    assert_eq!(e.message, message);
+    assert!(!providers.get("hostile").unwrap().is_poisoned());
+    let t = providers
+        .build(&BuildRequest {
+            input: "https://www.amazon.com/dp/B08N5WRWNW",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        t.display(),
+        "https://www.amazon.com/dp/B08N5WRWNW?tag=lw-20&ascsubtag={click_id}"
+    );
+}
+
+#[test]
+fn plugin_template_that_is_not_utf8_is_refused_naming_the_provider() {
+    refused_and_still_serving(
+        &hostile_and_amazon("INVALID_UTF8"),
+        "provider `hostile` failed: plugin wrote a template prefix that is not UTF-8",
+    );
+}
+
+#[test]
+fn plugin_template_that_is_not_a_url_is_refused_naming_the_provider() {
+    refused_and_still_serving(
+        &hostile_and_amazon("NOT_A_URL"),
+        "provider `hostile` built `javascript:alert(1)//{click_id}`, which is not an http(s) URL",
+    );
+}
+
+#[test]
+fn plugin_writing_past_the_output_limit_is_refused_naming_the_provider() {
+    refused_and_still_serving(
+        &hostile_and_amazon("HUGE_OUTPUT"),
+        &format!(
+            "provider `hostile` failed: plugin wrote more than {} bytes to its template prefix",
+            linkwright_core::plugin::loader::MAX_OUTPUT_LEN
+        ),
+    );
+}

@@ -204,7 +204,7 @@ impl ClickIdGenerator {
                 lease = self.lease(now);
             }
             let state = lease.next;
-            lease.next += 1;
+            lease.next = lease.next.saturating_add(1);
             leased.set(lease);
             state
         });
@@ -215,12 +215,14 @@ impl ClickIdGenerator {
     }
 
     /// Takes the next [`LEASE`] values: from the larger of "previous + 1"
-    /// and `now` (sequence 0).
+    /// and `now` (sequence 0). At the end of the 64-bit state (the year
+    /// 2163, or a corrupt saved floor) the values stay at `u64::MAX`: IDs
+    /// then repeat, but never panic on overflow nor wrap back to 2024.
     fn lease(&self, now: u64) -> Lease {
         let mut prev = self.state.load(Ordering::Relaxed);
         loop {
-            let first = now.max(prev + 1);
-            let last = first + (LEASE - 1);
+            let first = now.max(prev.saturating_add(1));
+            let last = first.saturating_add(LEASE - 1);
             match self
                 .state
                 .compare_exchange_weak(prev, last, Ordering::AcqRel, Ordering::Relaxed)
@@ -229,7 +231,7 @@ impl ClickIdGenerator {
                     return Lease {
                         instance: self.instance,
                         next: first,
-                        end: last + 1,
+                        end: last.saturating_add(1),
                     };
                 }
                 Err(actual) => prev = actual,
@@ -250,6 +252,29 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    /// Regression (found by the `click_id` fuzz target): a floor at the
+    /// end of the state (a corrupt saved state) overflowed `prev + 1`, a
+    /// panic in debug builds and IDs from 2024 again in release builds.
+    #[test]
+    fn generator_at_the_end_of_its_state_neither_panics_nor_goes_back() {
+        for floor in [u64::MAX, u64::MAX - 1, u64::MAX - LEASE] {
+            let g = ClickIdGenerator::with_floor(9, floor);
+            let first = g.next_id();
+            let mut last = first;
+            for _ in 0..3 * LEASE {
+                let id = g.next_id();
+                assert!(id >= last, "{id} went back from {last}");
+                assert_eq!(id.node(), 9);
+                last = id;
+            }
+            assert_eq!(g.state(), u64::MAX);
+            assert!(
+                first.unix_ms() > 6_000_000_000_000,
+                "{first} is not in 2163"
+            );
+        }
+    }
 
     #[test]
     fn ids_are_13_alphanumerics_carrying_their_node() {

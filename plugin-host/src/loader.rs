@@ -242,6 +242,12 @@ unsafe fn str_from_abi(s: abi::Str) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
+/// The most bytes a plugin may write to one output field in one call. A
+/// template is made from an input of at most `MAX_INPUT_LEN` (8 KiB) bytes;
+/// anything near this limit is a broken or hostile plugin, refused rather
+/// than buffered without bound.
+pub const MAX_OUTPUT_LEN: usize = 256 * 1024;
+
 /// Host-owned output buffers a plugin writes into through `lw_output`.
 #[derive(Debug, Default)]
 struct OutputBuf {
@@ -251,6 +257,9 @@ struct OutputBuf {
     destination: Vec<u8>,
     marketplace: Vec<u8>,
     description: Vec<u8>,
+    /// The first field written past [`MAX_OUTPUT_LEN`]; what it held stays
+    /// at the limit.
+    overflowed: Option<u32>,
 }
 
 /// The `write` callback handed to plugins.
@@ -265,8 +274,6 @@ unsafe extern "C" fn write_output(ctx: *mut c_void, field_id: u32, ptr: *const u
     // SAFETY: `ctx` is the `&mut OutputBuf` we put in `lw_output.ctx` for this
     // call only, and no other reference to it is live during the call.
     let buf = unsafe { &mut *ctx.cast::<OutputBuf>() };
-    // SAFETY: the plugin passes `len` readable bytes.
-    let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
     let target = match field_id {
         field::ERROR => &mut buf.error,
         field::PREFIX => &mut buf.prefix,
@@ -276,7 +283,30 @@ unsafe extern "C" fn write_output(ctx: *mut c_void, field_id: u32, ptr: *const u
         field::DESCRIPTION => &mut buf.description,
         _ => return,
     };
-    target.extend_from_slice(bytes);
+    // Past the limit, only what fits is read (never a slice of a length the
+    // plugin made up), and the call is refused afterwards.
+    let room = MAX_OUTPUT_LEN.saturating_sub(target.len());
+    let take = len.min(room);
+    if take > 0 {
+        // SAFETY: the plugin passes `len` readable bytes, and `take <= len`.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, take) };
+        target.extend_from_slice(bytes);
+    }
+    if len > room {
+        buf.overflowed.get_or_insert(field_id);
+    }
+}
+
+/// The name of an output field, for errors.
+fn field_name(field_id: u32) -> &'static str {
+    match field_id {
+        field::ERROR => "error message",
+        field::PREFIX => "template prefix",
+        field::SUFFIX => "template suffix",
+        field::DESTINATION => "destination",
+        field::MARKETPLACE => "marketplace",
+        _ => "description",
+    }
 }
 
 impl OutputBuf {
@@ -287,6 +317,19 @@ impl OutputBuf {
             ctx: (self as *mut OutputBuf).cast(),
             write: Some(write_output),
         }
+    }
+
+    /// The call's failure if the plugin wrote more than [`MAX_OUTPUT_LEN`]
+    /// bytes to a field, whatever status it returned.
+    fn overflow(&self) -> Option<CallError> {
+        self.overflowed.map(|f| CallError {
+            status: Some(Status::Internal),
+            code: status::INTERNAL,
+            message: format!(
+                "plugin wrote more than {MAX_OUTPUT_LEN} bytes to its {}",
+                field_name(f)
+            ),
+        })
     }
 
     /// The plugin's error message, or a stand-in naming the status.
@@ -402,6 +445,11 @@ impl Instance {
         // SAFETY: checked descriptor; request, its strings and params, info
         // and out all outlive the call.
         let code = unsafe { (self.library.build)(self.raw, &request, &mut info, &out.abi()) };
+        if code != status::PANIC
+            && let Some(e) = out.overflow()
+        {
+            return Err(e);
+        }
         if code != status::OK {
             if code == status::PANIC {
                 self.poisoned.store(true, Ordering::Release);
@@ -446,6 +494,11 @@ impl Instance {
         let mut out = OutputBuf::default();
         // SAFETY: checked descriptor; `out` outlives the call.
         let code = unsafe { describe(self.raw, &out.abi()) };
+        if code != status::PANIC
+            && let Some(e) = out.overflow()
+        {
+            return Err(e);
+        }
         if code != status::OK {
             if code == status::PANIC {
                 self.poisoned.store(true, Ordering::Release);

@@ -77,9 +77,14 @@ pub(super) fn parse(
                     table.header("asin")
                 )));
             }
-            let count = |field: &str| {
-                parse_count(cell(field))
-                    .map_err(|e| reject(format!("column `{}`: {e}", header_of(field))))
+            // Items and returns are counts: a negative one is a broken row
+            // (it would make the row's revenue negative), never a refund.
+            let count = |field: &str| match parse_count(cell(field)) {
+                Ok(Some(n)) if n < 0 => Err(reject(format!(
+                    "column `{}`: `{n}` is negative; items and returns are counts",
+                    header_of(field)
+                ))),
+                other => other.map_err(|e| reject(format!("column `{}`: {e}", header_of(field)))),
             };
             let amount = |field: &str| {
                 parse_micros(cell(field))

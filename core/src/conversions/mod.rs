@@ -273,6 +273,14 @@ pub fn parse(
     bytes: &[u8],
 ) -> Result<Report, ImportError> {
     let text = decode(bytes)?;
+    // A bare CR ends a line (files saved by old Mac spreadsheets): for the
+    // CSV reader, the header scan and the line numbers alike, so that one
+    // line never holds two rows.
+    let text = if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        text
+    };
     if text.trim().is_empty() {
         return Err(ImportError::Malformed {
             line: 1,

@@ -558,3 +558,33 @@ fn lookups_use_their_indexes() {
         "{rows}"
     );
 }
+
+/// Regression (found by the conv_amazon_* and conv_awin_csv fuzz targets):
+/// a bare CR ended a record for the CSV reader but not a line for the line
+/// numbers, so one line could hold a row accepted and a row rejected.
+#[test]
+fn bare_carriage_returns_end_lines() {
+    let text = EARNINGS.replace('\n', "\r");
+    let text = text.replacen("\t2\t0\t99.98", "\tabc\t0\t99.98", 1);
+    let report = parse_ok(Format::AmazonEarnings, &text);
+    let lines: Vec<u64> = report.rows.iter().map(|(line, _)| *line).collect();
+    assert_eq!(lines, [4]);
+    assert_eq!(report.rejections.len(), 1);
+    assert_eq!(report.rejections[0].line, 3);
+}
+
+/// Regression (found by the conv_amazon_bounty fuzz target): a negative
+/// item count was imported, making the row's revenue negative.
+#[test]
+fn negative_item_count_is_rejected_with_its_line() {
+    let text = EARNINGS.replacen("\t2\t0\t99.98", "\t-2\t0\t99.98", 1);
+    let report = parse_ok(Format::AmazonEarnings, &text);
+    assert_eq!(report.rows.len(), 1);
+    assert_eq!(report.rejections.len(), 1);
+    assert_eq!(report.rejections[0].line, 3);
+    assert!(
+        report.rejections[0].reason.contains("`-2` is negative"),
+        "{}",
+        report.rejections[0].reason
+    );
+}

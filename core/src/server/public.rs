@@ -23,7 +23,6 @@ use crate::clock::now_ms;
 use crate::error::ErrorCode;
 use crate::links::LinkError;
 use crate::metrics::{CacheResult, Outcome, Route};
-use crate::plugin::MAX_INPUT_LEN;
 use crate::store::{ClickEvent, StoreError, validate_code};
 
 const NO_STORE: HeaderValue = HeaderValue::from_static("private, no-store");
@@ -296,15 +295,9 @@ fn go(app: &PublicHost, req: &Request<Incoming>) -> Step {
     let Some(raw) = url_param(req) else {
         return bad("missing the `url` query parameter: /go?url=<product URL>");
     };
-    if raw.len() > MAX_INPUT_LEN {
-        return bad("the url is too long");
-    }
-    let key = match url::Url::parse(raw.trim()) {
-        Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
-            u.set_fragment(None);
-            String::from(u)
-        }
-        _ => return bad("the url parameter is not an http(s) URL"),
+    let key = match super::redirect::middleware_key(&raw) {
+        Ok(key) => key,
+        Err(message) => return bad(message),
     };
 
     if let Some(response) = app.caches.go.get(&key, |_, link| respond(app, req, link)) {

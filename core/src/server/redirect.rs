@@ -4,6 +4,7 @@
 use crate::cache::LinkRef;
 use crate::classify::Visitor;
 use crate::click::ClickId;
+use crate::plugin::MAX_INPUT_LEN;
 
 /// What to answer for a link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,25 @@ pub enum Resolution {
         /// The minted click ID.
         click_id: Option<ClickId>,
     },
+}
+
+/// The middleware-mode (`/go?url=`) cache key of a decoded `url`
+/// parameter: the URL trimmed, parsed and re-serialised (the `url` crate's
+/// normal form: lower-case scheme and host, IDNA, default port dropped)
+/// without its fragment. `Err` carries the client's message: too long, or
+/// not an absolute http(s) URL with a host. Public so that the fuzz targets
+/// and the corpus replay can call the exact function `/go` uses.
+pub fn middleware_key(raw: &str) -> Result<String, &'static str> {
+    if raw.len() > MAX_INPUT_LEN {
+        return Err("the url is too long");
+    }
+    match url::Url::parse(raw.trim()) {
+        Ok(mut u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            u.set_fragment(None);
+            Ok(String::from(u))
+        }
+        _ => Err("the url parameter is not an http(s) URL"),
+    }
 }
 
 /// Resolves a request for `link`. `mint` is called only for a human visitor,

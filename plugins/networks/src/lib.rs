@@ -99,7 +99,13 @@ impl Provider for Networks {
     }
 
     fn build(&self, request: &BuildRequest<'_>) -> Result<Template, PluginError> {
-        let url = input::parse_http_url(request.input)?;
+        let mut url = input::parse_http_url(request.input)?;
+        // User info is never part of a product URL; kept, it would make the
+        // tracked link read `https://evil.example@shop.example/` (append
+        // style puts it in the link itself). Dropping it cannot fail on an
+        // http(s) URL with a host.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         let served = input::domain_of(&url).is_some_and(|host| {
             self.config
                 .hosts

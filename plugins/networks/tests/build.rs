@@ -419,3 +419,36 @@ fn rejects_bad_configs_naming_the_key() {
         }
     }
 }
+
+/// Regression (found by tests/properties.rs, the no-open-redirect property):
+/// the append style copied the destination's user info into the tracked
+/// link, `https://evil.example@ebay.com/…`, a phishing-shaped URL.
+#[test]
+fn user_info_of_the_destination_is_dropped() {
+    let t = build(EBAY, "https://evil.example:pw@www.ebay.com/itm/1?x=1").unwrap();
+    assert_eq!(
+        t.prefix,
+        "https://www.ebay.com/itm/1?x=1&mkevt=1&mkcid=1&mkrid=711-53200-19255-0&campid=5338000000&toolid=10001&customid="
+    );
+    assert_eq!(t.destination, "https://www.ebay.com/itm/1?x=1");
+    let t = build(RAKUTEN, "https://evil.example@shop.example/p").unwrap();
+    assert!(!t.prefix.contains("evil"), "{}", t.prefix);
+    assert_eq!(t.destination, "https://shop.example/p");
+}
+
+/// Regression (found by the plugin_networks fuzz target): `ebay.com..` lost
+/// every trailing dot when matched, so it was tracked as eBay, in a link to
+/// a name with an empty label. Names with an empty label are declined; one
+/// trailing dot (a fully qualified name) is still the same host.
+#[test]
+fn hosts_with_an_empty_label_are_declined() {
+    for input in [
+        "https://ebay.com../itm/1",
+        "https://www..ebay.com/itm/1",
+        "https://.ebay.com/itm/1",
+    ] {
+        let e = build(EBAY, input).unwrap_err();
+        assert_eq!(e.status, Status::Declined, "{input}");
+    }
+    assert!(build(EBAY, "https://www.ebay.com./itm/1").is_ok());
+}

@@ -29,11 +29,16 @@ pub fn parse_http_url(input: &str) -> Result<Url, PluginError> {
     Ok(url)
 }
 
-/// The URL's domain in matching form (lower case, no trailing dot); `None`
-/// for IP addresses, which no domain matches.
+/// The URL's domain in matching form (lower case, without the one trailing
+/// dot a fully qualified name may have); `None` for IP addresses, which no
+/// domain matches, and for names with an empty label (`ebay.com..`,
+/// `.ebay.com`, `a..b`), which name no host.
 pub fn domain_of(url: &Url) -> Option<&str> {
     match url.host() {
-        Some(Host::Domain(domain)) => Some(domain.trim_end_matches('.')),
+        Some(Host::Domain(domain)) => {
+            let domain = domain.strip_suffix('.').unwrap_or(domain);
+            (!domain.split('.').any(str::is_empty)).then_some(domain)
+        }
         _ => None,
     }
 }

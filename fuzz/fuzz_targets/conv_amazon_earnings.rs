@@ -1,0 +1,7 @@
+//! Fuzz target `conv_amazon_earnings`: see `props::conv_amazon_earnings` for the properties it asserts.
+#![no_main]
+
+#[path = "../props.rs"]
+mod props;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| props::conv_amazon_earnings(data));
