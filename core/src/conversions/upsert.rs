@@ -3,36 +3,25 @@
 //! (the API and cache misses of the redirect path keep working; readers are
 //! not blocked in WAL mode, and the click writer waits at most for this one
 //! transaction, retrying its batch if it has to).
-//!
-//! Set-wise: a file's sub-IDs are resolved to their clicks' links in one
-//! statement, and the stored rows it names are read in one statement per
-//! (provider, kind); only the rows that are new or changed are written.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Conversion, Status};
 
 /// How long an import waits for another writer before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The link of each click ID of a JSON array (those with a click), in one
-/// statement: a primary-key search of `clicks_by_id` per ID. (Only clicks
-/// with an ID live there; the `clicks` view's other half has none.)
-pub(super) const CLICK_SQL: &str = "SELECT s.value, c.link_id FROM json_each(?1) s \
-     CROSS JOIN clicks_by_id c ON c.click_id = s.value";
+/// The link of a click ID.
+pub(super) const CLICK_SQL: &str = "SELECT link_id FROM clicks WHERE click_id = ?1";
 
-/// The stored conversions of one provider and kind whose row keys are in a
-/// JSON array, in one statement: a search of the (provider, kind, row_key)
-/// index per key.
-pub(super) const EXISTING_SQL: &str = "SELECT o.row_key, o.id, o.sub_id, o.click_id, o.link_id, \
-     o.tracking_id, o.event_ms, o.product_id, o.product_name, o.quantity, o.returns, \
-     o.price_micros, o.revenue_micros, o.commission_micros, o.status, o.currency \
-     FROM json_each(?3) k CROSS JOIN conversions o \
-     ON o.provider = ?1 AND o.kind = ?2 AND o.row_key = k.value";
+/// A stored conversion by its identity.
+pub(super) const EXISTING_SQL: &str = "SELECT id, sub_id, click_id, link_id, tracking_id, event_ms, \
+     product_id, product_name, quantity, returns, price_micros, revenue_micros, commission_micros, \
+     status, currency FROM conversions WHERE provider = ?1 AND kind = ?2 AND row_key = ?3";
 
 /// What a write did.
 #[derive(Debug, Default)]
@@ -83,7 +72,7 @@ pub(super) fn open(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 /// The stored columns of a conversion that an import may change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Stored {
     sub_id: Option<String>,
     click_id: Option<String>,
@@ -101,12 +90,6 @@ struct Stored {
     currency: Option<String>,
 }
 
-/// A JSON array of strings, bound as one parameter.
-fn json_array<'a>(items: impl Iterator<Item = &'a str>) -> rusqlite::Result<String> {
-    serde_json::to_string(&items.collect::<BTreeSet<_>>())
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
 /// Upserts `rows` in one transaction.
 pub(super) fn write(
     conn: &mut Connection,
@@ -116,54 +99,8 @@ pub(super) fn write(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut written = Written::default();
     {
-        // Sub-ID → link, for every sub-ID of the file at once.
-        let subs = json_array(rows.iter().filter_map(|(_, c)| c.sub_id.as_deref()))?;
-        let links: HashMap<String, i64> = tx
-            .prepare_cached(CLICK_SQL)?
-            .query_map([subs], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        // The stored rows this file names, by (provider, kind, row key);
-        // rows written below replace their entry, so a key seen twice in
-        // one file meets what its first row stored, as one by one.
-        let mut known: HashMap<(&str, &str, String), (i64, Stored)> = HashMap::new();
-        let groups: BTreeSet<(&str, &str)> = rows
-            .iter()
-            .map(|(_, c)| (c.provider.as_str(), c.kind.as_str()))
-            .collect();
-        for (provider, kind) in groups {
-            let keys = json_array(
-                rows.iter()
-                    .filter(|(_, c)| c.provider.as_str() == provider && c.kind.as_str() == kind)
-                    .map(|(_, c)| c.row_key.as_str()),
-            )?;
-            let mut existing = tx.prepare_cached(EXISTING_SQL)?;
-            let found = existing.query_map(params![provider, kind, keys], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get(1)?,
-                    Stored {
-                        sub_id: r.get(2)?,
-                        click_id: r.get(3)?,
-                        link_id: r.get(4)?,
-                        tracking_id: r.get(5)?,
-                        event_ms: r.get(6)?,
-                        product_id: r.get(7)?,
-                        product_name: r.get(8)?,
-                        quantity: r.get(9)?,
-                        returns: r.get(10)?,
-                        price_micros: r.get(11)?,
-                        revenue_micros: r.get(12)?,
-                        commission_micros: r.get(13)?,
-                        status: r.get(14)?,
-                        currency: r.get(15)?,
-                    },
-                ))
-            })?;
-            for row in found {
-                let (row_key, id, stored) = row?;
-                known.insert((provider, kind, row_key), (id, stored));
-            }
-        }
+        let mut click = tx.prepare_cached(CLICK_SQL)?;
+        let mut existing = tx.prepare_cached(EXISTING_SQL)?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO conversions (provider, kind, row_key, sub_id, click_id, link_id, \
              tracking_id, event_ms, product_id, product_name, quantity, returns, price_micros, \
@@ -176,12 +113,45 @@ pub(super) fn write(
              price_micros = ?11, revenue_micros = ?12, commission_micros = ?13, status = ?14, \
              currency = ?15, updated_ms = ?16 WHERE id = ?1",
         )?;
+        // Sub-ID → link, per file: the same click may have several rows.
+        let mut links: HashMap<&str, Option<i64>> = HashMap::new();
         for (_, c) in rows {
-            let link_id = c.sub_id.as_deref().and_then(|sub| links.get(sub).copied());
+            let link_id = match c.sub_id.as_deref() {
+                None => None,
+                Some(sub) => match links.get(sub) {
+                    Some(found) => *found,
+                    None => {
+                        let found: Option<i64> = click.query_row([sub], |r| r.get(0)).optional()?;
+                        links.insert(sub, found);
+                        found
+                    }
+                },
+            };
             let provider = c.provider.as_str();
             let kind = c.kind.as_str();
-            let key = (provider, kind, c.row_key.clone());
-            let old = known.remove(&key);
+            let old: Option<(i64, Stored)> = existing
+                .query_row(params![provider, kind, c.row_key], |r| {
+                    Ok((
+                        r.get(0)?,
+                        Stored {
+                            sub_id: r.get(1)?,
+                            click_id: r.get(2)?,
+                            link_id: r.get(3)?,
+                            tracking_id: r.get(4)?,
+                            event_ms: r.get(5)?,
+                            product_id: r.get(6)?,
+                            product_name: r.get(7)?,
+                            quantity: r.get(8)?,
+                            returns: r.get(9)?,
+                            price_micros: r.get(10)?,
+                            revenue_micros: r.get(11)?,
+                            commission_micros: r.get(12)?,
+                            status: r.get(13)?,
+                            currency: r.get(14)?,
+                        },
+                    ))
+                })
+                .optional()?;
             // An attribution once made is kept for the same sub-ID, even if
             // the click has gone since.
             let (click_id, link_id) = match (link_id, &old) {
@@ -236,14 +206,10 @@ pub(super) fn write(
                     written.inserted += 1;
                     written.stored_by_status[status_index] += 1;
                     written.commission_changed(None, &new);
-                    known.insert(key, (tx.last_insert_rowid(), new));
                 }
-                Some((id, o)) if o == new => {
-                    written.unchanged += 1;
-                    known.insert(key, (id, o));
-                }
-                Some((id, o)) => {
-                    written.commission_changed(Some(&o), &new);
+                Some((_, ref o)) if *o == new => written.unchanged += 1,
+                Some((id, ref o)) => {
+                    written.commission_changed(Some(o), &new);
                     update.execute(params![
                         id,
                         new.sub_id,
@@ -264,7 +230,6 @@ pub(super) fn write(
                     ])?;
                     written.updated += 1;
                     written.stored_by_status[status_index] += 1;
-                    known.insert(key, (id, new));
                 }
             }
         }
