@@ -1,7 +1,17 @@
 //! Bulk job benchmark: a 5,000-item CSV submitted to `POST /api/v1/links/bulk`
 //! on a running release server, timed from the submission until
-//! `GET /api/v1/jobs/{id}` says `done` (see docs/ARCHITECTURE.md, "Performance budgets":
-//! a 5,000-item bulk job finished ≤ 1 s).
+//! `GET /api/v1/jobs/{id}` says `done`, and judged against its floor measured
+//! in the same round (see docs/ARCHITECTURE.md, "Performance budgets": a
+//! 5,000-item bulk job within 3× its floor).
+//!
+//! The floor is what the job cannot avoid: the same items' templates built
+//! through the plugin host alone (in this process, the same plugins and
+//! config), plus the same links written by the store in one transaction
+//! (one prepared `INSERT` each, into a store of this process's own that grows
+//! by the same links per round as the server's). The ratio, not the
+//! absolute time, is judged: both sides slow down together on a busy
+//! machine. The absolute figures are printed too, with the old absolute
+//! budget (1 s) for the record.
 //!
 //! The end is observed through the job's webhook (a local receiver), not by
 //! polling, so the measuring does not compete with the job for the store;
@@ -27,10 +37,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use linkwright_core::config::Config;
+use linkwright_core::links::CreateLinkRequest;
+use linkwright_core::store::{SqliteStore, generate_code};
+use linkwright_core::{BuildRequest, Providers};
 use serde_json::Value;
 
 const ITEMS: usize = 5_000;
-const BUDGET: Duration = Duration::from_secs(1);
+/// The old absolute budget, printed for the record only.
+const OLD_BUDGET: Duration = Duration::from_secs(1);
+/// A job within this many times its floor.
+const RATIO_BUDGET: f64 = 3.0;
 /// Every this-many-th row names a host no provider handles (an error row).
 const BAD_EVERY: usize = 50;
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,7 +116,7 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
     let config = dir.join("config.toml");
     let mut text = fs::read_to_string(&default)?;
     text.push_str("\n[api]\nwebhook_hosts = [\"127.0.0.1\"]\n");
-    fs::write(&config, text)?;
+    fs::write(&config, &text)?;
     let data = dir.join("data");
     let key = create_key(&config, &data)?;
     let server = start(&config, &data, &dir.join("server.log"))?;
@@ -108,14 +125,26 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
         .timeout(Duration::from_secs(30))
         .build()?;
 
+    // The floor's side: the same providers, and a store of its own.
+    let providers = Config::from_toml_str(&text)?.load_providers();
+    ensure!(
+        providers.refused().is_empty(),
+        "plugins refused: {:?}",
+        providers.refused()
+    );
+    let floor_store = SqliteStore::open(&dir.join("floor"))?;
+
     let load_before = loadavg();
     println!(
         "bulk: {ITEMS}-item CSV jobs (every {BAD_EVERY}th row an unknown host), submit → done, {iters} measured + 1 warm-up"
     );
     let mut wall = Vec::with_capacity(iters);
     let mut server_side = Vec::with_capacity(iters);
+    let mut floors = Vec::with_capacity(iters);
+    let mut builds = Vec::with_capacity(iters);
     for round in 0..=iters {
         let (csv, good) = rows(round);
+        let (build, write) = floor(&providers, &floor_store, csv.as_bytes(), good)?;
         let (elapsed, summary) = one_job(&http, &server.admin, &key, &hook, csv)?;
         ensure!(
             summary["status"] == "done"
@@ -129,33 +158,66 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
             .max(0) as u64,
         );
         let label = if round == 0 { "warm-up" } else { "measured" };
+        let floor = build + write;
         println!(
-            "  job {round} ({label}): submit → done {:>7.1} ms (server: accepted → done {:>5} ms), {good} links, {} errors",
+            "  job {round} ({label}): submit → done {:>7.1} ms (server: accepted → done {:>5} ms), {good} links, {} errors; floor {:.1} ms (builds {:.1} + one-transaction write {:.1}): {:.2}× ({:.2}× server-side)",
             ms(elapsed),
             accepted_to_done.as_millis(),
-            ITEMS - good
+            ITEMS - good,
+            ms(floor),
+            ms(build),
+            ms(write),
+            elapsed.as_secs_f64() / floor.as_secs_f64(),
+            accepted_to_done.as_secs_f64() / floor.as_secs_f64(),
         );
         if round > 0 {
-            wall.push(elapsed);
-            server_side.push(accepted_to_done);
+            wall.push((elapsed, floor));
+            server_side.push(accepted_to_done.as_secs_f64() / floor.as_secs_f64());
+            floors.push(floor);
+            builds.push(build);
         }
     }
     drop(server);
-    wall.sort();
-    server_side.sort();
-    let median = wall[wall.len() / 2];
-    let verdict = if median <= BUDGET { "PASS" } else { "FAIL" };
+    let mut ratios: Vec<f64> = wall
+        .iter()
+        .map(|(w, f)| w.as_secs_f64() / f.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    server_side.sort_by(f64::total_cmp);
+    let mut times: Vec<Duration> = wall.iter().map(|(w, _)| *w).collect();
+    times.sort();
+    floors.sort();
+    builds.sort();
+    let median = times[times.len() / 2];
+    let ratio = ratios[ratios.len() / 2];
+    let verdict = if ratio <= RATIO_BUDGET {
+        "PASS"
+    } else {
+        "FAIL"
+    };
     println!(
-        "\nsubmit → done: median {:.1} ms, min {:.1} ms, max {:.1} ms (server-side accepted → done median {} ms)",
+        "\nsubmit → done: median {:.1} ms, min {:.1} ms, max {:.1} ms; floor median {:.1} ms (template builds alone {:.1} ms)",
         ms(median),
-        ms(wall[0]),
-        ms(wall[wall.len() - 1]),
-        server_side[server_side.len() / 2].as_millis()
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        ms(floors[floors.len() / 2]),
+        ms(builds[builds.len() / 2]),
     );
     println!(
-        "budget ≤ {} ms: {verdict} ({:.1}× headroom)",
-        BUDGET.as_millis(),
-        BUDGET.as_secs_f64() / median.as_secs_f64()
+        "ratio to the floor (median of rounds): submit → done {ratio:.2}× (min {:.2}×, max {:.2}×), server-side accepted → done {:.2}×",
+        ratios[0],
+        ratios[ratios.len() - 1],
+        server_side[server_side.len() / 2]
+    );
+    println!("budget ≤ {RATIO_BUDGET}× the floor: {verdict}");
+    println!(
+        "absolute, for the record: the old budget (≤ {} ms) {}",
+        OLD_BUDGET.as_millis(),
+        if median <= OLD_BUDGET {
+            "held"
+        } else {
+            "missed"
+        }
     );
     // Other processes on a shared machine slow the job; say how busy it was.
     println!(
@@ -164,6 +226,71 @@ fn measure(dir: &Path, iters: usize) -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     Ok(())
+}
+
+/// The floor of one job's items: their templates built through the plugin
+/// host alone, then the links written in one transaction. Returns the two
+/// times; checks that as many items built as the job should make.
+fn floor(
+    providers: &Providers,
+    store: &SqliteStore,
+    csv: &[u8],
+    good: usize,
+) -> Result<(Duration, Duration)> {
+    let requests: Vec<CreateLinkRequest> = linkwright_core::jobs::parse_csv(csv)?
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let mut built = Vec::with_capacity(requests.len());
+    for req in &requests {
+        let params = req.params();
+        let Ok(input) = req.input() else { continue };
+        if let Ok(t) = providers.build(&BuildRequest {
+            input,
+            marketplace: req.marketplace.as_deref(),
+            params: &params,
+            provider: req.provider.as_deref(),
+        }) {
+            built.push((req, input, t, params));
+        }
+    }
+    let build = started.elapsed();
+    ensure!(
+        built.len() == good,
+        "{} of {good} templates built",
+        built.len()
+    );
+    let started = Instant::now();
+    store.with_conn(|c| -> Result<()> {
+        let tx = c.unchecked_transaction()?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO links (code, provider, input, destination, template_prefix, \
+             template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
+             tags, params, source_key, created_ms, request_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'alphanumeric', ?8, ?9, ?10, '[]', ?11, NULL, 0, ?12)",
+        )?;
+        for (req, input, t, params) in &built {
+            insert.execute(rusqlite::params![
+                generate_code(),
+                t.provider,
+                input,
+                t.destination,
+                t.prefix,
+                t.suffix,
+                t.subid_max_len,
+                req.name,
+                t.marketplace,
+                req.campaign,
+                serde_json::to_string(params)?,
+                req.key(),
+            ])?;
+        }
+        drop(insert);
+        tx.commit()?;
+        Ok(())
+    })?;
+    Ok((build, started.elapsed()))
 }
 
 /// The 1-minute load average, as the kernel prints it.

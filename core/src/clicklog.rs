@@ -571,6 +571,12 @@ mod tests {
         fn create_link(&self, _: NewLink) -> Result<Link, StoreError> {
             unreachable!("the click log writes clicks only")
         }
+        fn create_links(
+            &self,
+            _: Vec<NewLink>,
+        ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
         fn link_by_code(&self, _: &str) -> Result<Option<Link>, StoreError> {
             unreachable!("the click log writes clicks only")
         }

@@ -96,6 +96,17 @@ impl CreateLinkRequest {
     }
 }
 
+/// A request's input, after the checks every new link passes (a `url` or
+/// an `asin`, a valid custom code).
+fn checked(req: &CreateLinkRequest) -> Result<String, LinkError> {
+    let input = req.input()?.to_owned();
+    if let Some(code) = &req.code {
+        validate_code(code)
+            .map_err(|m| BuildError::new(ErrorCode::InvalidInput, m).field("code"))?;
+    }
+    Ok(input)
+}
+
 /// A field's text, trimmed, if it is present and not blank.
 fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
@@ -220,6 +231,34 @@ impl LinkError {
     }
 }
 
+/// Blocking threads a batch's template builds are spread over, at most
+/// (fewer on a machine with fewer cores).
+const BUILD_THREADS: usize = 4;
+
+/// Short links of a batch expanded at once, at most: their outbound calls
+/// overlap, and a batch of many short links does not wait on each in turn.
+const EXPAND_WINDOW: usize = 8;
+
+/// One template to build in a batch: what [`Builder::build`] takes, owned.
+#[derive(Debug, Clone)]
+struct BuildItem {
+    input: String,
+    marketplace: Option<String>,
+    params: Vec<(String, String)>,
+    provider: Option<String>,
+}
+
+impl BuildItem {
+    fn request(&self) -> BuildRequest<'_> {
+        BuildRequest {
+            input: &self.input,
+            marketplace: self.marketplace.as_deref(),
+            params: &self.params,
+            provider: self.provider.as_deref(),
+        }
+    }
+}
+
 /// Builds templates through the providers, expanding short links first:
 /// the part of the link service that needs no store (`rewrite`).
 #[derive(Debug)]
@@ -254,28 +293,101 @@ impl Builder {
             provider,
         };
         let result = match self.providers.build(&request(input)) {
-            Err(e)
-                if expand
-                    && e.code == ErrorCode::NeedsExpansion
-                    && self.expander.is_short_link(input) =>
-            {
-                let expanded = self.expander.expand(input).await.map_err(|e| {
-                    let code = if e.retryable() {
-                        ErrorCode::UpstreamUnavailable
-                    } else {
-                        ErrorCode::InvalidInput
-                    };
-                    BuildError::new(code, e.to_string()).field("url")
-                })?;
-                self.providers.build(&request(&expanded))
+            Err(e) if expand && self.wants_expansion(&e, input) => {
+                expand_then_build(&self.providers, &self.expander, &request(input)).await
             }
             result => result,
         };
-        result.inspect_err(|e| {
-            if let Some(p) = &e.provider {
-                metrics::plugin_error(p, e.code.as_str());
+        result.inspect_err(count_plugin_error)
+    }
+
+    /// Whether a build error asks to expand this input first (a short link).
+    fn wants_expansion(&self, e: &BuildError, input: &str) -> bool {
+        e.code == ErrorCode::NeedsExpansion && self.expander.is_short_link(input)
+    }
+
+    /// Builds many templates, each exactly as [`Builder::build`] with
+    /// expansion would, in order: the plugin builds spread over up to
+    /// [`BUILD_THREADS`] blocking threads, then the inputs a provider asks
+    /// to expand (short links) expanded [`EXPAND_WINDOW`] at a time.
+    async fn build_many(&self, items: Vec<BuildItem>) -> Vec<Result<Template, BuildError>> {
+        let items = Arc::new(items);
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, BUILD_THREADS);
+        let per_thread = items.len().div_ceil(threads).max(1);
+        let mut tasks = Vec::with_capacity(threads);
+        for start in (0..items.len()).step_by(per_thread) {
+            let providers = Arc::clone(&self.providers);
+            let items = Arc::clone(&items);
+            let end = (start + per_thread).min(items.len());
+            tasks.push((
+                end - start,
+                tokio::task::spawn_blocking(move || {
+                    items[start..end]
+                        .iter()
+                        .map(|item| providers.build(&item.request()))
+                        .collect::<Vec<_>>()
+                }),
+            ));
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for (len, task) in tasks {
+            match task.await {
+                Ok(built) => results.extend(built),
+                Err(e) => results.extend((0..len).map(|_| {
+                    Err(BuildError::new(
+                        ErrorCode::Internal,
+                        format!("template build task failed: {e}"),
+                    ))
+                })),
             }
-        })
+        }
+        // Short links: expanded, then built again, a few at a time.
+        let mut expansions = tokio::task::JoinSet::new();
+        let mut waiting = results
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| matches!(r, Err(e) if self.wants_expansion(e, &items[*i].input)))
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+            .into_iter();
+        loop {
+            while expansions.len() < EXPAND_WINDOW
+                && let Some(i) = waiting.next()
+            {
+                let (providers, expander) = (Arc::clone(&self.providers), self.expander.clone());
+                let items = Arc::clone(&items);
+                expansions.spawn(async move {
+                    let built = expand_then_build(&providers, &expander, &items[i].request()).await;
+                    (i, built)
+                });
+            }
+            let Some(done) = expansions.join_next().await else {
+                break;
+            };
+            match done {
+                Ok((i, built)) => results[i] = built,
+                Err(e) => {
+                    // The task's index is lost with it: fail what is left.
+                    for r in results
+                        .iter_mut()
+                        .filter(|r| matches!(r, Err(e) if e.code == ErrorCode::NeedsExpansion))
+                    {
+                        *r = Err(BuildError::new(
+                            ErrorCode::Internal,
+                            format!("short-link expansion task failed: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        for r in &results {
+            if let Err(e) = r {
+                count_plugin_error(e);
+            }
+        }
+        results
     }
 
     /// The template a request would get, without storing a link (rewrite).
@@ -289,6 +401,34 @@ impl Builder {
             true,
         )
         .await
+    }
+}
+
+/// Expands a short link, then builds the template of what it leads to
+/// (the other fields of `req` as they are).
+async fn expand_then_build(
+    providers: &Providers,
+    expander: &Expander,
+    req: &BuildRequest<'_>,
+) -> Result<Template, BuildError> {
+    let expanded = expander.expand(req.input).await.map_err(|e| {
+        let code = if e.retryable() {
+            ErrorCode::UpstreamUnavailable
+        } else {
+            ErrorCode::InvalidInput
+        };
+        BuildError::new(code, e.to_string()).field("url")
+    })?;
+    providers.build(&BuildRequest {
+        input: &expanded,
+        ..*req
+    })
+}
+
+/// Counts a provider's refusal in the metrics.
+fn count_plugin_error(e: &BuildError) {
+    if let Some(p) = &e.provider {
+        metrics::plugin_error(p, e.code.as_str());
     }
 }
 
@@ -366,11 +506,7 @@ impl LinkService {
         req: &CreateLinkRequest,
         source: Source,
     ) -> Result<Created, LinkError> {
-        let input = req.input()?.to_owned();
-        if let Some(code) = &req.code {
-            validate_code(code)
-                .map_err(|m| BuildError::new(ErrorCode::InvalidInput, m).field("code"))?;
-        }
+        let input = checked(req)?;
         let key = req.key();
         let lookup = key.clone();
         if let Some(link) = self.store(move |s| s.link_by_request_key(&lookup)).await? {
@@ -399,6 +535,106 @@ impl LinkService {
             request_key: Some(key),
         };
         self.insert(new, source).await
+    }
+
+    /// Creates links for many requests (a bulk job's chunk), answering each
+    /// exactly as [`LinkService::create`] would have, in order, as if they
+    /// were made one by one: the same checks and errors; a link an identical
+    /// earlier request made (in the store, or earlier in `reqs`) is the
+    /// answer; a custom code goes to the first request that asks for it.
+    /// The earlier requests are looked up in one store call, the templates
+    /// built with bounded parallelism ([`Builder::build_many`]), and the new
+    /// links written in one transaction ([`Store::create_links`]). An error
+    /// here is the store failing for the whole batch: no link of it is made.
+    pub async fn create_many(
+        &self,
+        reqs: &[CreateLinkRequest],
+        source: Source,
+    ) -> Result<Vec<Result<Created, LinkError>>, LinkError> {
+        let mut answers: Vec<Option<Result<Created, LinkError>>> =
+            reqs.iter().map(|_| None).collect();
+        let mut pending = Vec::with_capacity(reqs.len());
+        for (i, req) in reqs.iter().enumerate() {
+            match checked(req) {
+                Ok(input) => pending.push((i, input, req.key())),
+                Err(e) => answers[i] = Some(Err(e)),
+            }
+        }
+        let keys: Vec<String> = pending.iter().map(|(_, _, key)| key.clone()).collect();
+        let earlier = self
+            .store(move |s| {
+                keys.iter()
+                    .map(|key| s.link_by_request_key(key))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut to_build = Vec::with_capacity(pending.len());
+        for (item, link) in pending.into_iter().zip(earlier) {
+            match link {
+                Some(link) => answers[item.0] = Some(Ok(Created { link, new: false })),
+                None => to_build.push(item),
+            }
+        }
+        let items = to_build
+            .iter()
+            .map(|(i, input, _)| BuildItem {
+                input: input.clone(),
+                marketplace: reqs[*i].marketplace.clone(),
+                params: reqs[*i].params(),
+                provider: reqs[*i].provider.clone(),
+            })
+            .collect();
+        let built = self.builder.build_many(items).await;
+        let mut new_links = Vec::with_capacity(to_build.len());
+        let mut slots = Vec::with_capacity(to_build.len());
+        for ((i, input, key), template) in to_build.into_iter().zip(built) {
+            let req = &reqs[i];
+            match template {
+                Err(e) => answers[i] = Some(Err(e.into())),
+                Ok(template) => {
+                    new_links.push(NewLink {
+                        code: req.code.clone(),
+                        input,
+                        template,
+                        name: req.name.clone(),
+                        campaign: req.campaign.clone(),
+                        tags: req.tags.clone().unwrap_or_default(),
+                        params: req.params(),
+                        source_key: None,
+                        request_key: Some(key),
+                    });
+                    slots.push(i);
+                }
+            }
+        }
+        if !new_links.is_empty() {
+            let made = self.store(move |s| s.create_links(new_links)).await?;
+            let mut codes = HashSet::new();
+            for (i, result) in slots.into_iter().zip(made) {
+                answers[i] = Some(match result {
+                    Ok(link) => {
+                        metrics::link_created(&link.provider, source.as_str());
+                        codes.insert(link.code.clone());
+                        Ok(Created { link, new: true })
+                    }
+                    // An identical request made it first: answer with its link.
+                    Err(StoreError::Duplicate(link)) => Ok(Created {
+                        link: *link,
+                        new: false,
+                    }),
+                    Err(e) => Err(e.into()),
+                });
+            }
+            if let Some(caches) = &self.caches {
+                caches.forget_created(&codes.iter().map(String::as_str).collect());
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(LinkError::Store(StoreError::Task("no answer".into()))))
+            })
+            .collect())
     }
 
     /// The link of a middleware-mode URL (already normalised): the one made

@@ -833,8 +833,9 @@ pub fn rate_limited() {
 
 /// The store operations that are timed (the [`crate::store::Store`]
 /// methods).
-pub const STORE_OPERATIONS: [&str; 17] = [
+pub const STORE_OPERATIONS: [&str; 18] = [
     "create_link",
+    "create_links",
     "link_by_code",
     "link_by_source_key",
     "list_links",

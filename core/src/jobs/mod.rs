@@ -5,19 +5,20 @@
 //!   JSON) are committed in one transaction before the caller is told the job
 //!   exists, so nothing accepted is ever lost.
 //! - **Running** ([`JobRunner::run`], [`JobRunner::spawn`]): items are made in submission order by
-//!   the same code as `POST /api/v1/links` (short-link expansion, request
-//!   idempotency, the same errors), a few at a time: outcomes are taken in
-//!   order, and an item that could interact with one still in flight (the
-//!   same request or the same custom code) waits for it. Outcomes are
-//!   committed together with the job's counters in batched transactions
-//!   (every [`COMMIT_EVERY`] items or [`COMMIT_INTERVAL`], whichever comes
-//!   first), so an item's result and the counters never disagree. Status: `queued` → `running` → `done`, or
-//!   `failed` with a reason when the job's own storage breaks.
+//!   the link service (`LinkService::create_many`: the same checks,
+//!   short-link expansion, request idempotency and errors as `POST
+//!   /api/v1/links`, with the outcome of making them one by one), [`CHUNK`]
+//!   at a time: a chunk's templates are built with bounded parallelism and
+//!   its links written in one transaction; then its outcomes are committed
+//!   together with the job's counters, so an item's result and the counters
+//!   never disagree. Status: `queued` → `running` → `done`, or `failed` with
+//!   a reason when the job's own storage breaks.
 //! - **Restarts** ([`JobRunner::resume`]): every job still `queued` or `running` goes on
-//!   from its first item without a result. An item made but not yet recorded
-//!   when the process died is made again, and request idempotency answers
-//!   the link made the first time: no duplicate links. A job whose items
-//!   cannot be read is marked `failed` with the reason, never dropped.
+//!   from its first item without a result. A chunk whose links were
+//!   committed but whose outcomes were not when the process died is made
+//!   again, and request idempotency answers the links made the first time:
+//!   no duplicate links, no lost item. A job whose items cannot be read is
+//!   marked `failed` with the reason, never dropped.
 //! - **Results** ([`result_csv`]): one CSV row per submitted item, in order.
 //! - **Webhook**: when a job ends, its summary is POSTed to the job's
 //!   `webhook_url` (if any), with bounded retries; a webhook failure is
@@ -49,18 +50,11 @@ pub const MAX_ITEMS: usize = 5_000;
 /// Largest bulk submission body (JSON or CSV).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
-/// Outcomes are committed at least every this many items...
-pub const COMMIT_EVERY: usize = 100;
-
-/// ...and at least this often, so progress stays visible when items are slow
-/// (short links expanded over the network).
-pub const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Items in flight at once in a job (see `run.rs`). Each item waits
-/// twice on the store's thread pool; overlapping a few of them hides those
-/// hand-offs; many more only contend for the store's one connection
+/// Items made together (see `run.rs`): one transaction of links, then one
+/// of outcomes, per chunk. Larger chunks cost fewer commits and hand-offs;
+/// smaller ones show progress sooner and redo less after a crash
 /// (`cargo bench --bench bulk`, figures in benches/RESULTS.md).
-const WINDOW: usize = 8;
+pub const CHUNK: usize = 250;
 
 /// Longest accepted webhook URL.
 const MAX_WEBHOOK_URL_LEN: usize = 2048;

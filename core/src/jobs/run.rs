@@ -1,16 +1,16 @@
-//! Running a job: its items made by the link service a few at a time,
-//! outcomes taken in order and committed in batches, one runner per job.
+//! Running a job: its items made by the link service in chunks (one
+//! `create_many` call, so one transaction of links, per chunk), the chunk's
+//! outcomes committed together, one runner per job.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use serde_json::Value;
 use tracing::{error, info};
 
 use super::storage::{Start, finish, record, start, summary};
 use super::webhook::notify;
-use super::{COMMIT_EVERY, COMMIT_INTERVAL, ItemOutcome, JobError, JobStatus, JobSummary, WINDOW};
+use super::{CHUNK, ItemOutcome, JobError, JobStatus, JobSummary};
 use crate::error::{BuildError, ErrorCode};
 use crate::links::{CreateLinkRequest, LinkError, LinkService, Source};
 use crate::store::SqliteStore;
@@ -66,16 +66,46 @@ impl JobRunner {
         tokio::task::spawn_blocking(move || f(&db)).await?
     }
 
-    /// Makes one item exactly as `POST /api/v1/links` would (same
-    /// validation, expansion, idempotency and errors).
-    async fn make(&self, request: &str) -> ItemOutcome {
-        ItemOutcome::of(match serde_json::from_str::<CreateLinkRequest>(request) {
-            Ok(req) => self.links.create(&req, self.source).await,
-            Err(e) => Err(LinkError::Rejected(BuildError::new(
-                ErrorCode::InvalidInput,
-                format!("malformed item: {e}"),
-            ))),
-        })
+    /// Makes a chunk of items, each exactly as `POST /api/v1/links` would
+    /// (same validation, expansion, idempotency and errors) and as if one by
+    /// one, through [`LinkService::create_many`]: its links are written in
+    /// one transaction. If the store fails for the whole chunk, every item
+    /// of it is an internal error, as each would have been alone.
+    async fn make_chunk(&self, requests: &[(i64, String)]) -> Vec<ItemOutcome> {
+        let mut outcomes: Vec<Option<ItemOutcome>> = requests.iter().map(|_| None).collect();
+        let mut parsed = Vec::with_capacity(requests.len());
+        let mut slots = Vec::with_capacity(requests.len());
+        for (i, (_, request)) in requests.iter().enumerate() {
+            match serde_json::from_str::<CreateLinkRequest>(request) {
+                Ok(req) => {
+                    parsed.push(req);
+                    slots.push(i);
+                }
+                Err(e) => {
+                    outcomes[i] = Some(ItemOutcome::of(Err(LinkError::Rejected(BuildError::new(
+                        ErrorCode::InvalidInput,
+                        format!("malformed item: {e}"),
+                    )))));
+                }
+            }
+        }
+        match self.links.create_many(&parsed, self.source).await {
+            Ok(made) => {
+                for (i, result) in slots.into_iter().zip(made) {
+                    outcomes[i] = Some(ItemOutcome::of(result));
+                }
+            }
+            Err(e) => {
+                error!(error = %e, items = slots.len(), "bulk job chunk: store failed");
+                for i in slots {
+                    outcomes[i] = Some(internal_error());
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(internal_error))
+            .collect()
     }
 
     /// Runs a job in the background (see [`JobRunner::run`]).
@@ -175,23 +205,21 @@ impl JobRunner {
     }
 }
 
-/// An item being made.
-pub(super) struct InFlight {
-    seq: i64,
-    request: String,
-    code: Option<String>,
-    task: tokio::task::JoinHandle<ItemOutcome>,
+/// An item that has no outcome for an internal reason.
+fn internal_error() -> ItemOutcome {
+    ItemOutcome::Error {
+        code: ErrorCode::Internal.as_str().to_owned(),
+        message: "internal error".to_owned(),
+    }
 }
 
 impl JobRunner {
-    /// Makes the pending items in submission order, committing outcomes in
-    /// batches. Up to [`WINDOW`] items are in flight at once (their store
-    /// calls overlap), but outcomes are taken and recorded strictly in
-    /// order, and an item that could interact with one in flight (the same
-    /// request, or the same custom code) starts only after it: identical
-    /// requests get the link of the first, and a taken code goes to the
-    /// first item that asked for it, exactly as one by one. An error is the
-    /// reason the job failed.
+    /// Makes the pending items in submission order, [`CHUNK`] at a time:
+    /// each chunk's links in one transaction, then its outcomes and the
+    /// job's counters in another. A process that dies between the two makes
+    /// the chunk again at its next start, and request idempotency answers
+    /// the links made the first time: no duplicate, no lost item. An error
+    /// is the reason the job failed.
     async fn make_items(
         self: &Arc<Self>,
         id: &str,
@@ -200,94 +228,25 @@ impl JobRunner {
         items: Vec<(i64, String)>,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<(), String> {
-        let mut recorder = Recorder {
-            runner: self,
-            id,
-            batch: Vec::with_capacity(COMMIT_EVERY),
-            last_commit: Instant::now(),
-            made: already,
-            total,
-            progress,
-        };
-        let mut in_flight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
-        for (seq, request) in items {
-            let code = serde_json::from_str::<Value>(&request)
-                .ok()
-                .and_then(|v| v.get("code")?.as_str().map(str::to_owned));
-            while in_flight.len() >= WINDOW
-                || in_flight
-                    .iter()
-                    .any(|f| f.request == request || (code.is_some() && f.code == code))
-            {
-                if let Some(first) = in_flight.pop_front() {
-                    recorder.settle(first).await?;
-                }
+        let mut made = already;
+        for chunk in items.chunks(CHUNK) {
+            let outcomes = self.make_chunk(chunk).await;
+            let mut batch = Vec::with_capacity(chunk.len());
+            for ((seq, _), outcome) in chunk.iter().zip(&outcomes) {
+                let json = serde_json::to_string(outcome)
+                    .map_err(|e| format!("cannot encode the result of item {seq}: {e}"))?;
+                batch.push((*seq, json, outcome.is_ok()));
+                crate::metrics::job_item(outcome.is_ok());
             }
-            let task = tokio::spawn({
-                let runner = Arc::clone(self);
-                let request = request.clone();
-                async move { runner.make(&request).await }
-            });
-            in_flight.push_back(InFlight {
-                seq,
-                request,
-                code,
-                task,
-            });
-        }
-        while let Some(first) = in_flight.pop_front() {
-            recorder.settle(first).await?;
-        }
-        recorder.commit().await
-    }
-}
-
-/// Takes outcomes in order and commits them in batches.
-pub(super) struct Recorder<'a> {
-    runner: &'a JobRunner,
-    id: &'a str,
-    batch: Vec<(i64, String, bool)>,
-    last_commit: Instant,
-    made: u64,
-    total: u64,
-    progress: &'a (dyn Fn(u64, u64) + Send + Sync),
-}
-
-impl Recorder<'_> {
-    async fn settle(&mut self, item: InFlight) -> Result<(), String> {
-        let result = match item.task.await {
-            Ok(result) => result,
-            Err(e) => {
-                error!(error = %e, "bulk job item task failed");
-                ItemOutcome::Error {
-                    code: ErrorCode::Internal.as_str().to_owned(),
-                    message: "internal error".to_owned(),
-                }
+            let owned = id.to_owned();
+            self.blocking(move |db| record(db, &owned, &batch).map_err(JobError::from))
+                .await
+                .map_err(|e| format!("cannot record item results: {e}"))?;
+            for _ in chunk {
+                made += 1;
+                progress(made, total);
             }
-        };
-        let json = serde_json::to_string(&result)
-            .map_err(|e| format!("cannot encode the result of item {}: {e}", item.seq))?;
-        self.batch.push((item.seq, json, result.is_ok()));
-        crate::metrics::job_item(result.is_ok());
-        self.made += 1;
-        (self.progress)(self.made, self.total);
-        if self.batch.len() >= COMMIT_EVERY || self.last_commit.elapsed() >= COMMIT_INTERVAL {
-            self.commit().await?;
         }
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), String> {
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let outcomes = std::mem::take(&mut self.batch);
-        let id = self.id.to_owned();
-        self.runner
-            .blocking(move |db| record(db, &id, &outcomes).map_err(JobError::from))
-            .await
-            .map_err(|e| format!("cannot record item results: {e}"))?;
-        self.last_commit = Instant::now();
         Ok(())
     }
 }

@@ -290,6 +290,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// [`StoreError::Duplicate`] with the existing link if its request key or
     /// source key is taken.
     fn create_link(&self, link: NewLink) -> Result<Link, StoreError>;
+    /// Creates links in one transaction, in order, each exactly as
+    /// [`Store::create_link`] would: one result per link, in the same order,
+    /// where [`StoreError::Conflict`] and [`StoreError::Duplicate`] are that
+    /// link's answer (a link made earlier in the same batch counts: the same
+    /// request twice is one link). Any other failure fails the whole batch,
+    /// and none of its links is kept.
+    fn create_links(
+        &self,
+        links: Vec<NewLink>,
+    ) -> Result<Vec<Result<Link, StoreError>>, StoreError>;
     /// The link with this code.
     fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError>;
     /// The middleware-mode link for a normalised URL.

@@ -18,6 +18,12 @@ impl<S: Store> Store for Timed<S> {
     fn create_link(&self, link: NewLink) -> Result<Link, StoreError> {
         timed("create_link", || self.0.create_link(link))
     }
+    fn create_links(
+        &self,
+        links: Vec<NewLink>,
+    ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
+        timed("create_links", || self.0.create_links(links))
+    }
     fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError> {
         timed("link_by_code", || self.0.link_by_code(code))
     }

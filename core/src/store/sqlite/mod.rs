@@ -285,90 +285,116 @@ fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
         if f.code == rusqlite::ErrorCode::ConstraintViolation && msg.contains(column))
 }
 
-impl Store for SqliteStore {
-    fn create_link(&self, new: NewLink) -> Result<Link, StoreError> {
-        let conn = lock(&self.links);
-        let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
-        let params = serde_json::to_string(&new.params).unwrap_or_else(|_| "[]".into());
-        let t = &new.template;
-        let created_ms = now_ms();
-        // A generated code may collide; try a few fresh ones.
-        let attempts = if new.code.is_some() { 1 } else { 8 };
-        for _ in 0..attempts {
-            let code = new.code.clone().unwrap_or_else(generate_code);
-            let result = conn
-                .prepare_cached(
-                    "INSERT INTO links (code, provider, input, destination, template_prefix, \
-                     template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
-                     tags, params, source_key, created_ms, request_key) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-                )?
-                .execute(params![
+/// Inserts one link on `conn` (inside the caller's transaction, if any),
+/// generating a code if none is given: [`Store::create_link`]'s work, and
+/// each item's of [`Store::create_links`]. A failed `INSERT` undoes only
+/// itself, so a batch's transaction goes on after an item's conflict.
+fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link, StoreError> {
+    let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
+    let params = serde_json::to_string(&new.params).unwrap_or_else(|_| "[]".into());
+    let t = &new.template;
+    // A generated code may collide; try a few fresh ones.
+    let attempts = if new.code.is_some() { 1 } else { 8 };
+    for _ in 0..attempts {
+        let code = new.code.clone().unwrap_or_else(generate_code);
+        let result = conn
+            .prepare_cached(
+                "INSERT INTO links (code, provider, input, destination, template_prefix, \
+                 template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
+                 tags, params, source_key, created_ms, request_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                code,
+                t.provider,
+                new.input,
+                t.destination,
+                t.prefix,
+                t.suffix,
+                t.subid_max_len,
+                encoding_name(t.subid_encoding),
+                new.name,
+                t.marketplace,
+                new.campaign,
+                tags,
+                params,
+                new.source_key,
+                created_ms,
+                new.request_key,
+            ]);
+        match result {
+            Ok(_) => {
+                return Ok(Link {
+                    id: conn.last_insert_rowid(),
                     code,
-                    t.provider,
-                    new.input,
-                    t.destination,
-                    t.prefix,
-                    t.suffix,
-                    t.subid_max_len,
-                    encoding_name(t.subid_encoding),
-                    new.name,
-                    t.marketplace,
-                    new.campaign,
-                    tags,
-                    params,
-                    new.source_key,
+                    provider: t.provider.clone(),
+                    input: new.input,
+                    destination: t.destination.clone(),
+                    template_prefix: t.prefix.clone(),
+                    template_suffix: t.suffix.clone(),
+                    subid_max_len: t.subid_max_len,
+                    subid_encoding: t.subid_encoding,
+                    name: new.name,
+                    marketplace: t.marketplace.clone(),
+                    campaign: new.campaign,
+                    tags: new.tags,
+                    params: new.params,
+                    source_key: new.source_key,
                     created_ms,
-                    new.request_key,
-                ]);
-            match result {
-                Ok(_) => {
-                    return Ok(Link {
-                        id: conn.last_insert_rowid(),
-                        code,
-                        provider: t.provider.clone(),
-                        input: new.input,
-                        destination: t.destination.clone(),
-                        template_prefix: t.prefix.clone(),
-                        template_suffix: t.suffix.clone(),
-                        subid_max_len: t.subid_max_len,
-                        subid_encoding: t.subid_encoding,
-                        name: new.name,
-                        marketplace: t.marketplace.clone(),
-                        campaign: new.campaign,
-                        tags: new.tags,
-                        params: new.params,
-                        source_key: new.source_key,
-                        created_ms,
-                        disabled: false,
-                    });
-                }
-                Err(e) if is_unique_violation(&e, "links.code") => {
-                    if new.code.is_some() {
-                        return Err(StoreError::Conflict(code));
-                    }
-                }
-                Err(e) => {
-                    // The same request (or /go URL) made a link first: the
-                    // unique index says so; answer with that link.
-                    let key = [
-                        ("request_key", &new.request_key),
-                        ("source_key", &new.source_key),
-                    ]
-                    .into_iter()
-                    .find_map(|(column, key)| {
-                        Some((column, key.as_deref()?)).filter(|_| is_unique_violation(&e, column))
-                    });
-                    if let Some((column, key)) = key
-                        && let Some(existing) = one_link(&conn, column, key)?
-                    {
-                        return Err(StoreError::Duplicate(Box::new(existing)));
-                    }
-                    return Err(e.into());
+                    disabled: false,
+                });
+            }
+            Err(e) if is_unique_violation(&e, "links.code") => {
+                if new.code.is_some() {
+                    return Err(StoreError::Conflict(code));
                 }
             }
+            Err(e) => {
+                // The same request (or /go URL) made a link first: the
+                // unique index says so; answer with that link.
+                let key = [
+                    ("request_key", &new.request_key),
+                    ("source_key", &new.source_key),
+                ]
+                .into_iter()
+                .find_map(|(column, key)| {
+                    Some((column, key.as_deref()?)).filter(|_| is_unique_violation(&e, column))
+                });
+                if let Some((column, key)) = key
+                    && let Some(existing) = one_link(conn, column, key)?
+                {
+                    return Err(StoreError::Duplicate(Box::new(existing)));
+                }
+                return Err(e.into());
+            }
         }
-        Err(StoreError::Conflict("(generated)".into()))
+    }
+    Err(StoreError::Conflict("(generated)".into()))
+}
+
+impl Store for SqliteStore {
+    fn create_link(&self, new: NewLink) -> Result<Link, StoreError> {
+        insert_link(&lock(&self.links), new, now_ms())
+    }
+
+    fn create_links(
+        &self,
+        links: Vec<NewLink>,
+    ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
+        let conn = lock(&self.links);
+        let created_ms = now_ms();
+        let tx = conn.unchecked_transaction()?;
+        let mut made = Vec::with_capacity(links.len());
+        for new in links {
+            match insert_link(&tx, new, created_ms) {
+                Ok(link) => made.push(Ok(link)),
+                Err(e @ (StoreError::Conflict(_) | StoreError::Duplicate(_))) => made.push(Err(e)),
+                // Anything else: the whole batch fails, nothing is kept.
+                Err(e) => return Err(e),
+            }
+        }
+        tx.commit()?;
+        Ok(made)
     }
 
     fn link_by_code(&self, code: &str) -> Result<Option<Link>, StoreError> {

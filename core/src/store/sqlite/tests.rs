@@ -134,6 +134,49 @@ fn every_change_to_links_is_journaled_in_order_and_pruning_keeps_the_newest() {
 }
 
 #[test]
+fn a_batch_of_links_answers_each_as_one_by_one_in_one_transaction() {
+    let dir = crate::testing::scratch("batch");
+    let store = SqliteStore::open(&dir).expect("open");
+    let keyed = |code: Option<&str>, key: &str| NewLink {
+        request_key: Some(key.into()),
+        ..new_link(code)
+    };
+    let before = store
+        .create_link(keyed(Some("before"), "k0"))
+        .expect("before");
+    let made = store
+        .create_links(vec![
+            keyed(None, "k1"),
+            keyed(Some("taken"), "k2"),
+            // Taken by the item before it in the same batch.
+            keyed(Some("taken"), "k3"),
+            // The same request as the first item, and as a link made
+            // before the batch.
+            keyed(None, "k1"),
+            keyed(None, "k0"),
+        ])
+        .expect("batch");
+    assert_eq!(made.len(), 5);
+    let first = made[0].as_ref().expect("made");
+    assert_eq!(made[1].as_ref().expect("made").code, "taken");
+    assert!(matches!(&made[2], Err(StoreError::Conflict(c)) if c == "taken"));
+    assert!(matches!(&made[3], Err(StoreError::Duplicate(l)) if **l == *first));
+    assert!(matches!(&made[4], Err(StoreError::Duplicate(l)) if **l == before));
+    let all = store
+        .list_links(&LinkFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .expect("list");
+    assert_eq!(all.len(), 3, "before, the first item and `taken`");
+    assert_eq!(
+        store.link_by_code(&first.code).expect("read").as_ref(),
+        Some(first)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn taken_custom_code_is_a_conflict_and_generated_codes_are_unique() {
     let dir = crate::testing::scratch("conflict");
     let store = SqliteStore::open(&dir).expect("open");
