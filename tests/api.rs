@@ -212,6 +212,11 @@ fn every_error_code_has_the_one_shape() {
         ),
         (json!({}), StatusCode::BAD_REQUEST, "invalid_input"),
         (
+            json!({"url": "https://www.amazon.com/dp/B08N5WRWNW", "tags": vec!["t"; 51]}),
+            StatusCode::BAD_REQUEST,
+            "limit_exceeded",
+        ),
+        (
             json!({"url": "x", "asin": "y"}),
             StatusCode::BAD_REQUEST,
             "invalid_input",

@@ -646,3 +646,44 @@ fn a_client_too_slow_to_send_its_headers_is_disconnected() {
         "{text}"
     );
 }
+
+/// Sends one raw HTTP/1.1 request head and returns the response's status
+/// line.
+fn raw_status(server: &TestServer, head: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = server.public.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// The public host bounds a request head: more than 64 header fields, or a
+/// head over 16 KiB, is answered 431 (never buffered without limit).
+#[test]
+fn oversized_request_heads_are_refused_with_431() {
+    let (config, data) = setup("head-limits", "");
+    let server = TestServer::start(&config, &data);
+    let request = |extra: &str| {
+        format!(
+            "GET /echo HTTP/1.1\r\nHost: t\r\nUser-Agent: {BROWSER}\r\n{extra}Connection: close\r\n\r\n"
+        )
+    };
+    assert_eq!(raw_status(&server, &request("")), "HTTP/1.1 302 Found");
+    let many: String = (0..80).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(
+        raw_status(&server, &request(&many)),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let big = format!("X-Big: {}\r\n", "a".repeat(20 * 1024));
+    assert_eq!(
+        raw_status(&server, &request(&big)),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // The server keeps serving.
+    assert_eq!(raw_status(&server, &request("")), "HTTP/1.1 302 Found");
+}

@@ -57,6 +57,19 @@ pub struct CreateLinkRequest {
 impl CreateLinkRequest {
     /// The product input: the URL, or the ASIN (checked to look like one).
     pub fn input(&self) -> Result<&str, BuildError> {
+        check_fields(
+            self.name.as_deref(),
+            self.campaign.as_deref(),
+            self.tags.as_deref(),
+        )?;
+        let params = self.params.iter().flatten();
+        if params.clone().count() > MAX_PARAMS {
+            return Err(too_many("params", MAX_PARAMS, "network parameters"));
+        }
+        for (k, v) in params {
+            too_long("params", k, MAX_PARAM_LEN)?;
+            too_long("params", v, MAX_PARAM_LEN)?;
+        }
         match (given(&self.url), given(&self.asin)) {
             (Some(url), None) => Ok(url),
             (None, Some(asin)) if linkwright_model::amazon::is_asin(asin) => Ok(asin),
@@ -105,6 +118,62 @@ fn checked(req: &CreateLinkRequest) -> Result<String, LinkError> {
             .map_err(|m| BuildError::new(ErrorCode::InvalidInput, m).field("code"))?;
     }
     Ok(input)
+}
+
+/// Most tags on a link.
+pub const MAX_TAGS: usize = 50;
+/// Longest tag, in bytes.
+pub const MAX_TAG_LEN: usize = 100;
+/// Longest name, in bytes.
+pub const MAX_NAME_LEN: usize = 500;
+/// Longest campaign, in bytes.
+pub const MAX_CAMPAIGN_LEN: usize = 200;
+/// Most network parameters on a link.
+pub const MAX_PARAMS: usize = 20;
+/// Longest network parameter name or value, in bytes.
+pub const MAX_PARAM_LEN: usize = 1_000;
+
+/// `limit_exceeded` on `field` for a text longer than `max` bytes.
+fn too_long(field: &'static str, text: &str, max: usize) -> Result<(), BuildError> {
+    if text.len() > max {
+        return Err(BuildError::new(
+            ErrorCode::LimitExceeded,
+            format!(
+                "`{field}` holds at most {max} bytes per value, got {}",
+                text.len()
+            ),
+        )
+        .field(field));
+    }
+    Ok(())
+}
+
+/// `limit_exceeded` on `field` for more than `max` entries.
+fn too_many(field: &'static str, max: usize, what: &str) -> BuildError {
+    BuildError::new(
+        ErrorCode::LimitExceeded,
+        format!("a link has at most {max} {what}"),
+    )
+    .field(field)
+}
+
+/// The bounds on a link's own fields (name, campaign, tags), for a new link
+/// and a change alike.
+fn check_fields(
+    name: Option<&str>,
+    campaign: Option<&str>,
+    tags: Option<&[String]>,
+) -> Result<(), BuildError> {
+    too_long("name", name.unwrap_or(""), MAX_NAME_LEN)?;
+    too_long("campaign", campaign.unwrap_or(""), MAX_CAMPAIGN_LEN)?;
+    let tags = tags.unwrap_or(&[]);
+    if tags.len() > MAX_TAGS {
+        return Err(too_many("tags", MAX_TAGS, "tags"));
+    }
+    for tag in tags {
+        too_long("tags", tag, MAX_TAG_LEN)?;
+    }
+    Ok(())
 }
 
 /// A field's text, trimmed, if it is present and not blank.
@@ -707,6 +776,11 @@ impl LinkService {
     /// Changes a link. A new destination rebuilds its template; every cache
     /// of this instance forgets the old one at once.
     pub async fn update(&self, code: &str, patch: PatchLinkRequest) -> Result<Link, LinkError> {
+        check_fields(
+            patch.name.as_ref().and_then(Option::as_deref),
+            patch.campaign.as_ref().and_then(Option::as_deref),
+            patch.tags.as_deref(),
+        )?;
         let destination = match (given(&patch.url), given(&patch.asin)) {
             (None, None) => None,
             (Some(_), Some(_)) => {
@@ -801,6 +875,66 @@ mod tests {
             request(None, Some(" B08N5WRWNW ")).input().ok(),
             Some("B08N5WRWNW")
         );
+    }
+
+    #[test]
+    fn oversized_fields_are_limit_exceeded_on_their_field() {
+        let ok = request(Some("https://www.amazon.com/dp/B08N5WRWNW"), None);
+        let cases: [(CreateLinkRequest, &str); 5] = [
+            (
+                CreateLinkRequest {
+                    name: Some("n".repeat(MAX_NAME_LEN + 1)),
+                    ..ok.clone()
+                },
+                "name",
+            ),
+            (
+                CreateLinkRequest {
+                    campaign: Some("c".repeat(MAX_CAMPAIGN_LEN + 1)),
+                    ..ok.clone()
+                },
+                "campaign",
+            ),
+            (
+                CreateLinkRequest {
+                    tags: Some(vec!["t".into(); MAX_TAGS + 1]),
+                    ..ok.clone()
+                },
+                "tags",
+            ),
+            (
+                CreateLinkRequest {
+                    tags: Some(vec!["t".repeat(MAX_TAG_LEN + 1)]),
+                    ..ok.clone()
+                },
+                "tags",
+            ),
+            (
+                CreateLinkRequest {
+                    params: Some(
+                        (0..=MAX_PARAMS)
+                            .map(|i| (format!("k{i}"), "v".into()))
+                            .collect(),
+                    ),
+                    ..ok.clone()
+                },
+                "params",
+            ),
+        ];
+        for (req, field) in cases {
+            let e = req.input().expect_err("refused");
+            assert_eq!(
+                (e.code, e.field),
+                (ErrorCode::LimitExceeded, Some(field)),
+                "{e}"
+            );
+        }
+        let at_the_limit = CreateLinkRequest {
+            name: Some("n".repeat(MAX_NAME_LEN)),
+            tags: Some(vec!["t".repeat(MAX_TAG_LEN); MAX_TAGS]),
+            ..ok.clone()
+        };
+        assert!(at_the_limit.input().is_ok());
     }
 
     #[test]

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 pub use crate::plugin::{PluginRef, ProviderConfig};
 
+/// Largest config file read (1 MiB): a config is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// The config file name looked for when none is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
@@ -172,10 +175,17 @@ impl Config {
     /// Reads and compiles a config file. Relative paths inside it are taken
     /// from the file's folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let read_error = |source| ConfigError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > MAX_CONFIG_BYTES {
+            return Err(read_error(std::io::Error::other(format!(
+                "the file is {size} bytes; a config file holds at most {MAX_CONFIG_BYTES}"
+            ))));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_error)?;
         let base = path.parent().map(Path::to_owned).unwrap_or_default();
         compile::compile(&text, &path.display().to_string(), &base)
     }
@@ -291,6 +301,20 @@ mod tests {
                 "providers[1].plugin: `Bad Name` is neither a plugin name (lowercase letters, digits, `-`, `_`) nor a path",
                 "providers[2].name: missing: every provider needs a name",
             ]
+        );
+    }
+
+    #[test]
+    fn a_config_file_over_the_size_limit_is_refused_unread() {
+        let dir = crate::testing::scratch("config-size");
+        let file = dir.join("big.toml");
+        let padding = "# padding\n".repeat(MAX_CONFIG_BYTES as usize / 10 + 1);
+        std::fs::write(&file, padding).expect("write");
+        let e = Config::load(&file).expect_err("refused");
+        assert!(
+            e.to_string()
+                .contains("a config file holds at most 1048576"),
+            "{e}"
         );
     }
 

@@ -43,6 +43,13 @@ use crate::config::{Config, ServerConfig};
 use crate::error::ErrorCode;
 use crate::metrics::Metrics;
 
+/// Most header fields in a request to the public host (HTTP/1).
+pub const MAX_HEADERS: usize = 64;
+
+/// Largest request head to the public host, in bytes (request line and
+/// headers; HTTP/1 read buffer and HTTP/2 header list).
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 /// Response body type of both listeners.
 pub type Body = Full<Bytes>;
 
@@ -177,9 +184,20 @@ impl Server {
         // hyper writes each one from a single flat buffer rather than
         // queueing head and body for a vectored write, which costs less
         // server CPU per redirect (figures in benches/RESULTS.md).
+        // A request to the public host is a short GET: a request head larger
+        // than MAX_HEAD_BYTES, or with more than MAX_HEADERS fields, is
+        // answered 431 and the connection closed.
         let mut public_builder = auto::Builder::new(TokioExecutor::new());
-        public_builder.http1().keep_alive(true).writev(false);
-        public_builder.http2().timer(TokioTimer::new());
+        public_builder
+            .http1()
+            .keep_alive(true)
+            .writev(false)
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(MAX_HEAD_BYTES);
+        public_builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD_BYTES as u32);
 
         let admin_svc = {
             stack(
