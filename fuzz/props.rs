@@ -107,6 +107,21 @@ pub fn load_providers(dir: &Path) -> Providers {
     providers
 }
 
+/// The fuzz targets' providers, loaded once per process from
+/// `$LINKWRIGHT_PLUGIN_DIR` (default: the workspace's `target/debug`;
+/// `scripts/fuzz` builds the plugins there first).
+pub fn fuzz_providers() -> &'static Providers {
+    static PROVIDERS: std::sync::LazyLock<Providers> = std::sync::LazyLock::new(|| {
+        let dir = std::env::var_os("LINKWRIGHT_PLUGIN_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug"))
+            });
+        load_providers(&dir)
+    });
+    &PROVIDERS
+}
+
 /// Whether `host` (as the `url` crate serialises it) is one a provider owns:
 /// where its tracked links may point. This is the allow-list of the
 /// no-open-redirect property; it is written here independently of the

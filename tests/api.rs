@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{BROWSER, StandIn, TestServer, client, config_with, create_key, linkwright, scratch};
+use common::{
+    BROWSER, StandIn, TestServer, client, config_with, create_key, linkwright_on, scratch,
+};
 use reqwest::StatusCode;
 use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{AUTHORIZATION, LOCATION, RETRY_AFTER, USER_AGENT};
@@ -642,22 +644,22 @@ fn the_cli_and_the_api_make_the_same_link_from_the_same_input() {
         "[server]\npublic_base_url = \"https://go.example\"",
     );
     let url = "https://www.amazon.com/Echo-Dot/dp/B08N5WRWNW/ref=sr_1_1?tag=other-20";
-    let out = linkwright(&[
-        "links",
-        "create",
-        "--config",
-        api.server.config.to_str().unwrap(),
-        "--data-dir",
-        api.server.data.to_str().unwrap(),
-        "--name",
-        "Echo",
-        "--tag",
-        "video",
-        "--param",
-        "tag=mine-20",
-        "--json",
-        url,
-    ]);
+    let out = linkwright_on(
+        &api.server.config,
+        &api.server.data,
+        &[
+            "links",
+            "create",
+            "--name",
+            "Echo",
+            "--tag",
+            "video",
+            "--param",
+            "tag=mine-20",
+            "--json",
+            url,
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     let from_cli: Value = serde_json::from_slice(&out.stdout).unwrap();
     let (status, from_api) = json_of(api.post(
@@ -695,15 +697,11 @@ fn an_asin_that_is_not_one_is_invalid_asin_from_the_api_and_the_cli() {
         "invalid_asin",
     );
     assert_eq!(body["error"]["field"], "asin");
-    let out = linkwright(&[
-        "links",
-        "create",
-        "--config",
-        api.server.config.to_str().unwrap(),
-        "--data-dir",
-        api.server.data.to_str().unwrap(),
-        "B0-NOT-ONE",
-    ]);
+    let out = linkwright_on(
+        &api.server.config,
+        &api.server.data,
+        &["links", "create", "B0-NOT-ONE"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("error: invalid_asin (asin): "), "{err}");

@@ -38,6 +38,24 @@ fn next_message(socket: &UnixDatagram) -> Vec<String> {
         .collect()
 }
 
+/// `linkwright serve` on free ports, not started: each test sets its own
+/// environment and output (these servers must see a NOTIFY_SOCKET, which
+/// `TestServer` does not give).
+fn serve(config: &std::path::Path, data: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--public-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ]);
+    cmd
+}
+
 #[test]
 fn ready_is_sent_once_both_listeners_accept_and_stopping_when_sigterm_starts_the_drain() {
     let dir = scratch("notify");
@@ -52,17 +70,7 @@ fn ready_is_sent_once_both_listeners_accept_and_stopping_when_sigterm_starts_the
     // Standard output goes to a file, so what the server printed before it
     // sent a datagram is there to read once the datagram is here.
     let printed = dir.join("stdout");
-    let server = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--public-addr",
-            "127.0.0.1:0",
-            "--admin-addr",
-            "127.0.0.1:0",
-        ])
+    let server = serve(&config, &dir.join("data"))
         .env("NOTIFY_SOCKET", &socket_path)
         .env_remove("LINKWRIGHT_LOG")
         .stdout(std::fs::File::create(&printed).unwrap())
@@ -123,17 +131,7 @@ fn a_notify_socket_that_cannot_be_reached_does_not_stop_the_server() {
     let config = config_with(&dir, "");
     // Not through TestServer: this one must inherit a NOTIFY_SOCKET.
     let mut server = Running(
-        Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args([
-                "--public-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-            ])
+        serve(&config, &dir.join("data"))
             .env("NOTIFY_SOCKET", dir.join("nobody-listens.sock"))
             .env("LINKWRIGHT_LOG", "warn")
             .stdout(Stdio::piped())

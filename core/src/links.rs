@@ -100,6 +100,28 @@ impl CreateLinkRequest {
             .collect()
     }
 
+    /// The link to store for this request: its input, the template built
+    /// for it, its parameters as pairs, and its key.
+    fn new_link(
+        &self,
+        input: String,
+        template: Template,
+        params: Vec<(String, String)>,
+        key: String,
+    ) -> NewLink {
+        NewLink {
+            code: self.code.clone(),
+            input,
+            template,
+            name: self.name.clone(),
+            campaign: self.campaign.clone(),
+            tags: self.tags.clone().unwrap_or_default(),
+            params,
+            source_key: None,
+            request_key: Some(key),
+        }
+    }
+
     /// A digest of everything that shapes the link: the same request twice
     /// has the same key.
     pub fn key(&self) -> String {
@@ -592,18 +614,8 @@ impl LinkService {
                 true,
             )
             .await?;
-        let new = NewLink {
-            code: req.code.clone(),
-            input,
-            template,
-            name: req.name.clone(),
-            campaign: req.campaign.clone(),
-            tags: req.tags.clone().unwrap_or_default(),
-            params,
-            source_key: None,
-            request_key: Some(key),
-        };
-        self.insert(new, source).await
+        self.insert(req.new_link(input, template, params, key), source)
+            .await
     }
 
     /// Creates links for many requests (a bulk job's chunk), answering each
@@ -661,17 +673,7 @@ impl LinkService {
             match template {
                 Err(e) => answers[i] = Some(Err(e.into())),
                 Ok(template) => {
-                    new_links.push(NewLink {
-                        code: req.code.clone(),
-                        input,
-                        template,
-                        name: req.name.clone(),
-                        campaign: req.campaign.clone(),
-                        tags: req.tags.clone().unwrap_or_default(),
-                        params: req.params(),
-                        source_key: None,
-                        request_key: Some(key),
-                    });
+                    new_links.push(req.new_link(input, template, req.params(), key));
                     slots.push(i);
                 }
             }

@@ -445,21 +445,7 @@ impl Instance {
         // SAFETY: checked descriptor; request, its strings and params, info
         // and out all outlive the call.
         let code = unsafe { (self.library.build)(self.raw, &request, &mut info, &out.abi()) };
-        if code != status::PANIC
-            && let Some(e) = out.overflow()
-        {
-            return Err(e);
-        }
-        if code != status::OK {
-            if code == status::PANIC {
-                self.poisoned.store(true, Ordering::Release);
-            }
-            return Err(CallError {
-                status: Status::from_code(code),
-                code,
-                message: out.message(code),
-            });
-        }
+        self.check_call(code, &out)?;
         let text = |bytes: Vec<u8>, what: &str| {
             String::from_utf8(bytes).map_err(|_| CallError {
                 status: Some(Status::Internal),
@@ -486,14 +472,10 @@ impl Instance {
         })
     }
 
-    /// The instance's JSON description, if the plugin has `describe`.
-    pub fn describe(&self) -> Result<Option<String>, CallError> {
-        let Some(describe) = self.library.describe else {
-            return Ok(None);
-        };
-        let mut out = OutputBuf::default();
-        // SAFETY: checked descriptor; `out` outlives the call.
-        let code = unsafe { describe(self.raw, &out.abi()) };
+    /// What a call's status and output say: an output over the limit is
+    /// refused (unless the plugin panicked, which says more), any other
+    /// status is the plugin's error, and a panic poisons the instance.
+    fn check_call(&self, code: i32, out: &OutputBuf) -> Result<(), CallError> {
         if code != status::PANIC
             && let Some(e) = out.overflow()
         {
@@ -509,6 +491,18 @@ impl Instance {
                 message: out.message(code),
             });
         }
+        Ok(())
+    }
+
+    /// The instance's JSON description, if the plugin has `describe`.
+    pub fn describe(&self) -> Result<Option<String>, CallError> {
+        let Some(describe) = self.library.describe else {
+            return Ok(None);
+        };
+        let mut out = OutputBuf::default();
+        // SAFETY: checked descriptor; `out` outlives the call.
+        let code = unsafe { describe(self.raw, &out.abi()) };
+        self.check_call(code, &out)?;
         Ok(Some(String::from_utf8_lossy(&out.description).into_owned()))
     }
 }
