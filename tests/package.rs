@@ -293,6 +293,19 @@ fn packaged_config_is_the_default_config_with_the_install_paths() {
     let mut packaged = read("debian/config.toml");
     let server = packaged.remove("server").unwrap();
     assert_eq!(server["data_dir"].as_str(), Some("/var/lib/linkwright"));
+    // The listeners are the built-in defaults (the admin port is not
+    // Prometheus's 9090).
+    let defaults = linkwright_core::config::Config::from_toml_str("").unwrap();
+    for (key, addr) in [
+        ("public_addr", defaults.server.public_addr),
+        ("admin_addr", defaults.server.admin_addr),
+    ] {
+        assert_eq!(
+            server[key].as_str(),
+            Some(addr.to_string().as_str()),
+            "{key}"
+        );
+    }
     assert_eq!(packaged, default);
     assert_eq!(
         default["plugins"]["dirs"],
