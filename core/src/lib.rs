@@ -18,7 +18,9 @@ pub mod clicklog;
 pub mod clock;
 pub mod config;
 pub mod conversions;
+pub mod creators;
 pub mod expand;
+pub mod geo;
 pub mod jobs;
 pub mod keys;
 pub mod links;
@@ -29,6 +31,7 @@ pub mod retry;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod targeting;
 pub mod view;
 
 #[cfg(test)]
