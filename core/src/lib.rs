@@ -18,6 +18,7 @@ pub mod clicklog;
 pub mod clock;
 pub mod config;
 pub mod conversions;
+pub mod creators;
 pub mod expand;
 pub mod jobs;
 pub mod keys;

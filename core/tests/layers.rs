@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // Metric handles.
     &["metrics"],
     // Storage and outbound HTTP.
-    &["store", "expand"],
+    &["store", "expand", "creators"],
     // What is read from the config and kept in the store.
     &["conversions", "keys", "reports", "cache"],
     &["config"],
