@@ -60,8 +60,8 @@ pub(crate) enum LinksCommand {
         build: BuildArgs,
         /// Targeting rules as JSON, e.g.
         /// '[{"country": ["DE", "AT"], "url": "https://www.amazon.de/dp/B08N5WRWNW"}]'.
-        #[arg(long, value_name = "JSON", value_parser = parse_targets)]
-        targets: Option<Vec<TargetRule>>,
+        #[arg(long, value_name = "JSON")]
+        targets: Option<String>,
         /// Amazon localization on (true) or off (false); default: the
         /// provider's `localize` setting.
         #[arg(long, value_name = "BOOL")]
@@ -206,6 +206,7 @@ pub(crate) fn links(command: LinksCommand) -> Result<ExitCode> {
             json,
             input,
         } => {
+            let targets = targets.as_deref().map(parse_targets).transpose()?;
             let links = Links::open(&config, &data)?;
             let req = CreateLinkRequest {
                 name,
@@ -444,6 +445,6 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
     })
 }
 
-fn parse_targets(s: &str) -> Result<Vec<TargetRule>, String> {
-    serde_json::from_str(s).map_err(|e| format!("not a JSON list of targeting rules: {e}"))
+fn parse_targets(s: &str) -> Result<Vec<TargetRule>> {
+    serde_json::from_str(s).context("--targets is not a JSON list of targeting rules")
 }
