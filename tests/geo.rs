@@ -275,3 +275,206 @@ fn shoppers_land_in_their_own_store_by_address_and_the_database_reloads() {
     assert_eq!(clicks("AQ"), 2);
     assert!(clicks("DE") >= 4, "{rows:?}");
 }
+
+/// A Creators API stand-in: tokens, and GetItems answering by the
+/// `x-marketplace` header — the Echo Dot is sold on amazon.com and
+/// amazon.de, not on amazon.co.jp. While `down` is set, GetItems answers
+/// 503. Counts GetItems calls.
+struct Creators {
+    stand_in: common::StandIn,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Creators {
+    fn start(down: bool) -> Creators {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let calls = Arc::new(AtomicUsize::new(0));
+        let down = Arc::new(AtomicBool::new(down));
+        let (c, d) = (Arc::clone(&calls), Arc::clone(&down));
+        let stand_in = common::stand_in_with_body(move |path, headers| {
+            let json = "content-type: application/json\r\n".to_owned();
+            if path.contains("token") {
+                return (
+                    "200 OK",
+                    json,
+                    r#"{"access_token":"t0k3n","token_type":"bearer","expires_in":3600}"#.into(),
+                );
+            }
+            c.fetch_add(1, Ordering::SeqCst);
+            if d.load(Ordering::SeqCst) {
+                return ("503 Service Unavailable", String::new(), String::new());
+            }
+            let marketplace = headers
+                .iter()
+                .find_map(|h| h.strip_prefix("x-marketplace:"))
+                .map(str::trim)
+                .unwrap_or_default();
+            let body = if marketplace == "www.amazon.co.jp" {
+                serde_json::json!({"errors": [{"code": "ItemNotAccessible", "message": "not here"}]})
+            } else {
+                serde_json::json!({"itemsResult": {"items": [{
+                    "asin": "B08N5WRWNW",
+                    "itemInfo": {"title": {"displayValue": "Echo Dot (5th Gen)"}},
+                    "offersV2": {"listings": [{"availability": {"type": "IN_STOCK"}}]}
+                }]}})
+            };
+            ("200 OK", json, body.to_string())
+        });
+        Creators {
+            stand_in,
+            calls,
+            down,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `[[localize.creators]]` for every region, all on this stand-in.
+    fn config(&self) -> String {
+        ["2.1", "2.2", "2.3"]
+            .iter()
+            .map(|v| {
+                format!(
+                    "[[localize.creators]]\ncredential_id = \"id\"\ncredential_secret = \"s3cret\"\n\
+                     version = \"{v}\"\npartner_tag = \"lw-20\"\ntoken_url = \"{b}/token\"\n\
+                     api_url = \"{b}\"\nrequests_per_second = 1000\nretries = 0\nbackoff_ms = 10\n",
+                    b = self.stand_in.base
+                )
+            })
+            .collect()
+    }
+}
+
+fn countries_of(
+    preview: &serde_json::Value,
+) -> std::collections::HashMap<String, serde_json::Value> {
+    preview["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["country"].as_str().unwrap().to_owned(), c.clone()))
+        .collect()
+}
+
+fn preview_of(config: &Path, data: &Path, code: &str) -> serde_json::Value {
+    let out = linkwright_on(config, data, &["links", "targets", "--json", code]);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_catalog_decides_exact_or_search_and_is_never_asked_during_a_redirect() {
+    let dir = scratch("creators");
+    let mmdb = dir.join("GeoLite2-Country.mmdb");
+    write_mmdb(&mmdb, &[("127.0.0.3/32", "JP"), ("127.0.0.2/32", "DE")]);
+    let creators = Creators::start(false);
+    let config = config(&dir, &mmdb);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{}\n[localize]\n{}", text, creators.config())
+            .replace("[localize]\n[[localize.creators]]", "[[localize.creators]]"),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let out = linkwright_on(
+        &config,
+        &data,
+        &[
+            "links",
+            "create",
+            "--code",
+            "echo",
+            "https://www.amazon.com/dp/B08N5WRWNW",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    // amazon.de, amazon.co.jp and the link's own amazon.com (for the title).
+    assert_eq!(creators.calls(), 3);
+    let preview = preview_of(&config, &data, "echo");
+    assert_eq!(preview["availability"], "confirmed");
+    let by = countries_of(&preview);
+    assert_eq!(by["DE"]["why"], "exact");
+    assert_eq!(by["AT"]["why"], "exact");
+    // Not sold in Japan: a search there for the title, tracked.
+    assert_eq!(by["JP"]["why"], "search");
+    assert_eq!(
+        by["JP"]["destination"],
+        "https://www.amazon.co.jp/s?k=Echo+Dot+%285th+Gen%29"
+    );
+
+    let server = TestServer::start(&config, &data);
+    let lo = |last: u8| Ipv4Addr::new(127, 0, 0, last);
+    let loc = location(&server, lo(3), "echo", BROWSER, None);
+    assert!(
+        loc.starts_with(
+            "https://www.amazon.co.jp/s?k=Echo+Dot+%285th+Gen%29&tag=lw-jp-22&ascsubtag="
+        ),
+        "{loc}"
+    );
+    assert!(!subid(&loc).is_empty());
+    for _ in 0..20 {
+        location(&server, lo(2), "echo", BROWSER, None);
+    }
+    assert_eq!(creators.calls(), 3, "a redirect asked the catalog");
+}
+
+#[test]
+fn with_the_catalog_down_availability_is_assumed_and_asked_again_later() {
+    let dir = scratch("creators-down");
+    let mmdb = dir.join("GeoLite2-Country.mmdb");
+    write_mmdb(&mmdb, &[("127.0.0.3/32", "JP")]);
+    let creators = Creators::start(true);
+    let config = config(&dir, &mmdb);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[localize]\nretry_ms = 50\n{}", creators.config()),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let out = linkwright_on(
+        &config,
+        &data,
+        &[
+            "links",
+            "create",
+            "--code",
+            "echo",
+            "https://www.amazon.com/dp/B08N5WRWNW",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(creators.calls() >= 2, "the catalog was asked");
+    let preview = preview_of(&config, &data, "echo");
+    assert_eq!(preview["availability"], "assumed");
+    assert_eq!(countries_of(&preview)["JP"]["why"], "assumed");
+
+    // The API is back: the server's background refresh asks again.
+    creators
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let server = TestServer::start(&config, &data);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let preview = preview_of(&config, &data, "echo");
+        if preview["availability"] == "confirmed" {
+            assert_eq!(countries_of(&preview)["JP"]["why"], "search");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never asked again: {preview}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The running server serves the new targets at once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !location(&server, Ipv4Addr::new(127, 0, 0, 3), "echo", BROWSER, None)
+        .starts_with("https://www.amazon.co.jp/s?k=")
+    {
+        assert!(Instant::now() < deadline, "the server kept the old targets");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
