@@ -378,8 +378,11 @@ const MEMO_SLOTS: usize = 64;
 /// clicks skip the scan: a hash and one comparison. A collision or a new UA
 /// only costs the scan it would have cost anyway, plus one small allocation;
 /// memory is bounded by `MEMO_SLOTS` × [`MAX_USER_AGENT_LEN`] per thread.
+/// A memoised User-Agent and what it was classified as.
+type MemoEntry = (Box<[u8]>, UaClass, Device);
+
 struct Memo {
-    slots: Vec<Option<(Box<[u8]>, UaClass, Device)>>,
+    slots: Vec<Option<MemoEntry>>,
 }
 
 thread_local! {

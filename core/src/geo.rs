@@ -150,9 +150,7 @@ impl Geo {
         {
             return Some(c);
         }
-        if self.file.is_none() {
-            return None;
-        }
+        self.file.as_ref()?;
         let ip = self.client_ip(headers, peer?);
         self.db.load().as_ref()?.country(ip)
     }
