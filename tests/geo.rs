@@ -478,3 +478,166 @@ fn with_the_catalog_down_availability_is_assumed_and_asked_again_later() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn targets_through_the_api_patch_and_bulk_csv_with_clear_errors() {
+    let dir = scratch("targets-api");
+    let mmdb = dir.join("GeoLite2-Country.mmdb");
+    write_mmdb(&mmdb, &[("127.0.0.2/32", "DE"), ("2001:db8::/32", "DE")]);
+    let config = config(&dir, &mmdb);
+    let data = dir.join("data");
+    let key = create_key(&config, &data, &[]);
+    let server = TestServer::start(&config, &data);
+    let http = reqwest::blocking::Client::new();
+    let api = |method: reqwest::Method, path: &str, body: serde_json::Value| {
+        let r = http
+            .request(method, format!("{}/api/v1{path}", server.admin))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().unwrap_or_default())
+    };
+
+    // Rules on create; localization off for this link (the provider has it on).
+    let (status, link) = api(
+        reqwest::Method::POST,
+        "/links",
+        serde_json::json!({
+            "url": "https://www.amazon.com/dp/B08N5WRWNW",
+            "code": "split",
+            "localize": false,
+            "targets": [
+                {"country": "uk", "asin": "B08N5WRWNW", "marketplace": "amazon.de"},
+                {"weight": 50},
+                {"weight": 50, "url": "https://www.amazon.com/dp/B0OTHER000"}
+            ]
+        }),
+    );
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["targeting"]["rules"][0]["country"], "uk");
+    assert_eq!(
+        link["targeting"]["destinations"].as_array().unwrap().len(),
+        2
+    );
+    assert!(link["targeting"].get("availability").is_none());
+
+    // Over many clicks from an unmapped address both halves of the split show.
+    let lo6 = Ipv4Addr::new(127, 0, 0, 6);
+    let mut halves = std::collections::HashSet::new();
+    for _ in 0..64 {
+        let loc = location(&server, lo6, "split", BROWSER, None);
+        halves.insert(loc.contains("B0OTHER000"));
+    }
+    assert_eq!(halves.len(), 2, "one half of the split never served");
+    // Refused at creation, naming the rule: a bad country, weights that do
+    // not add up, and a target no provider can track.
+    for (targets, code, needle) in [
+        (
+            serde_json::json!([{"country": "XY", "url": "https://www.amazon.de/dp/B08N5WRWNW"}]),
+            "invalid_input",
+            "targets[0].country",
+        ),
+        (
+            serde_json::json!([{"weight": 60}, {"weight": 30, "url": "https://www.amazon.de/dp/B08N5WRWNW"}]),
+            "invalid_input",
+            "sum to 90",
+        ),
+        (
+            serde_json::json!([{"country": "DE", "url": "https://untracked.example/page"}]),
+            "unsupported_host",
+            "targets[0]",
+        ),
+        (
+            serde_json::json!([{"country": "DE", "asin": "B08N5WRWNW", "marketplace": "amazon.fr"}]),
+            "marketplace_not_configured",
+            "targets[0]",
+        ),
+    ] {
+        let (status, body) = api(
+            reqwest::Method::POST,
+            "/links",
+            serde_json::json!({"url": "https://www.amazon.com/dp/B08N5WRWNW", "targets": targets}),
+        );
+        assert!((400..500).contains(&status), "{status} {body}");
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(body["error"]["field"], "targets", "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+    }
+
+    // PATCH replaces the rules; the running server serves them at once.
+    let (status, patched) = api(
+        reqwest::Method::PATCH,
+        "/links/split",
+        serde_json::json!({"targets": [{"country": "DE", "url": "https://www.amazon.co.jp/dp/B08N5WRWNW"}]}),
+    );
+    assert_eq!(status, 200, "{patched}");
+    let loc = location(&server, Ipv4Addr::new(127, 0, 0, 2), "split", BROWSER, None);
+    assert!(
+        loc.starts_with("https://www.amazon.co.jp/dp/B08N5WRWNW?tag=lw-jp-22&ascsubtag="),
+        "{loc}"
+    );
+    let loc = location(&server, lo6, "split", BROWSER, None);
+    assert!(
+        loc.starts_with("https://www.amazon.com/dp/B08N5WRWNW?"),
+        "{loc}"
+    );
+    // An empty list removes them.
+    let (status, cleared) = api(
+        reqwest::Method::PATCH,
+        "/links/split",
+        serde_json::json!({"targets": []}),
+    );
+    assert_eq!(status, 200, "{cleared}");
+    assert!(cleared.get("targeting").is_none(), "{cleared}");
+    let loc = location(&server, Ipv4Addr::new(127, 0, 0, 2), "split", BROWSER, None);
+    assert!(loc.starts_with("https://www.amazon.com/"), "{loc}");
+
+    // Bulk CSV: a `targets` column of JSON and a `localize` column.
+    let csv = "url,code,localize,targets\n\
+        https://www.amazon.com/dp/B08N5WRWNW,bulk1,false,\"[{\"\"country\"\": \"\"DE\"\", \"\"url\"\": \"\"https://www.amazon.de/dp/B08N5WRWNW\"\"}]\"\n\
+        https://www.amazon.com/dp/B08N5WRWNW,bulk2,false,\"[{\"\"country\"\": \"\"ZZZ\"\", \"\"url\"\": \"\"https://www.amazon.de/dp/B08N5WRWNW\"\"}]\"\n";
+    let r = http
+        .post(format!("{}/api/v1/links/bulk", server.admin))
+        .bearer_auth(&key)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let job: serde_json::Value = r.json().unwrap();
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = api(
+            reqwest::Method::GET,
+            &format!("/jobs/{id}"),
+            serde_json::Value::Null,
+        );
+        if status["status"] == "done" {
+            assert_eq!(
+                (status["ok"].as_u64(), status["errors"].as_u64()),
+                (Some(1), Some(1)),
+                "{status}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let loc = location(&server, Ipv4Addr::new(127, 0, 0, 2), "bulk1", BROWSER, None);
+    assert!(
+        loc.starts_with("https://www.amazon.de/dp/B08N5WRWNW?tag=lw-de-21"),
+        "{loc}"
+    );
+    let result = http
+        .get(format!("{}/api/v1/jobs/{id}/result.csv", server.admin))
+        .bearer_auth(&key)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(result.contains("unknown country code"), "{result}");
+}

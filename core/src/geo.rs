@@ -295,3 +295,83 @@ fn hops_of_forwarded(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     }
     hops
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geo(proxies: &[&str]) -> Geo {
+        Geo {
+            header: Some(HeaderName::from_static("cf-ipcountry")),
+            proxies: proxies.iter().map(|p| p.parse().expect("cidr")).collect(),
+            file: None,
+            db: Arc::default(),
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_a_trusted_proxy() {
+        let g = geo(&["10.0.0.0/8", "::1/128"]);
+        let xff = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.2")]);
+        // From a proxy: the rightmost address that is not a proxy.
+        assert_eq!(g.client_ip(&xff, ip("10.1.2.3")), ip("203.0.113.7"));
+        // From anyone else: the header is a lie until proven otherwise.
+        assert_eq!(g.client_ip(&xff, ip("198.51.100.1")), ip("198.51.100.1"));
+        // A visitor's own forged entry left of the real one is skipped.
+        let forged = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7")]);
+        assert_eq!(g.client_ip(&forged, ip("10.0.0.1")), ip("203.0.113.7"));
+        // IPv4-mapped peers are their IPv4 address; IPv6 proxies work.
+        assert_eq!(g.client_ip(&xff, ip("::ffff:10.0.0.1")), ip("203.0.113.7"));
+        assert_eq!(g.client_ip(&xff, ip("::1")), ip("203.0.113.7"));
+        // Several header lines read as one list, in order.
+        let split = headers(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-for", "10.0.0.5"),
+        ]);
+        assert_eq!(g.client_ip(&split, ip("10.0.0.1")), ip("203.0.113.9"));
+        // Garbage stops the walk at the last trusted hop.
+        let junk = headers(&[("x-forwarded-for", "203.0.113.7, not-an-ip, 10.0.0.3")]);
+        assert_eq!(g.client_ip(&junk, ip("10.0.0.1")), ip("10.0.0.3"));
+        // No header: the peer.
+        assert_eq!(
+            g.client_ip(&HeaderMap::new(), ip("10.0.0.1")),
+            ip("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn the_forwarded_header_is_read_when_x_forwarded_for_is_absent() {
+        let g = geo(&["10.0.0.0/8"]);
+        let h = headers(&[(
+            "forwarded",
+            r#"for="[2001:db8:cafe::17]:4711";proto=https, for=10.0.0.4"#,
+        )]);
+        assert_eq!(g.client_ip(&h, ip("10.0.0.1")), ip("2001:db8:cafe::17"));
+        let h = headers(&[("forwarded", "for=192.0.2.60:8080;by=10.0.0.1")]);
+        assert_eq!(g.client_ip(&h, ip("10.0.0.1")), ip("192.0.2.60"));
+    }
+
+    #[test]
+    fn the_trusted_header_wins_and_bad_values_are_ignored() {
+        let g = geo(&[]);
+        let h = headers(&[("cf-ipcountry", "de")]);
+        assert_eq!(g.country(&h, Some(ip("1.2.3.4"))), Some(*b"DE"));
+        for bad in ["XX", "T1X", "", "D3"] {
+            let mut h = HeaderMap::new();
+            h.insert("cf-ipcountry", HeaderValue::from_str(bad).expect("value"));
+            assert_eq!(g.country(&h, Some(ip("1.2.3.4"))), None, "{bad:?}");
+        }
+    }
+}
