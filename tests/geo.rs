@@ -360,6 +360,25 @@ fn countries_of(
         .collect()
 }
 
+/// The test config with `[localize]` (`localize` settings, then the
+/// stand-in's credentials), and the link `echo` made with it by the CLI.
+fn localized_echo(
+    dir: &Path,
+    mmdb: &Path,
+    creators: &Creators,
+    localize: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = config(dir, mmdb);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = format!("{text}\n[localize]\n{localize}\n{}", creators.config());
+    std::fs::write(&config, text).unwrap();
+    let data = dir.join("data");
+    let url = "https://www.amazon.com/dp/B08N5WRWNW";
+    let out = linkwright_on(&config, &data, &["links", "create", "--code", "echo", url]);
+    assert!(out.status.success(), "{out:?}");
+    (config, data)
+}
+
 fn preview_of(config: &Path, data: &Path, code: &str) -> serde_json::Value {
     let out = linkwright_on(config, data, &["links", "targets", "--json", code]);
     assert!(out.status.success(), "{out:?}");
@@ -372,27 +391,7 @@ fn the_catalog_decides_exact_or_search_and_is_never_asked_during_a_redirect() {
     let mmdb = dir.join("GeoLite2-Country.mmdb");
     write_mmdb(&mmdb, &[("127.0.0.3/32", "JP"), ("127.0.0.2/32", "DE")]);
     let creators = Creators::start(false);
-    let config = config(&dir, &mmdb);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{}\n[localize]\n{}", text, creators.config())
-            .replace("[localize]\n[[localize.creators]]", "[[localize.creators]]"),
-    )
-    .unwrap();
-    let data = dir.join("data");
-    let out = linkwright_on(
-        &config,
-        &data,
-        &[
-            "links",
-            "create",
-            "--code",
-            "echo",
-            "https://www.amazon.com/dp/B08N5WRWNW",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
+    let (config, data) = localized_echo(&dir, &mmdb, &creators, "");
     // amazon.de, amazon.co.jp and the link's own amazon.com (for the title).
     assert_eq!(creators.calls(), 3);
     let preview = preview_of(&config, &data, "echo");
@@ -429,26 +428,7 @@ fn with_the_catalog_down_availability_is_assumed_and_asked_again_later() {
     let mmdb = dir.join("GeoLite2-Country.mmdb");
     write_mmdb(&mmdb, &[("127.0.0.3/32", "JP")]);
     let creators = Creators::start(true);
-    let config = config(&dir, &mmdb);
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[localize]\nretry_ms = 50\n{}", creators.config()),
-    )
-    .unwrap();
-    let data = dir.join("data");
-    let out = linkwright_on(
-        &config,
-        &data,
-        &[
-            "links",
-            "create",
-            "--code",
-            "echo",
-            "https://www.amazon.com/dp/B08N5WRWNW",
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
+    let (config, data) = localized_echo(&dir, &mmdb, &creators, "retry_ms = 50");
     assert!(creators.calls() >= 2, "the catalog was asked");
     let preview = preview_of(&config, &data, "echo");
     assert_eq!(preview["availability"], "assumed");

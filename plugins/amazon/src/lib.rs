@@ -258,15 +258,25 @@ impl Amazon {
 
     /// The canonical tracked template for an ASIN on a marketplace.
     fn template(&self, index: usize, asin: &str, tag: &str) -> Template {
+        let mut path = String::with_capacity(14);
+        path.push_str("/dp/");
+        path.extend(asin.chars().map(|c| c.to_ascii_uppercase()));
+        self.tracked(index, &path, '?', tag)
+    }
+
+    /// The tracked template of a page of a marketplace: the store's URL
+    /// with `path` (which may carry a query: then `joiner` is `&`), then
+    /// the store ID and the sub-ID slot at the very end.
+    fn tracked(&self, index: usize, path: &str, joiner: char, tag: &str) -> Template {
         let domain = MARKETPLACES[index];
-        let mut destination = String::with_capacity(32 + domain.len());
+        let mut destination = String::with_capacity(12 + domain.len() + path.len());
         destination.push_str("https://www.");
         destination.push_str(domain);
-        destination.push_str("/dp/");
-        destination.extend(asin.chars().map(|c| c.to_ascii_uppercase()));
+        destination.push_str(path);
         let mut prefix = String::with_capacity(destination.len() + tag.len() + 16);
         prefix.push_str(&destination);
-        prefix.push_str("?tag=");
+        prefix.push(joiner);
+        prefix.push_str("tag=");
         prefix.push_str(tag);
         prefix.push_str("&ascsubtag=");
         Template {
@@ -299,25 +309,10 @@ impl Amazon {
                 "search parameter must hold 1 to {MAX_SEARCH_LEN} bytes"
             )));
         }
-        let domain = MARKETPLACES[index];
-        let mut destination = String::with_capacity(32 + domain.len() + query.len() * 3);
-        destination.push_str("https://www.");
-        destination.push_str(domain);
-        destination.push_str("/s?k=");
-        destination.extend(url::form_urlencoded::byte_serialize(query.as_bytes()));
-        let mut prefix = String::with_capacity(destination.len() + tag.len() + 16);
-        prefix.push_str(&destination);
-        prefix.push_str("&tag=");
-        prefix.push_str(tag);
-        prefix.push_str("&ascsubtag=");
-        Ok(Template {
-            prefix,
-            suffix: String::new(),
-            destination,
-            marketplace: Some(domain.to_owned()),
-            subid_max_len: self.subid_max_len,
-            subid_encoding: SubIdEncoding::UrlSafe,
-        })
+        let mut path = String::with_capacity(5 + query.len() * 3);
+        path.push_str("/s?k=");
+        path.extend(url::form_urlencoded::byte_serialize(query.as_bytes()));
+        Ok(self.tracked(index, &path, '&', tag))
     }
 }
 
