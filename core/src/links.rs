@@ -22,7 +22,9 @@ use crate::error::{BuildError, ErrorCode};
 use crate::expand::Expander;
 use crate::metrics;
 use crate::plugin::{BuildRequest, Providers};
-use crate::store::{Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError};
+use crate::store::{
+    ClickBreakdown, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
+};
 use crate::template::Template;
 
 pub use crate::store::validate_code;
@@ -773,6 +775,19 @@ impl LinkService {
     /// A link's clicks and conversions.
     pub async fn stats(&self, link_id: i64) -> Result<LinkStats, LinkError> {
         Ok(self.store(move |s| s.link_stats(link_id)).await?)
+    }
+
+    /// Human clicks since `since_ms` (of one link, or of all) by country,
+    /// device class and referrer, at most `top` groups each.
+    pub async fn breakdown(
+        &self,
+        link_id: Option<i64>,
+        since_ms: i64,
+        top: usize,
+    ) -> Result<ClickBreakdown, LinkError> {
+        Ok(self
+            .store(move |s| s.click_breakdown(link_id, since_ms, top))
+            .await?)
     }
 
     /// Changes a link. A new destination rebuilds its template; every cache
