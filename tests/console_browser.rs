@@ -130,6 +130,15 @@ fn shots() -> PathBuf {
 /// page, and checks that at phone width nothing makes the page scroll
 /// sideways.
 async fn shoot(c: &Client, name: &str) {
+    // The page's script ran to its end, without an error.
+    let ready = c
+        .execute(
+            "return document.documentElement.getAttribute('data-console');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ready, json!("ready"), "{name}: the console's script failed");
     for (label, width) in [("desktop", 1280u32), ("phone", 390)] {
         c.set_window_size(width, 900).await.unwrap();
         let height = c
