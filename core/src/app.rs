@@ -77,6 +77,8 @@ pub struct App {
     pub conversions: Arc<ConversionsConfig>,
     /// Hosts bulk-job webhooks may call.
     pub webhook_hosts: Vec<String>,
+    /// The web console's settings (`[console]`).
+    pub console: crate::config::ConsoleConfig,
     /// The Prometheus exporter.
     pub prometheus: PrometheusHandle,
     /// Bulk jobs left unfinished by the previous run, listed when the store
@@ -154,6 +156,7 @@ impl App {
             metrics,
             conversions: Arc::new(config.conversions.clone()),
             webhook_hosts: config.api.webhook_hosts.clone(),
+            console: config.console,
             prometheus,
             interrupted_jobs: Mutex::new(interrupted_jobs),
             link_changes_seen,

@@ -611,6 +611,14 @@ mod tests {
         fn link_stats(&self, _: i64) -> Result<LinkStats, StoreError> {
             unreachable!("the click log writes clicks only")
         }
+        fn click_breakdown(
+            &self,
+            _: Option<i64>,
+            _: i64,
+            _: usize,
+        ) -> Result<crate::store::ClickBreakdown, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
         fn clicks(&self, _: usize) -> Result<Vec<StoredClick>, StoreError> {
             unreachable!("the click log writes clicks only")
         }

@@ -271,6 +271,21 @@ pub fn list_keys(store: &SqliteStore) -> Result<Vec<ApiKey>, KeyError> {
     Ok(keys)
 }
 
+/// The key with this id, revoked or not; `None` if there is none. For a
+/// console session, which holds a key's id (never its secret) and checks
+/// on every request that the key still stands.
+pub fn key_by_id(store: &SqliteStore, id: &str) -> Result<Option<ApiKey>, KeyError> {
+    let key = store.with_conn(|conn| {
+        conn.query_row(
+            "SELECT id, name, scopes, created_ms, revoked_ms FROM api_keys WHERE id = ?1",
+            [id],
+            key_from_row,
+        )
+        .optional()
+    })?;
+    Ok(key)
+}
+
 /// Revokes the key with this id; it is refused from the next request on.
 /// Revoking an already revoked key succeeds and keeps the first revocation
 /// time. [`KeyError::NotFound`] if no key has this id.
@@ -492,6 +507,32 @@ impl RateLimiter {
                 updated: now,
             });
         self.take(&mut bucket, now)
+    }
+
+    /// Whether `key` could proceed now, without spending anything: for a
+    /// limit on failures (the console's failed sign-ins), looked at before
+    /// an attempt and charged with [`RateLimiter::check`] only when the
+    /// attempt fails.
+    pub fn peek(&self, key: &str) -> Result<(), u64> {
+        self.peek_at(key, Instant::now())
+    }
+
+    /// [`RateLimiter::peek`] as of `now`.
+    pub fn peek_at(&self, key: &str, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        match self.buckets.get(key) {
+            None => Ok(()),
+            Some(bucket) => {
+                let mut copy = Bucket {
+                    units: bucket.units,
+                    updated: bucket.updated,
+                };
+                drop(bucket);
+                self.take(&mut copy, now)
+            }
+        }
     }
 
     fn take(&self, bucket: &mut Bucket, now: Instant) -> Result<(), u64> {
@@ -982,6 +1023,32 @@ mod tests {
         assert_eq!(limiter.check_at("k", later), Ok(()));
         assert_eq!(limiter.check_at("k", later), Ok(()));
         assert_eq!(limiter.check_at("k", later), Err(1));
+    }
+
+    #[test]
+    fn peek_spends_nothing_and_sees_an_exhausted_bucket() {
+        let limiter = RateLimiter::new(60, 2);
+        let now = Instant::now();
+        assert_eq!(limiter.peek_at("ip", now), Ok(()));
+        assert_eq!(limiter.peek_at("ip", now), Ok(()));
+        assert_eq!(limiter.check_at("ip", now), Ok(()));
+        assert_eq!(limiter.peek_at("ip", now), Ok(()));
+        assert_eq!(limiter.check_at("ip", now), Ok(()));
+        assert_eq!(limiter.peek_at("ip", now), Err(1));
+        assert_eq!(limiter.peek_at("ip", now + Duration::from_secs(1)), Ok(()));
+        assert_eq!(limiter.peek_at("other", now), Ok(()));
+    }
+
+    #[test]
+    fn key_by_id_finds_keys_revoked_or_not() {
+        let t = TestStore::new("key_by_id");
+        let store = t.store();
+        let (key, _) = create_key(store, "console", &[Scope::Read]).expect("created");
+        assert_eq!(key_by_id(store, &key.id).ok(), Some(Some(key.clone())));
+        revoke_key(store, &key.id).expect("revoked");
+        let found = key_by_id(store, &key.id).ok().flatten();
+        assert!(found.is_some_and(|k| k.revoked));
+        assert_eq!(key_by_id(store, "nosuchkey000").ok(), Some(None));
     }
 
     #[test]

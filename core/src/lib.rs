@@ -17,6 +17,7 @@ pub mod classify;
 pub mod clicklog;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod conversions;
 pub mod creators;
 pub mod expand;

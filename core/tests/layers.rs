@@ -31,8 +31,8 @@ const LAYERS: &[&[&str]] = &[
     &["jobs"],
     // One running instance.
     &["app"],
-    // The servers.
-    &["api"],
+    // The servers: the admin API and the web console side by side.
+    &["api", "console"],
     &["server"],
 ];
 

@@ -97,6 +97,16 @@ impl ClickId {
         ((self.value() >> (SEQ_BITS + NODE_BITS)) as u64 + EPOCH_MS) as i64
     }
 
+    /// The smallest ID minted at or after `unix_ms` (by any node): IDs sort
+    /// by time, so "clicks since T" is a range of IDs from this one.
+    pub fn first_at(unix_ms: i64) -> ClickId {
+        let ms = u64::try_from(unix_ms)
+            .unwrap_or(0)
+            .saturating_sub(EPOCH_MS)
+            .min((1 << TIME_BITS) - 1);
+        ClickId::encode(u128::from(ms) << (SEQ_BITS + NODE_BITS))
+    }
+
     fn encode(value: u128) -> ClickId {
         let mut out = [b'0'; CLICK_ID_LEN];
         // One 128-bit division, then 64-bit arithmetic for the 13 digits.
@@ -274,6 +284,16 @@ mod tests {
                 "{first} is not in 2163"
             );
         }
+    }
+
+    #[test]
+    fn first_at_bounds_the_ids_minted_since() {
+        let g = ClickIdGenerator::new(4095);
+        let (id, at) = g.mint();
+        assert!(ClickId::first_at(at) <= id, "{id} at {at}");
+        assert!(ClickId::first_at(at + 1) > id, "{id} at {at}");
+        assert_eq!(ClickId::first_at(at).unix_ms(), at);
+        assert_eq!(ClickId::first_at(0).as_str(), "0000000000000");
     }
 
     #[test]

@@ -132,14 +132,8 @@ pub(super) async fn submit(
     if let Some(url) = &webhook_url {
         check_webhook_host(&app, url)?;
     }
-    let db = Arc::clone(&app.db);
-    let summary =
-        tokio::task::spawn_blocking(move || jobs::new_job(&db, &items, webhook_url.as_deref()))
-            .await
-            .map_err(|e| ApiError::internal("job store task", &e))??;
+    let summary = app.jobs.submit(items, webhook_url).await?;
     let id = summary.job_id.clone();
-    crate::metrics::job_submitted();
-    Arc::clone(&app.jobs).spawn(id.clone());
     let status_url = format!("/api/v1/jobs/{id}");
     let mut response = (
         StatusCode::ACCEPTED,

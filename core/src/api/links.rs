@@ -158,6 +158,10 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// Only links whose name contains this text.
     pub name: Option<String>,
+    /// Only links whose name, code, input or destination contains this text.
+    pub q: Option<String>,
+    /// Only disabled links (`true`) or only enabled ones (`false`).
+    pub disabled: Option<bool>,
 }
 
 /// A page of links.
@@ -196,6 +200,8 @@ pub(super) async fn list_links(
         campaign: q.campaign,
         tag: q.tag,
         name: q.name,
+        search: q.q.filter(|s| !s.trim().is_empty()),
+        disabled: q.disabled,
     };
     let mut links = app.links.list(filter).await?;
     let next_cursor = (links.len() > limit).then(|| {

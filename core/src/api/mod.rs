@@ -77,8 +77,10 @@ impl utoipa::Modify for BearerAuth {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
-/// The admin listener's router.
-pub fn router(app: Arc<App>) -> Router {
+/// The admin listener's router: the API under `/api/v1`, `/metrics`,
+/// `/healthz`, `/readyz`, and `pages` (the web console, given by the
+/// server), every route timed and counted.
+pub fn router(app: Arc<App>, pages: Router) -> Router {
     let api = Router::new()
         .route("/links", get(links::list_links).post(links::create_link))
         .route("/links/batch", axum::routing::post(links::create_batch))
@@ -106,9 +108,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .with_state(Arc::clone(&app))
+        .merge(pages)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(app, observe))
 }
 
 /// Times every admin request into the request-duration histogram and

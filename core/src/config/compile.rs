@@ -20,10 +20,12 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
     };
     let mut problems = Vec::new();
     let raw = parse(text, &mut problems).map_err(|p| invalid(vec![p]))?;
+    let server = compile_server(&raw.server, base, &mut problems);
     let config = Config {
         plugin_dirs: compile_plugin_dirs(&raw.plugins, base),
         node_id: compile_node_id(&raw.click_ids, &mut problems),
-        server: compile_server(&raw.server, base, &mut problems),
+        console: compile_console(&raw.console, &server, &mut problems),
+        server,
         cache: compile_cache(&raw.cache, &mut problems),
         click_log: compile_click_log(&raw.click_log, &mut problems),
         api: compile_api(&raw.api, &mut problems),
@@ -114,6 +116,32 @@ fn compile_api(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiConfig {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
+    }
+}
+
+fn compile_console(
+    raw: &RawConsole,
+    server: &ServerConfig,
+    problems: &mut Vec<ConfigProblem>,
+) -> ConsoleConfig {
+    ConsoleConfig {
+        session_ttl: Duration::from_millis(at_least(
+            raw.session_ttl_ms,
+            1000,
+            "console.session_ttl_ms",
+            problems,
+        )),
+        sign_in_failures_per_minute: raw.sign_in_failures_per_minute,
+        sign_in_failure_burst: at_least(
+            raw.sign_in_failure_burst,
+            1,
+            "console.sign_in_failure_burst",
+            problems,
+        ),
+        secure_cookies: server
+            .public_base_url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://")),
     }
 }
 

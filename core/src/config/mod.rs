@@ -38,6 +38,8 @@ pub struct Config {
     pub click_log: ClickLogConfig,
     /// Admin API settings.
     pub api: ApiConfig,
+    /// Web console settings.
+    pub console: ConsoleConfig,
     /// Outbound HTTP settings.
     pub upstream: UpstreamConfig,
     /// Conversion import settings.
@@ -118,6 +120,20 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Hosts bulk-job webhooks may call, lower case.
     pub webhook_hosts: Vec<String>,
+}
+
+/// `[console]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleConfig {
+    /// How long a session lasts after sign-in.
+    pub session_ttl: Duration,
+    /// Failed sign-ins per minute per client address; 0: unlimited.
+    pub sign_in_failures_per_minute: u32,
+    /// Failed sign-ins a client address may make at once.
+    pub sign_in_failure_burst: u32,
+    /// Session cookies carry `Secure`: `server.public_base_url` is https,
+    /// so the deployment is served over TLS.
+    pub secure_cookies: bool,
 }
 
 /// `[upstream]`, validated.

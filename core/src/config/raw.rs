@@ -29,6 +29,9 @@ pub(super) struct RawConfig {
     /// The admin API.
     #[serde(default)]
     pub(super) api: RawApi,
+    /// The web console on the admin listener.
+    #[serde(default)]
+    pub(super) console: RawConsole,
     /// Outbound HTTP (short-link expansion).
     #[serde(default)]
     pub(super) upstream: RawUpstream,
@@ -196,6 +199,28 @@ impl Default for RawApi {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
             webhook_hosts: Vec::new(),
+        }
+    }
+}
+
+/// `[console]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawConsole {
+    /// How long a console session lasts after sign-in, in milliseconds.
+    pub(super) session_ttl_ms: u64,
+    /// Failed sign-ins allowed per minute per client address; 0: unlimited.
+    pub(super) sign_in_failures_per_minute: u32,
+    /// Failed sign-ins a client address may make at once before the rate applies.
+    pub(super) sign_in_failure_burst: u32,
+}
+
+impl Default for RawConsole {
+    fn default() -> Self {
+        RawConsole {
+            session_ttl_ms: 12 * 60 * 60 * 1000,
+            sign_in_failures_per_minute: 10,
+            sign_in_failure_burst: 5,
         }
     }
 }

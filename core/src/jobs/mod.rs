@@ -249,6 +249,12 @@ pub enum SubmitError {
     Store(#[from] StoreError),
 }
 
+impl From<tokio::task::JoinError> for SubmitError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        SubmitError::Store(StoreError::Task(e.to_string()))
+    }
+}
+
 impl SubmitError {
     fn invalid(message: impl Into<String>, field: Option<&'static str>) -> SubmitError {
         SubmitError::Invalid {

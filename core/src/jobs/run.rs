@@ -10,7 +10,7 @@ use tracing::{error, info};
 
 use super::storage::{Start, finish, record, start, summary};
 use super::webhook::notify;
-use super::{CHUNK, ItemOutcome, JobError, JobStatus, JobSummary};
+use super::{CHUNK, ItemOutcome, JobError, JobStatus, JobSummary, SubmitError};
 use crate::error::{BuildError, ErrorCode};
 use crate::links::{CreateLinkRequest, LinkError, LinkService, Source};
 use crate::store::SqliteStore;
@@ -106,6 +106,22 @@ impl JobRunner {
             .into_iter()
             .map(|o| o.unwrap_or_else(internal_error))
             .collect()
+    }
+
+    /// Submits a job (the API's `POST /links/bulk`, the console's bulk
+    /// upload): stores it with its items ([`super::new_job`]), counts it,
+    /// and starts running it in the background. Answers once it is stored.
+    pub async fn submit(
+        self: &Arc<Self>,
+        items: Vec<serde_json::Value>,
+        webhook_url: Option<String>,
+    ) -> Result<JobSummary, SubmitError> {
+        let summary = self
+            .blocking(move |db| super::new_job(db, &items, webhook_url.as_deref()))
+            .await?;
+        crate::metrics::job_submitted();
+        Arc::clone(self).spawn(summary.job_id.clone());
+        Ok(summary)
     }
 
     /// Runs a job in the background (see [`JobRunner::run`]).

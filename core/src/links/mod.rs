@@ -22,7 +22,9 @@ use crate::error::{BuildError, ErrorCode};
 use crate::expand::Expander;
 use crate::metrics;
 use crate::plugin::{BuildRequest, Providers};
-use crate::store::{Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError};
+use crate::store::{
+    ClickBreakdown, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
+};
 use crate::targeting::{TargetRule, Targeting};
 use crate::template::Template;
 
@@ -827,6 +829,19 @@ impl LinkService {
         Ok(self.store(move |s| s.link_stats(link_id)).await?)
     }
 
+    /// Human clicks since `since_ms` (of one link, or of all) by country,
+    /// device class and referrer, at most `top` groups each.
+    pub async fn breakdown(
+        &self,
+        link_id: Option<i64>,
+        since_ms: i64,
+        top: usize,
+    ) -> Result<ClickBreakdown, LinkError> {
+        Ok(self
+            .store(move |s| s.click_breakdown(link_id, since_ms, top))
+            .await?)
+    }
+
     /// Changes a link. A new destination rebuilds its template; every cache
     /// of this instance forgets the old one at once.
     pub async fn update(&self, code: &str, patch: PatchLinkRequest) -> Result<Link, LinkError> {
@@ -877,9 +892,11 @@ impl LinkService {
                 None => current.template(),
             };
             let rules = patch.targets.as_deref().unwrap_or(&old.rules);
+            // A change never turns localization on or off by itself: the
+            // link keeps what it has unless the patch says.
             let localize = patch
                 .localize
-                .or(current.targeting.as_ref().map(|t| t.localize));
+                .or(Some(current.targeting.as_ref().is_some_and(|t| t.localize)));
             Some(self.targeting(rules, localize, &own, true).await?)
         } else {
             None

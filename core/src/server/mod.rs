@@ -34,7 +34,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tracing::{debug, error, info, warn};
 
 use self::connections::{Connections, Control};
@@ -196,7 +196,7 @@ impl Server {
 
         let admin_svc = {
             stack(
-                crate::api::router(Arc::clone(&app)),
+                crate::api::router(Arc::clone(&app), crate::console::router(Arc::clone(&app))),
                 s.max_concurrent_requests,
                 s.request_timeout,
                 Arc::clone(&app.metrics),
@@ -276,8 +276,17 @@ impl Server {
                     }
                 }
                 accepted = admin.accept() => {
-                    if let Some((stream, _)) = accepted_stream(accepted, "admin").await {
-                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(admin_svc.clone()));
+                    if let Some((stream, peer)) = accepted_stream(accepted, "admin").await {
+                        // The peer's address, for the console's limit on
+                        // failed sign-ins per client.
+                        let peer = Some(peer);
+                        let svc = admin_svc.clone().map_request(move |mut req: http::Request<Incoming>| {
+                            if let Some(peer) = peer {
+                                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                            }
+                            req
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
                         let conn = graceful.watch(conn.into_owned());
                         tokio::spawn(async move {
                             if let Err(e) = conn.await {

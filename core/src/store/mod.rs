@@ -260,6 +260,19 @@ pub struct ClickEvent {
     pub target: u8,
 }
 
+/// Human clicks since a time, counted by country, device class and
+/// referrer host, the largest groups first (`unknown` / `direct` where the
+/// click carried none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClickBreakdown {
+    /// Two-letter country codes.
+    pub countries: Vec<(String, u64)>,
+    /// `mobile`, `tablet`, `desktop`, `other`.
+    pub devices: Vec<(String, u64)>,
+    /// Referrer hosts.
+    pub referrers: Vec<(String, u64)>,
+}
+
 /// A change to a link, from the store's journal of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkChange {
@@ -307,6 +320,11 @@ pub struct LinkFilter {
     pub tag: Option<String>,
     /// Only links whose name contains this text (case-insensitive).
     pub name: Option<String>,
+    /// Only links whose name, code, input or destination contains this
+    /// text (case-insensitive).
+    pub search: Option<String>,
+    /// Only disabled links (`Some(true)`) or only enabled ones.
+    pub disabled: Option<bool>,
 }
 
 /// Link and click storage.
@@ -353,6 +371,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         checked_before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Link>, StoreError>;
+    /// Human clicks at or after `since_ms` (of one link, or of all), by
+    /// country, device class and referrer, at most `top` groups each.
+    fn click_breakdown(
+        &self,
+        link_id: Option<i64>,
+        since_ms: i64,
+        top: usize,
+    ) -> Result<ClickBreakdown, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
     /// Clicks in time order (at the same millisecond, those without a click

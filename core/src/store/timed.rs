@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::{
-    Availability, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store,
-    StoreError, StoredClick,
+    Availability, ClickBreakdown, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate,
+    NewLink, Store, StoreError, StoredClick,
 };
 use crate::metrics::store_operation as timed;
 
@@ -62,6 +62,16 @@ impl<S: Store> Store for Timed<S> {
     }
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
         timed("link_stats", || self.0.link_stats(link_id))
+    }
+    fn click_breakdown(
+        &self,
+        link_id: Option<i64>,
+        since_ms: i64,
+        top: usize,
+    ) -> Result<ClickBreakdown, StoreError> {
+        timed("click_breakdown", || {
+            self.0.click_breakdown(link_id, since_ms, top)
+        })
     }
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
         timed("insert_clicks", || self.0.insert_clicks(clicks))

@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Statement, ToSql, params};
 
 use self::schema::MIGRATIONS;
 use super::{
-    Availability, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store,
-    StoreError, StoredClick, generate_code,
+    Availability, ClickBreakdown, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate,
+    NewLink, Store, StoreError, StoredClick, generate_code,
 };
 use crate::clock::MS_PER_DAY;
 use crate::clock::now_ms;
@@ -432,6 +432,9 @@ impl Store for SqliteStore {
              AND (?4 IS NULL OR campaign = ?4) \
              AND (?5 IS NULL OR EXISTS (SELECT 1 FROM json_each(links.tags) WHERE value = ?5)) \
              AND (?6 IS NULL OR instr(lower(coalesce(name, '')), lower(?6)) > 0) \
+             AND (?8 IS NULL OR instr(lower(coalesce(name, '') || char(10) || code || char(10) \
+                  || input || char(10) || destination), lower(?8)) > 0) \
+             AND (?9 IS NULL OR disabled = ?9) \
              ORDER BY id LIMIT ?7"
         ))?;
         let rows = stmt.query_map(
@@ -442,7 +445,9 @@ impl Store for SqliteStore {
                 filter.campaign,
                 filter.tag,
                 filter.name,
-                filter.limit as i64
+                filter.limit as i64,
+                filter.search,
+                filter.disabled
             ],
             link_from_row,
         )?;
@@ -604,6 +609,15 @@ impl Store for SqliteStore {
 
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
         super::stats::link_stats(&lock(&self.clicks), link_id)
+    }
+
+    fn click_breakdown(
+        &self,
+        link_id: Option<i64>,
+        since_ms: i64,
+        top: usize,
+    ) -> Result<ClickBreakdown, StoreError> {
+        super::stats::click_breakdown(&lock(&self.clicks), link_id, since_ms, top)
     }
 
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
