@@ -20,9 +20,11 @@
 //! from that moment, so it outlives the process: at the next start
 //! [`replay`] reads the segments a dead process left and inserts their
 //! clicks, once each (the click ID is the key). A segment is removed once
-//! every click in it is in the store. The writer syncs the live segments to
-//! disk every `sync_interval`, so power loss loses at most the clicks of one
-//! interval. Bot hits have no click ID, so a replay could not tell a stored
+//! every click in it is in the store. A thread of the journal's own (a
+//! sync can take long on a busy disk; the writer must not wait for it)
+//! syncs the live segments to disk every `sync_interval`, so power loss
+//! loses at most the clicks of one interval, and makes spare segments for
+//! busy shards, so that a redirect rarely makes one. Bot hits have no click ID, so a replay could not tell a stored
 //! one from a new one: they are not journaled, and a crash loses those of
 //! the last flush interval. If no segment can be made (disk full, folder
 //! not writable), the click is dropped and counted
@@ -74,6 +76,8 @@ use crate::store::{ClickEvent, Store, StoreError};
 pub struct ClickLog {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Syncs the journal and makes spare segments.
+    journal: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One thread's buffer.
@@ -105,6 +109,8 @@ struct Journal {
     failing: AtomicBool,
     /// Segments were created or removed since the folder was last synced.
     dir_dirty: AtomicBool,
+    /// Segments sealed since the last sync: synced once more, then dropped.
+    sealed_unsynced: Mutex<Vec<Syncer>>,
 }
 
 impl Journal {
@@ -116,6 +122,7 @@ impl Journal {
             next: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             dir_dirty: AtomicBool::new(false),
+            sealed_unsynced: Mutex::new(Vec::new()),
         };
         if let Err(e) = std::fs::create_dir_all(dir) {
             journal.failed(&e, metrics);
@@ -202,6 +209,80 @@ impl Shared {
         self.shards.iter().map(|s| lock(s).events.len()).sum()
     }
 
+    /// Gives each busy shard a spare segment, made here rather than on a
+    /// redirect; while segments cannot be made, tries one.
+    fn prepare_segments(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let metrics = &self.metrics;
+        for shard in self.shards.iter() {
+            let failing = journal.failing.load(Ordering::Relaxed);
+            let wanted = {
+                let s = lock(shard);
+                s.spare.is_none() && !s.closed && (s.segment.is_some() || failing)
+            };
+            if !wanted {
+                continue;
+            }
+            // Made without the shard's lock: the file is written in full.
+            let Some(spare) = journal.create(metrics) else {
+                return;
+            };
+            let mut s = lock(shard);
+            if s.spare.is_none() && !s.closed {
+                s.spare = Some(spare);
+            } else {
+                drop(s);
+                journal.remove(spare, metrics);
+            }
+        }
+    }
+
+    /// Syncs the live and retired segments, and the folder, to disk: what
+    /// power loss can take is what was journaled since.
+    fn sync_journal(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let mut syncers = std::mem::take(&mut *lock(&journal.sealed_unsynced));
+        for shard in self.shards.iter() {
+            syncers.extend(lock(shard).segment.as_ref().map(Segment::syncer));
+        }
+        for syncer in syncers {
+            if let Err(e) = syncer.sync() {
+                self.metrics.journal_errors.increment(1);
+                error!(error = %e, "click journal: sync failed");
+            }
+        }
+        if journal.dir_dirty.swap(false, Ordering::Relaxed)
+            && let Err(e) = linkwright_journal::sync_dir(&journal.dir)
+        {
+            self.metrics.journal_errors.increment(1);
+            error!(error = %e, "click journal: folder sync failed");
+        }
+    }
+
+    /// The journal thread: every `interval`, gives busy shards spare
+    /// segments and syncs the journal, until shutdown.
+    fn journal_loop(&self, interval: Duration) {
+        loop {
+            let deadline = Instant::now() + interval;
+            while !self.stop.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            self.prepare_segments();
+            self.sync_journal();
+        }
+    }
+
     /// Appends a click to the shard's journal segment; false if it could
     /// not be (no segment can be made).
     #[inline]
@@ -234,6 +315,7 @@ impl Shared {
                 shard.segment = Some(full);
                 return false;
             }
+            lock(&journal.sealed_unsynced).push(full.syncer());
             shard.sealed.push(full);
         }
         let next = match shard.spare.take() {
@@ -289,16 +371,28 @@ impl ClickLog {
             spare: Vec::new(),
             retired: Vec::new(),
             written_total: 0,
-            sync_interval: config.sync_interval,
-            synced: Instant::now(),
         };
-        let wake = config.flush_interval.min(config.sync_interval);
+        let flush_interval = config.flush_interval;
         let writer = std::thread::Builder::new()
             .name("click-log-writer".into())
-            .spawn(move || writer.run(wake))?;
+            .spawn(move || writer.run(flush_interval))?;
+        // Disk syncs and new segments on a thread of their own: a sync can
+        // take long on a busy disk, and the writer must not wait for it.
+        let journal = if shared.journal.is_some() {
+            let shared = Arc::clone(&shared);
+            let interval = config.sync_interval;
+            Some(
+                std::thread::Builder::new()
+                    .name("click-journal".into())
+                    .spawn(move || shared.journal_loop(interval))?,
+            )
+        } else {
+            None
+        };
         Ok(ClickLog {
             shared,
             writer: Mutex::new(Some(writer)),
+            journal: Mutex::new(journal),
         })
     }
 
@@ -342,6 +436,14 @@ impl ClickLog {
     /// Stops the writer after it has written everything recorded, and waits
     /// for it. Later events are refused. Idempotent.
     pub fn shutdown(&self) {
+        let journal = lock(&self.journal).take();
+        if let Some(handle) = journal {
+            self.shared.stop.store(true, Ordering::Release);
+            handle.thread().unpark();
+            if handle.join().is_err() {
+                error!("click journal thread panicked");
+            }
+        }
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::Release);
@@ -467,9 +569,6 @@ struct Writer {
     /// is in `held` or written. Removed once `held` is all written.
     retired: Vec<Segment>,
     written_total: u64,
-    /// How often the journal segments are synced to disk.
-    sync_interval: Duration,
-    synced: Instant,
     /// The click ID state last saved (at the start: the state then, from
     /// which no ID has been minted yet).
     saved: u64,
@@ -483,10 +582,6 @@ impl Writer {
                 self.final_pass();
             } else {
                 self.pass();
-                self.prepare_segments();
-                if self.synced.elapsed() >= self.sync_interval {
-                    self.sync_journal();
-                }
             }
             self.shared
                 .metrics
@@ -575,7 +670,7 @@ impl Writer {
                     journal.remove(segment, &self.shared.metrics);
                 }
             }
-            self.sync_journal();
+            self.shared.sync_journal();
             return;
         }
         let journaled = self.shared.journal.is_some();
@@ -592,7 +687,7 @@ impl Writer {
         self.shared.metrics.clicks_dropped.increment(lost as u64);
         self.held.clear();
         self.retired.clear();
-        self.sync_journal();
+        self.shared.sync_journal();
     }
 
     /// Removes the retired segments: every click in them is written.
@@ -601,62 +696,6 @@ impl Writer {
             for segment in self.retired.drain(..) {
                 journal.remove(segment, &self.shared.metrics);
             }
-        }
-    }
-
-    /// Gives each busy shard a spare segment, made here rather than on a
-    /// redirect; while segments cannot be made, tries one.
-    fn prepare_segments(&mut self) {
-        let Some(journal) = &self.shared.journal else {
-            return;
-        };
-        let metrics = &self.shared.metrics;
-        for shard in self.shared.shards.iter() {
-            let failing = journal.failing.load(Ordering::Relaxed);
-            let wanted = {
-                let s = lock(shard);
-                s.spare.is_none() && !s.closed && (s.segment.is_some() || failing)
-            };
-            if !wanted {
-                continue;
-            }
-            // Made without the shard's lock: the file is written in full.
-            let Some(spare) = journal.create(metrics) else {
-                return;
-            };
-            let mut s = lock(shard);
-            if s.spare.is_none() && !s.closed {
-                s.spare = Some(spare);
-            } else {
-                drop(s);
-                journal.remove(spare, metrics);
-            }
-        }
-    }
-
-    /// Syncs the live and retired segments, and the folder, to disk: what
-    /// power loss can take is what was journaled since.
-    fn sync_journal(&mut self) {
-        self.synced = Instant::now();
-        let Some(journal) = &self.shared.journal else {
-            return;
-        };
-        let mut syncers: Vec<Syncer> = self.retired.iter().map(Segment::syncer).collect();
-        for shard in self.shared.shards.iter() {
-            let s = lock(shard);
-            syncers.extend(s.segment.iter().chain(&s.sealed).map(Segment::syncer));
-        }
-        for syncer in syncers {
-            if let Err(e) = syncer.sync() {
-                self.shared.metrics.journal_errors.increment(1);
-                error!(error = %e, "click journal: sync failed");
-            }
-        }
-        if journal.dir_dirty.swap(false, Ordering::Relaxed)
-            && let Err(e) = linkwright_journal::sync_dir(&journal.dir)
-        {
-            self.shared.metrics.journal_errors.increment(1);
-            error!(error = %e, "click journal: folder sync failed");
         }
     }
 
@@ -852,8 +891,6 @@ mod tests {
             spare: Vec::new(),
             retired: Vec::new(),
             written_total: 0,
-            sync_interval: NEVER,
-            synced: Instant::now(),
         }
     }
 
@@ -1165,6 +1202,7 @@ mod tests {
         let log = ClickLog {
             shared: Arc::clone(&shared),
             writer: Mutex::new(None),
+            journal: Mutex::new(None),
         };
         let record = |n: usize| (0..n).filter(|_| log.record(event(&ids, 1))).count();
         // Before any pass: half the capacity per shard.
@@ -1267,6 +1305,7 @@ mod tests {
         let log = ClickLog {
             shared: Arc::clone(&shared),
             writer: Mutex::new(None),
+            journal: Mutex::new(None),
         };
         assert_eq!(log.oldest_unwritten_ms(), None, "nothing recorded");
         let first = event(&ids, 1);
@@ -1318,6 +1357,7 @@ mod tests {
         ClickLog {
             shared,
             writer: Mutex::new(None),
+            journal: Mutex::new(None),
         }
     }
 
@@ -1481,9 +1521,9 @@ mod tests {
         w.pass();
         assert_eq!(store.clicks().len(), 300);
         assert_eq!(segment_files(&journal).len(), 1, "of {before}");
-        w.prepare_segments();
+        log.shared.prepare_segments();
         assert_eq!(segment_files(&journal).len(), 2, "and a spare");
-        w.sync_journal();
+        log.shared.sync_journal();
         drop(w);
         std::fs::remove_dir_all(&dir).ok();
     }
