@@ -51,6 +51,7 @@ fn batch(ids: &ClickIdGenerator, link_id: i64, round: &mut u64) -> Vec<ClickEven
                 referrer_host: REFERRERS[k % 4].map(Into::into),
                 ua_class: CLASSES[k % 4],
                 country: COUNTRIES[k % 3],
+                target: 0,
             }
         })
         .collect()

@@ -186,6 +186,7 @@ impl ClickStream {
                     referrer_host: Some("news.example".into()),
                     ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
                     country: Some(*b"DE"),
+                    target: 0,
                 }
             })
             .collect();

@@ -13,7 +13,8 @@ use linkwright_core::config::Config;
 use linkwright_core::jobs::{self, JobRunner};
 use linkwright_core::links::{CreateLinkRequest, LinkError, LinkService, Source};
 use linkwright_core::store::{LinkFilter, SqliteStore, Store};
-use linkwright_core::view::{LinkView, ShortUrls};
+use linkwright_core::targeting::TargetRule;
+use linkwright_core::view::{LinkView, ShortUrls, TargetsPreview};
 
 use crate::{BuildArgs, ConfigArg, DataDirArg};
 
@@ -57,11 +58,31 @@ pub(crate) enum LinksCommand {
         tags: Vec<String>,
         #[command(flatten)]
         build: BuildArgs,
+        /// Targeting rules as JSON, e.g.
+        /// '[{"country": ["DE", "AT"], "url": "https://www.amazon.de/dp/B08N5WRWNW"}]'.
+        #[arg(long, value_name = "JSON")]
+        targets: Option<String>,
+        /// Amazon localization on (true) or off (false); default: the
+        /// provider's `localize` setting.
+        #[arg(long, value_name = "BOOL")]
+        localize: Option<bool>,
         /// Print the link as JSON.
         #[arg(long)]
         json: bool,
         /// Product URL or ASIN.
         input: String,
+    },
+    /// Where a shopper from each country lands for a link, and why.
+    Targets {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// The link's code.
+        code: String,
     },
     /// List links, oldest first.
     List {
@@ -180,15 +201,20 @@ pub(crate) fn links(command: LinksCommand) -> Result<ExitCode> {
             campaign,
             tags,
             build,
+            targets,
+            localize,
             json,
             input,
         } => {
+            let targets = targets.as_deref().map(parse_targets).transpose()?;
             let links = Links::open(&config, &data)?;
             let req = CreateLinkRequest {
                 name,
                 code,
                 campaign,
                 tags: (!tags.is_empty()).then_some(tags),
+                targets,
+                localize,
                 ..build.request(input)
             };
             match links
@@ -267,6 +293,57 @@ pub(crate) fn links(command: LinksCommand) -> Result<ExitCode> {
                 println!("campaign:    {}", view.campaign.as_deref().unwrap_or("-"));
                 println!("tags:        {}", view.tags.join(", "));
                 println!("disabled:    {}", view.disabled);
+                if let Some(t) = &view.targeting {
+                    println!("rules:       {}", serde_json::to_string(&t.rules)?);
+                    if let Some(a) = t.availability {
+                        println!("localized:   yes, availability {a}");
+                    }
+                    for d in &t.destinations {
+                        println!(
+                            "target {:<4} {} ({:?}, {})",
+                            d.target,
+                            d.destination,
+                            d.why,
+                            d.marketplace.as_deref().unwrap_or("-")
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LinksCommand::Targets {
+            config,
+            data,
+            json,
+            code,
+        } => {
+            let links = Links::open(&config, &data)?;
+            let link = match links.runtime.block_on(links.service.get(&code)) {
+                Ok(link) => link,
+                Err(e) => return Ok(failed(&e)),
+            };
+            let preview = TargetsPreview::new(&link);
+            if json {
+                println!("{}", serde_json::to_string(&preview)?);
+            } else {
+                for d in &preview.devices {
+                    println!(
+                        "device {:<8} target {:<3} {}",
+                        d.device.as_str(),
+                        d.target,
+                        d.destination
+                    );
+                }
+                for c in &preview.countries {
+                    let why = serde_json::to_value(c.why)?;
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        c.country,
+                        why.as_str().unwrap_or_default(),
+                        c.marketplace.as_deref().unwrap_or("-"),
+                        c.destination
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -366,4 +443,8 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn parse_targets(s: &str) -> Result<Vec<TargetRule>> {
+    serde_json::from_str(s).context("--targets is not a JSON list of targeting rules")
 }

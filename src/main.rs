@@ -111,7 +111,7 @@ enum Command {
         /// Last UTC day, included (at most 366 days).
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: String,
-        /// link, campaign, provider, marketplace or day.
+        /// link, campaign, provider, marketplace, day, country or target.
         #[arg(long, default_value = "link")]
         group_by: String,
         /// table, json or csv.

@@ -16,10 +16,12 @@ use crate::clicklog::{self, ClickLog};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::conversions::ConversionsConfig;
+use crate::creators::Catalog;
 use crate::expand::Expander;
+use crate::geo::Geo;
 use crate::jobs::JobRunner;
 use crate::keys::RateLimiter;
-use crate::links::{Builder, LinkService, Source};
+use crate::links::{Builder, LinkService, Localizer, RegionalCatalog, Source};
 use crate::metrics::{self, Metrics, ScrapeState};
 use crate::plugin::Providers;
 use crate::store::{SqliteStore, Store, StoreError};
@@ -37,6 +39,9 @@ pub enum AppError {
     /// The outbound HTTP client could not be built.
     #[error("cannot build the outbound HTTP client: {0}")]
     Upstream(String),
+    /// The geo database could not be read.
+    #[error("cannot read the geo database: {0}")]
+    Geo(#[from] crate::geo::GeoError),
 }
 
 /// Everything the listeners of one instance share.
@@ -60,6 +65,10 @@ pub struct App {
     pub limiter: RateLimiter,
     /// Click ID generator.
     pub ids: Arc<ClickIdGenerator>,
+    /// The visitor's country: trusted header, geo database.
+    pub geo: Arc<Geo>,
+    /// How often the geo database file is checked for a new version.
+    pub geo_check: Option<Duration>,
     /// The click log.
     pub clicklog: ClickLog,
     /// Metric handles.
@@ -123,7 +132,16 @@ impl App {
             Source::Api,
         ));
         let s = &config.server;
+        let geo = Geo::new(
+            s.trusted_country_header
+                .as_deref()
+                .and_then(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+            s.trusted_proxies.clone(),
+            config.geoip.as_ref().map(|g| g.database.as_path()),
+        )?;
         Ok(App {
+            geo: Arc::new(geo),
+            geo_check: config.geoip.as_ref().map(|g| g.check_interval),
             providers,
             store,
             db,
@@ -219,12 +237,19 @@ pub fn link_service(
     store: Arc<dyn Store>,
     caches: Option<Arc<Caches>>,
 ) -> Result<LinkService, AppError> {
+    let catalog =
+        RegionalCatalog::from_config(&config.localize.creators).map_err(AppError::Upstream)?;
+    let localizer = Localizer {
+        config: config.localize.clone(),
+        catalog: (!catalog.is_empty()).then(|| Arc::new(catalog) as Arc<dyn Catalog>),
+    };
     Ok(LinkService::new(
         builder(config, providers)?,
         store,
         caches,
         config.server.request_timeout,
-    ))
+    )
+    .with_localizer(localizer))
 }
 
 /// Template building with this config's short-link expansion.

@@ -69,7 +69,7 @@ use crate::shard::Padded;
 use std::cell::RefCell;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use compact_str::CompactString;
 use dashmap::DashMap;
@@ -78,6 +78,7 @@ use foldhash::fast::RandomState;
 use self::arena::{Arena, Loc};
 use self::index::Index;
 use crate::store::Link;
+use crate::targeting::{Device, OWN, Router, Targeting};
 
 /// A link as the redirect path needs it, owned: what callers insert, and
 /// what the middleware-mode cache keeps. One heap allocation (the template).
@@ -94,6 +95,72 @@ pub struct CachedLink {
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
+    /// The link's targeting, compiled; `None` for a plain link.
+    routes: Option<Arc<Routes>>,
+}
+
+/// One of a link's targets as the redirect needs it: the template halves
+/// back to back and its metrics label index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CachedTarget {
+    template: Box<str>,
+    split: u32,
+    provider: u16,
+}
+
+/// A link's targeting compiled for the redirect: the rule tables and the
+/// templates of its targets (target `i` is `targets[i - 1]`; 0 is the
+/// link's own template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes {
+    router: Router,
+    targets: Box<[CachedTarget]>,
+}
+
+impl Routes {
+    /// Compiles a link's stored targeting; `labels` gives the metrics
+    /// label index of a provider and marketplace. `None` when every click
+    /// goes to the link's own destination anyway.
+    pub fn compile(
+        targeting: &Targeting,
+        labels: &impl Fn(&str, Option<&str>) -> u16,
+    ) -> Option<Routes> {
+        if targeting.is_empty() {
+            return None;
+        }
+        let targets = targeting
+            .targets
+            .iter()
+            .map(|t| {
+                let mut template = String::with_capacity(t.prefix.len() + t.suffix.len());
+                template.push_str(&t.prefix);
+                template.push_str(&t.suffix);
+                CachedTarget {
+                    template: template.into_boxed_str(),
+                    split: t.prefix.len() as u32,
+                    provider: labels(&t.provider, t.marketplace.as_deref()),
+                }
+            })
+            .collect();
+        Some(Routes {
+            router: targeting.router(),
+            targets,
+        })
+    }
+}
+
+/// The destination a visitor is sent to: which target, its template
+/// halves and its metrics label index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen<'a> {
+    /// The target index (0: the link's own).
+    pub target: u8,
+    /// Template bytes before the sub-ID slot.
+    pub prefix: &'a str,
+    /// Template bytes after it.
+    pub suffix: &'a str,
+    /// The metrics label index of the target's provider and marketplace.
+    pub provider: u16,
 }
 
 impl CachedLink {
@@ -108,18 +175,32 @@ impl CachedLink {
             split: prefix.len() as u32,
             provider,
             disabled,
+            routes: None,
         }
     }
 
-    /// From a stored link, with its provider's label index.
-    pub fn from_link(link: &Link, provider: u16) -> CachedLink {
-        Self::new(
+    /// From a stored link; `labels` gives the metrics label index of a
+    /// provider and marketplace (`Metrics::link_label`).
+    pub fn from_link(link: &Link, labels: impl Fn(&str, Option<&str>) -> u16) -> CachedLink {
+        let mut cached = Self::new(
             link.id,
             &link.template_prefix,
             &link.template_suffix,
             link.disabled,
-            provider,
-        )
+            labels(&link.provider, link.marketplace.as_deref()),
+        );
+        cached.routes = link
+            .targeting
+            .as_ref()
+            .and_then(|t| Routes::compile(t, &labels))
+            .map(Arc::new);
+        cached
+    }
+
+    /// With these routes.
+    pub fn with_routes(mut self, routes: Option<Arc<Routes>>) -> CachedLink {
+        self.routes = routes;
+        self
     }
 
     /// Template bytes before the sub-ID slot.
@@ -138,6 +219,8 @@ impl CachedLink {
             id: self.id,
             provider: self.provider,
             disabled: self.disabled,
+            routed: self.routes.is_some(),
+            routes: self.routes.as_ref(),
             prefix: self.prefix(),
             suffix: self.suffix(),
         }
@@ -153,6 +236,7 @@ impl From<LinkRef<'_>> for CachedLink {
             link.disabled,
             link.provider,
         )
+        .with_routes(link.routes.cloned())
     }
 }
 
@@ -167,11 +251,47 @@ pub struct LinkRef<'a> {
     pub provider: u16,
     /// Disabled links answer 410.
     pub disabled: bool,
+    /// The link has routes (in its shard's side table, when read from the
+    /// arena; then filled into `routes`).
+    routed: bool,
+    /// The link's targeting, compiled.
+    routes: Option<&'a Arc<Routes>>,
     prefix: &'a str,
     suffix: &'a str,
 }
 
 impl<'a> LinkRef<'a> {
+    /// The destination for a visitor on `device` from `country`: the link's
+    /// own, unless its targeting says otherwise. `roll` (0..100) is drawn
+    /// only for an A/B split.
+    #[inline]
+    pub fn choose(
+        &self,
+        device: Device,
+        country: Option<[u8; 2]>,
+        roll: impl FnOnce() -> u8,
+    ) -> Chosen<'a> {
+        let own = Chosen {
+            target: OWN,
+            prefix: self.prefix,
+            suffix: self.suffix,
+            provider: self.provider,
+        };
+        let Some(routes) = self.routes else {
+            return own;
+        };
+        let target = routes.router.pick(device, country, roll);
+        match routes.targets.get(usize::from(target).wrapping_sub(1)) {
+            Some(t) => Chosen {
+                target,
+                prefix: &t.template[..t.split as usize],
+                suffix: &t.template[t.split as usize..],
+                provider: t.provider,
+            },
+            None => own,
+        }
+    }
+
     /// Template bytes before the sub-ID slot.
     pub fn prefix(&self) -> &'a str {
         self.prefix
@@ -208,9 +328,22 @@ struct Shard {
     arena: Arena,
     /// Bytes of records no longer in the index.
     dead: usize,
+    /// The routes of the shard's routed links, by link id (few links have
+    /// targeting; the arena keeps plain bytes).
+    routes: std::collections::HashMap<i64, Arc<Routes>>,
 }
 
 impl Shard {
+    /// The link at `loc`, with its routes.
+    #[inline]
+    fn link(&self, loc: Loc) -> Option<LinkRef<'_>> {
+        let mut link = self.arena.link(loc)?;
+        if link.routed {
+            link.routes = self.routes.get(&link.id);
+        }
+        Some(link)
+    }
+
     #[inline]
     fn find(&self, hash: u64, code: &str) -> Option<Loc> {
         let arena = &self.arena;
@@ -227,6 +360,9 @@ impl Shard {
         {
             Some(loc) => {
                 self.dead += arena.record_len(loc);
+                if let Some(link) = arena.link(loc).filter(|l| l.routed) {
+                    self.routes.remove(&link.id);
+                }
                 true
             }
             None => false,
@@ -251,6 +387,9 @@ impl Shard {
             None => return,
         };
         self.index.insert(hash, loc, rehash(state, &self.arena));
+        if let Some(routes) = link.routes {
+            self.routes.insert(link.id, Arc::clone(routes));
+        }
     }
 
     /// Compacts when dead bytes exceed half the arena.
@@ -279,6 +418,16 @@ impl Shard {
         self.arena = fresh;
         self.dead = 0;
         self.index.shrink(rehash(state, &self.arena));
+        // Routes of links shed since are dropped with their records.
+        if !self.routes.is_empty() {
+            let mut live = std::collections::HashSet::new();
+            for loc in self.index.locs() {
+                if let Some(l) = self.arena.link(loc).filter(|l| l.routed) {
+                    live.insert(l.id);
+                }
+            }
+            self.routes.retain(|id, _| live.contains(id));
+        }
     }
 }
 
@@ -415,7 +564,7 @@ impl Links {
         let f = f?;
         let shard = read(self.shard(hash));
         let loc = shard.find(hash, code)?;
-        let link = shard.arena.link(loc)?;
+        let link = shard.link(loc)?;
         self.remember(slot, hash, generation, code, link);
         Some(f(link))
     }
@@ -442,13 +591,7 @@ impl Links {
                 generation,
                 hash,
                 code: code.into(),
-                link: CachedLink::new(
-                    link.id,
-                    link.prefix(),
-                    link.suffix(),
-                    link.disabled,
-                    link.provider,
-                ),
+                link: CachedLink::from(link),
             });
         });
     }

@@ -37,6 +37,7 @@
 use std::sync::LazyLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use serde::{Deserialize, Serialize};
 
 /// What kind of client sent a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,6 +100,58 @@ impl UaClass {
     }
 }
 
+/// A visitor's device class, as targeting sees it: the operating system for
+/// phones and tablets, else desktop or other.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// iPhone, iPad (with a mobile UA), iPod.
+    Ios,
+    /// An Android phone or tablet.
+    Android,
+    /// A desktop or laptop browser.
+    Desktop,
+    /// Anything else: other phones, TVs, consoles, bots, no User-Agent.
+    Other,
+}
+
+impl Device {
+    /// Every class, in [`Device::index`] order.
+    pub const ALL: [Device; 4] = [Device::Ios, Device::Android, Device::Desktop, Device::Other];
+
+    /// Position in [`Device::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Device::Ios => 0,
+            Device::Android => 1,
+            Device::Desktop => 2,
+            Device::Other => 3,
+        }
+    }
+
+    /// The lower-case name used in rules.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Device::Ios => "ios",
+            Device::Android => "android",
+            Device::Desktop => "desktop",
+            Device::Other => "other",
+        }
+    }
+}
+
 impl std::fmt::Display for UaClass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -116,6 +169,8 @@ pub struct Visitor {
     pub bot: bool,
     /// What the `User-Agent` says the client is.
     pub class: UaClass,
+    /// The device class targeting rules see.
+    pub device: Device,
 }
 
 /// A `User-Agent` longer than this is not scanned: the visitor is a bot of
@@ -238,15 +293,17 @@ const MOBILE: u8 = 1 << 2;
 const ANDROID: u8 = 1 << 3;
 const DESKTOP: u8 = 1 << 4;
 const APPLIANCE: u8 = 1 << 5;
+const IOS: u8 = 1 << 6;
 
 /// Device hints (matched ASCII case-insensitively, anywhere).
 const HINTS: &[(&str, u8)] = &[
     ("Mozilla/", MOZILLA),
-    ("iPad", TABLET),
+    ("iPad", TABLET | IOS),
+    ("iPod", MOBILE | IOS),
     ("Tablet", TABLET),
     ("Kindle", TABLET),
     ("Mobile", MOBILE),
-    ("iPhone", MOBILE),
+    ("iPhone", MOBILE | IOS),
     ("Android", ANDROID),
     ("Windows NT", DESKTOP),
     ("Macintosh", DESKTOP),
@@ -302,12 +359,14 @@ pub fn classify(is_head: bool, user_agent: Option<&[u8]>) -> Visitor {
         return Visitor {
             bot: true,
             class: UaClass::Other,
+            device: Device::Other,
         };
     }
-    let class = user_agent_class(ua);
+    let (class, device) = user_agent_class(ua);
     Visitor {
         bot: is_head || class == UaClass::Bot,
         class,
+        device,
     }
 }
 
@@ -319,8 +378,11 @@ const MEMO_SLOTS: usize = 64;
 /// clicks skip the scan: a hash and one comparison. A collision or a new UA
 /// only costs the scan it would have cost anyway, plus one small allocation;
 /// memory is bounded by `MEMO_SLOTS` × [`MAX_USER_AGENT_LEN`] per thread.
+/// A memoised User-Agent and what it was classified as.
+type MemoEntry = (Box<[u8]>, UaClass, Device);
+
 struct Memo {
-    slots: Vec<Option<(Box<[u8]>, UaClass)>>,
+    slots: Vec<Option<MemoEntry>>,
 }
 
 thread_local! {
@@ -329,17 +391,17 @@ thread_local! {
     });
 }
 
-fn user_agent_class(ua: &[u8]) -> UaClass {
+fn user_agent_class(ua: &[u8]) -> (UaClass, Device) {
     use std::hash::BuildHasher;
     let slot = foldhash::fast::FixedState::with_seed(0x6c77).hash_one(ua) as usize % MEMO_SLOTS;
     let memoised = MEMO.try_with(|memo| {
         let mut memo = memo.borrow_mut();
         match &memo.slots[slot] {
-            Some((seen, class)) if **seen == *ua => *class,
+            Some((seen, class, device)) if **seen == *ua => (*class, *device),
             _ => {
-                let class = scan(ua);
-                memo.slots[slot] = Some((ua.into(), class));
-                class
+                let (class, device) = scan(ua);
+                memo.slots[slot] = Some((ua.into(), class, device));
+                (class, device)
             }
         }
     });
@@ -347,21 +409,36 @@ fn user_agent_class(ua: &[u8]) -> UaClass {
     memoised.unwrap_or_else(|_| scan(ua))
 }
 
-fn scan(ua: &[u8]) -> UaClass {
+fn scan(ua: &[u8]) -> (UaClass, Device) {
     let Some(scanner) = SCANNER.as_ref() else {
         // The automaton is built from constants and cannot fail to build;
         // should it ever, nobody loses a sub-ID over it.
-        return UaClass::Other;
+        return (UaClass::Other, Device::Other);
     };
     let mut hints = 0u8;
     for found in scanner.automaton.find_overlapping_iter(ua) {
         match scanner.tokens.get(found.pattern().as_usize()) {
-            Some(Token::Bot) => return UaClass::Bot,
-            Some(Token::BotAtStart) if found.start() == 0 => return UaClass::Bot,
+            Some(Token::Bot) => return (UaClass::Bot, Device::Other),
+            Some(Token::BotAtStart) if found.start() == 0 => {
+                return (UaClass::Bot, Device::Other);
+            }
             Some(Token::Hint(bit)) => hints |= bit,
             Some(Token::BotAtStart) | None => {}
         }
     }
+    let class = class_of(hints);
+    let has = |bit: u8| hints & bit != 0;
+    let device = match class {
+        UaClass::Mobile | UaClass::Tablet if has(IOS) => Device::Ios,
+        UaClass::Mobile | UaClass::Tablet if has(ANDROID) => Device::Android,
+        UaClass::Desktop => Device::Desktop,
+        _ => Device::Other,
+    };
+    (class, device)
+}
+
+/// The class the device hints found in a (non-bot) User-Agent add up to.
+fn class_of(hints: u8) -> UaClass {
     let has = |bit: u8| hints & bit != 0;
     if !has(MOZILLA) || has(APPLIANCE) {
         UaClass::Other
@@ -421,25 +498,89 @@ pub fn country(value: Option<&[u8]>) -> Option<[u8; 2]> {
 mod tests {
     use super::*;
 
+    /// The bot flag and UA class of a request, with the device class left
+    /// out (set to `Other`): the tables below are about bots and classes;
+    /// `device_classes_for_targeting` checks the device.
+    fn classify(is_head: bool, user_agent: Option<&[u8]>) -> Visitor {
+        Visitor {
+            device: Device::Other,
+            ..super::classify(is_head, user_agent)
+        }
+    }
+
+    #[test]
+    fn device_classes_for_targeting() {
+        let cases = [
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+                Device::Ios,
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.6 Mobile/15E148 Safari/604.1",
+                Device::Ios,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+                Device::Android,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+                Device::Android,
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+                Device::Desktop,
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+                Device::Desktop,
+            ),
+            (
+                "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/4.0 Chrome/76.0.3809.146 TV Safari/537.36",
+                Device::Other,
+            ),
+            (
+                "Googlebot/2.1 (+http://www.google.com/bot.html)",
+                Device::Other,
+            ),
+        ];
+        for (ua, device) in cases {
+            // Twice: the second answer comes from the thread's memo.
+            for _ in 0..2 {
+                assert_eq!(
+                    super::classify(false, Some(ua.as_bytes())).device,
+                    device,
+                    "{ua}"
+                );
+            }
+        }
+        assert_eq!(super::classify(false, None).device, Device::Other);
+    }
+
     const BOT: Visitor = Visitor {
         bot: true,
         class: UaClass::Bot,
+        device: Device::Other,
     };
     const MOBILE_HUMAN: Visitor = Visitor {
         bot: false,
         class: UaClass::Mobile,
+        device: Device::Other,
     };
     const TABLET_HUMAN: Visitor = Visitor {
         bot: false,
         class: UaClass::Tablet,
+        device: Device::Other,
     };
     const DESKTOP_HUMAN: Visitor = Visitor {
         bot: false,
         class: UaClass::Desktop,
+        device: Device::Other,
     };
     const OTHER_HUMAN: Visitor = Visitor {
         bot: false,
         class: UaClass::Other,
+        device: Device::Other,
     };
 
     /// Browsers and in-app browsers that people click links in.
@@ -716,7 +857,7 @@ mod tests {
         if let Some(last) = b.last_mut() {
             *last = b'X';
         }
-        assert_eq!(user_agent_class(a), UaClass::Bot);
+        assert_eq!(user_agent_class(a).0, UaClass::Bot);
         assert_eq!(user_agent_class(&b), scan(&b));
     }
 
@@ -748,7 +889,8 @@ mod tests {
             classify(true, Some(ua.as_bytes())),
             Visitor {
                 bot: true,
-                class: UaClass::Desktop
+                class: UaClass::Desktop,
+                device: Device::Other,
             }
         );
         assert_eq!(classify(true, Some(b"curl/8.5.0")), BOT);
@@ -756,7 +898,8 @@ mod tests {
             classify(true, None),
             Visitor {
                 bot: true,
-                class: UaClass::Other
+                class: UaClass::Other,
+                device: Device::Other,
             }
         );
     }
@@ -766,6 +909,7 @@ mod tests {
         let unusable = Visitor {
             bot: true,
             class: UaClass::Other,
+            device: Device::Other,
         };
         for ua in [None, Some(&b""[..]), Some(&b"   "[..]), Some(&b"\t"[..])] {
             assert_eq!(classify(false, ua), unusable, "{ua:?}");
@@ -783,7 +927,8 @@ mod tests {
             classify(false, Some(over.as_bytes())),
             Visitor {
                 bot: true,
-                class: UaClass::Other
+                class: UaClass::Other,
+                device: Device::Other,
             }
         );
     }

@@ -822,8 +822,8 @@ mod tests {
 
     use crate::classify::UaClass;
     use crate::store::{
-        Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore, StoreError,
-        StoredClick,
+        Availability, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore,
+        StoreError, StoredClick,
     };
 
     /// Metrics in a recorder of their own, so that tests running in parallel
@@ -918,6 +918,7 @@ mod tests {
             referrer_host: Some("news.example".into()),
             ua_class: UaClass::Desktop,
             country: Some(*b"DE"),
+            target: 0,
         }
     }
 
@@ -1014,6 +1015,15 @@ mod tests {
             unreachable!("the click log writes clicks only")
         }
         fn delete_link(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn availability(&self, _: &str) -> Result<Vec<Availability>, StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn save_availability(&self, _: &[Availability]) -> Result<(), StoreError> {
+            unreachable!("the click log writes clicks only")
+        }
+        fn localized_links(&self, _: i64, _: usize) -> Result<Vec<Link>, StoreError> {
             unreachable!("the click log writes clicks only")
         }
         fn link_stats(&self, _: i64) -> Result<LinkStats, StoreError> {

@@ -19,7 +19,9 @@ pub mod clicklog;
 pub mod clock;
 pub mod config;
 pub mod conversions;
+pub mod creators;
 pub mod expand;
+pub mod geo;
 pub mod jobs;
 pub mod keys;
 pub mod links;
@@ -30,6 +32,7 @@ pub mod retry;
 pub mod server;
 pub mod shard;
 pub mod store;
+pub mod targeting;
 pub mod view;
 
 #[cfg(test)]

@@ -145,6 +145,10 @@ fn describe() {
             "Links created, by provider and source (cli, api, go).",
         ),
         (
+            "linkwright_geo_reloads_total",
+            "Reloads of the geo database file after it changed on disk, by result (ok, error: the previous database stays).",
+        ),
+        (
             "linkwright_plugin_errors_total",
             "Template builds a provider refused or failed, by provider and stable error code.",
         ),
@@ -1023,6 +1027,12 @@ pub fn render_money(out: &mut String) {
 /// A link created, by provider and where it came from (`cli`, `go`, `api`).
 pub fn link_created(provider: &str, source: &'static str) {
     counter!("linkwright_links_created_total", "provider" => provider.to_owned(), "source" => source)
+        .increment(1);
+}
+
+/// A reload of the geo database, by result.
+pub fn geo_reloaded(ok: bool) {
+    counter!("linkwright_geo_reloads_total", "result" => if ok { "ok" } else { "error" })
         .increment(1);
 }
 

@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::plugin::Providers;
 use crate::store::Link;
+use crate::targeting::{self, Device, TargetRule, Targeting, Why};
 
 /// Short URLs of codes: `<base>/<code>`. The base is
 /// `server.public_base_url`, else the public listener's address (known once
@@ -78,6 +79,159 @@ pub struct LinkView {
     pub created_ms: i64,
     /// Disabled links answer 410.
     pub disabled: bool,
+    /// Targeting: the rules, localization, and every destination built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targeting: Option<TargetingView>,
+}
+
+/// A link's targeting as users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TargetingView {
+    /// The rules, as given.
+    pub rules: Vec<TargetRule>,
+    /// Amazon localization is on.
+    pub localize: bool,
+    /// For a localized link: `confirmed` (the catalog said where the
+    /// product is sold) or `assumed` (no catalog credentials, or it could
+    /// not be reached: the same ASIN everywhere, checked again later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub availability: Option<&'static str>,
+    /// Every destination besides the link's own; `target` numbers them as
+    /// click rows and reports do (0 is the link's own).
+    pub destinations: Vec<TargetView>,
+}
+
+/// One destination of a link's targeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TargetView {
+    /// Its number (1-based; 0 is the link's own destination).
+    pub target: u8,
+    /// The provider that built it.
+    pub provider: String,
+    /// The marketplace it serves, if any.
+    pub marketplace: Option<String>,
+    /// Canonical destination.
+    pub destination: String,
+    /// Tracked URL template; `{click_id}` marks the per-click sub-ID.
+    pub template: String,
+    /// Why it exists: `rule`, `exact`, `assumed` or `search`.
+    pub why: Why,
+}
+
+impl TargetingView {
+    fn new(t: &Targeting) -> TargetingView {
+        TargetingView {
+            rules: t.rules.clone(),
+            localize: t.localize,
+            availability: t.localize.then_some(if t.availability_assumed {
+                "assumed"
+            } else {
+                "confirmed"
+            }),
+            destinations: t
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| TargetView {
+                    target: (i + 1) as u8,
+                    provider: b.provider.clone(),
+                    marketplace: b.marketplace.clone(),
+                    destination: b.destination.clone(),
+                    template: format!("{}{}{}", b.prefix, crate::template::SLOT, b.suffix),
+                    why: b.why,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where a shopper from one country lands, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CountryLanding {
+    /// The country (ISO 3166-1 alpha-2).
+    pub country: String,
+    /// The target (0: the link's own destination).
+    pub target: u8,
+    /// Marketplace served, if any.
+    pub marketplace: Option<String>,
+    /// Where the shopper lands.
+    pub destination: String,
+    /// `rule`, `exact`, `assumed`, `search`, `own` or `split` (an A/B
+    /// split decides per click).
+    pub why: Why,
+}
+
+/// A device rule: which devices go where, before any country rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct DeviceLanding {
+    /// The device class.
+    pub device: Device,
+    /// The target.
+    pub target: u8,
+    /// Where it lands.
+    pub destination: String,
+}
+
+/// The preview of a link's targeting (`GET /api/v1/links/{code}/targets`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TargetsPreview {
+    /// The link's code.
+    pub code: String,
+    /// For a localized link, whether availability was `confirmed` or `assumed`.
+    pub availability: Option<&'static str>,
+    /// Device rules, which come first: a visitor on such a device lands
+    /// there whatever their country.
+    pub devices: Vec<DeviceLanding>,
+    /// Every country, in code order.
+    pub countries: Vec<CountryLanding>,
+}
+
+impl TargetsPreview {
+    /// The preview of a link.
+    pub fn new(link: &Link) -> TargetsPreview {
+        let t = link.targeting.clone().unwrap_or_default();
+        let landing = |target: u8| -> (Option<String>, String) {
+            match t.targets.get(usize::from(target).wrapping_sub(1)) {
+                Some(b) => (b.marketplace.clone(), b.destination.clone()),
+                None => (link.marketplace.clone(), link.destination.clone()),
+            }
+        };
+        let devices = Device::ALL
+            .into_iter()
+            .filter_map(|d| {
+                let (target, why) = t.explain(Some(d), *b"ZZ");
+                (why == Why::Rule).then(|| DeviceLanding {
+                    device: d,
+                    target,
+                    destination: landing(target).1,
+                })
+            })
+            .collect();
+        let countries = targeting::countries()
+            .map(|c| {
+                let b = c.as_bytes();
+                let (target, why) = t.explain(None, [b[0], b[1]]);
+                let (marketplace, destination) = landing(target);
+                CountryLanding {
+                    country: c.to_owned(),
+                    target,
+                    marketplace,
+                    destination,
+                    why,
+                }
+            })
+            .collect();
+        TargetsPreview {
+            code: link.code.clone(),
+            availability: t.localize.then_some(if t.availability_assumed {
+                "assumed"
+            } else {
+                "confirmed"
+            }),
+            devices,
+            countries,
+        }
+    }
 }
 
 impl LinkView {
@@ -97,6 +251,7 @@ impl LinkView {
             params: link.params.iter().cloned().collect(),
             created_ms: link.created_ms,
             disabled: link.disabled,
+            targeting: link.targeting.as_ref().map(TargetingView::new),
         }
     }
 }

@@ -15,10 +15,12 @@ const LAYERS: &[&[&str]] = &[
     &["click", "error", "template", "plugin"],
     // Values and pure functions of core's own.
     &["clock", "money", "shard", "classify", "retry", "testing"],
+    // Targeting rules and their compiled tables.
+    &["targeting"],
     // Metric handles.
     &["metrics"],
     // Storage and outbound HTTP.
-    &["store", "expand"],
+    &["store", "expand", "geo", "creators"],
     // What is read from the config and kept in the store.
     &["conversions", "keys", "reports", "cache"],
     &["config"],

@@ -15,7 +15,7 @@ use super::{ApiError, ApiJson};
 use crate::app::App;
 use crate::links::{CreateLinkRequest, Created, PatchLinkRequest, Source};
 use crate::store::{LinkFilter, LinkStats};
-use crate::view::{LinkView, ProviderView};
+use crate::view::{LinkView, ProviderView, TargetsPreview};
 
 /// Most items in a synchronous batch (and in a rewrite call).
 pub const MAX_BATCH: usize = 100;
@@ -220,6 +220,20 @@ pub(super) async fn get_link(
 ) -> Result<Json<LinkView>, ApiError> {
     let link = app.links.get(&code).await?;
     Ok(Json(LinkView::new(&link, &app.short_urls)))
+}
+
+/// Where a shopper from each country lands, and why: a rule of the
+/// link's, localization (the same product in their store, or a search
+/// there), the link's own store, or an A/B split. Device rules, which
+/// come before any country, are listed apart.
+#[utoipa::path(get, path = "/api/v1/links/{code}/targets", params(("code" = String, Path, description = "Short code")),
+    responses((status = 200, body = TargetsPreview), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn link_targets(
+    State(app): State<Arc<App>>,
+    Path(code): Path<String>,
+) -> Result<Json<TargetsPreview>, ApiError> {
+    let link = app.links.get(&code).await?;
+    Ok(Json(TargetsPreview::new(&link)))
 }
 
 /// Change a link. A new destination rebuilds its template and drops it from

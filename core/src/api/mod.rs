@@ -43,6 +43,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
         links::patch_link,
         links::delete_link,
         links::link_stats,
+        links::link_targets,
         links::providers,
         links::rewrite,
         jobs::submit,
@@ -88,6 +89,7 @@ pub fn router(app: Arc<App>) -> Router {
                 .delete(links::delete_link),
         )
         .route("/links/{code}/stats", get(links::link_stats))
+        .route("/links/{code}/targets", get(links::link_targets))
         .route("/providers", get(links::providers))
         .route("/rewrite", axum::routing::post(links::rewrite))
         .route("/reports", get(reports::report))

@@ -3,7 +3,13 @@
 //! A record is one link, packed:
 //!
 //! ```text
-//! [code len][code][prefix len][suffix len][zigzag id][provider << 1 | disabled][prefix][suffix]
+//! [code len][code][prefix len][suffix len][zigzag id][provider << 2 | routed << 1 | disabled][prefix][suffix]
+//! ```
+//!
+//! A routed link (one with targeting) keeps its compiled routes beside the
+//! arena, in its shard's side table by link id (`routed` says to look).
+//!
+//! ```text
 //! ```
 //!
 //! The numbers are ASCII varints (6 bits a byte, 0x40 meaning "more"), so a
@@ -187,8 +193,10 @@ impl Arena {
         let layout = Layout::parse(chunk.as_bytes(), start)?;
         Some(LinkRef {
             id: layout.id,
-            provider: u16::try_from(layout.meta >> 1).ok()?,
+            provider: u16::try_from(layout.meta >> 2).ok()?,
             disabled: layout.meta & 1 == 1,
+            routed: layout.meta & 2 == 2,
+            routes: None,
             prefix: chunk.get(layout.prefix)?,
             suffix: chunk.get(layout.suffix)?,
         })
@@ -251,7 +259,9 @@ impl Arena {
             link.prefix.len() as u64,
             link.suffix.len() as u64,
             zigzag(link.id),
-            (u64::from(link.provider) << 1) | u64::from(link.disabled),
+            (u64::from(link.provider) << 2)
+                | (u64::from(link.routes.is_some()) << 1)
+                | u64::from(link.disabled),
         ];
         let len = numbers.iter().map(|&n| varint_len(n)).sum::<usize>()
             + code.len()
@@ -315,13 +325,8 @@ mod tests {
     fn large_records_get_their_own_chunk_and_leave_the_shared_one_open() {
         let mut arena = Arena::default();
         let big = "b".repeat(MAX_SHARED_RECORD);
-        let small = LinkRef {
-            id: 1,
-            provider: 0,
-            disabled: false,
-            prefix: "https://s.test/?s=",
-            suffix: "",
-        };
+        let small = super::super::CachedLink::new(1, "https://s.test/?s=", "", false, 0);
+        let small = small.as_ref();
         let a = arena.append("a", small).expect("room");
         let b = arena
             .append(

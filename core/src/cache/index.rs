@@ -222,7 +222,6 @@ impl Index {
     }
 
     /// Every entry's location.
-    #[cfg(test)]
     pub(super) fn locs(&self) -> impl Iterator<Item = u32> + '_ {
         self.buckets.iter().flat_map(|bucket| {
             (0..SLOTS)

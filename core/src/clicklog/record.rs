@@ -12,6 +12,8 @@
 //!         click ID: 13 ASCII bytes
 //!         country: 2 bytes
 //!         referrer host: length (u16), then its bytes
+//! appended since (absent in an older record: the default):
+//!         target: 1 byte (0: the link's own destination)
 //! ```
 //!
 //! To add a field to `ClickEvent`: append it here, after the last field,
@@ -59,6 +61,7 @@ pub(super) fn encoded_len(e: &ClickEvent) -> usize {
         + e.click_id.map_or(0, |_| CLICK_ID_LEN)
         + e.country.map_or(0, |_| 2)
         + referrer(e).map_or(0, |r| 2 + r.len())
+        + 1
 }
 
 /// Writes `e` at the start of `out` (at least [`encoded_len`] long);
@@ -89,6 +92,7 @@ pub(super) fn encode(e: &ClickEvent, out: &mut [u8]) -> usize {
         put(&(r.len() as u16).to_le_bytes());
         put(r);
     }
+    put(&[e.target]);
     at
 }
 
@@ -140,6 +144,8 @@ pub(super) fn decode(version: u32, bytes: &[u8]) -> Result<ClickEvent, DecodeErr
     } else {
         None
     };
+    // Fields appended later: a record that ends before one has its default.
+    let target = r.take(1).map_or(0, |t| t[0]);
     Ok(ClickEvent {
         click_id,
         link_id,
@@ -148,6 +154,7 @@ pub(super) fn decode(version: u32, bytes: &[u8]) -> Result<ClickEvent, DecodeErr
         referrer_host,
         ua_class,
         country,
+        target,
     })
 }
 
@@ -176,6 +183,7 @@ mod tests {
             referrer_host: None,
             ua_class: UaClass::Desktop,
             country: None,
+            target: 0,
         };
         vec![
             base.clone(),
@@ -190,6 +198,7 @@ mod tests {
             ClickEvent {
                 referrer_host: Some("news.example.com".into()),
                 country: Some(*b"DE"),
+                target: 3,
                 ua_class: UaClass::Mobile,
                 link_id: i64::MAX,
                 ..base.clone()
@@ -217,9 +226,13 @@ mod tests {
         let e = &events()[2];
         let mut buf = vec![0; encoded_len(e)];
         let n = encode(e, &mut buf);
-        for cut in 0..n {
+        // Cut before the last field: the target, appended after version 1's
+        // first records, which decode with the default.
+        for cut in 0..n - 1 {
             assert!(decode(VERSION, &buf[..cut]).is_err(), "cut at {cut}");
         }
+        let older = decode(VERSION, &buf[..n - 1]).expect("a record from before the target");
+        assert_eq!((older.target, older.link_id), (0, e.link_id));
         let mut bad = buf.clone();
         bad[1] = 9;
         assert_eq!(

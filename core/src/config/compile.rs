@@ -29,6 +29,8 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
         api: compile_api(&raw.api, &mut problems),
         upstream: compile_upstream(&raw.upstream, &mut problems),
         conversions: compile_conversions(&raw.conversions, &mut problems),
+        geoip: compile_geoip(&raw.geoip, base, &mut problems),
+        localize: compile_localize(&raw.localize, &raw.providers, &mut problems),
         providers: compile_providers(raw.providers, base, &mut problems),
     };
     if problems.is_empty() {
@@ -321,7 +323,25 @@ fn compile_server(raw: &RawServer, base: &Path, problems: &mut Vec<ConfigProblem
             message: format!("`{header}` is not a valid header name"),
         });
     }
+    let mut trusted_proxies = Vec::new();
+    for (i, cidr) in raw.trusted_proxies.iter().enumerate() {
+        let cidr = cidr.trim();
+        // A bare address is a block of one.
+        let parsed = cidr
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => problems.push(ConfigProblem {
+                path: format!("server.trusted_proxies[{i}]"),
+                message: format!(
+                    "`{cidr}` is not an IP address or CIDR block (10.0.0.0/8, ::1/128)"
+                ),
+            }),
+        }
+    }
     ServerConfig {
+        trusted_proxies,
         public_addr,
         admin_addr,
         public_base_url,
@@ -348,6 +368,110 @@ fn compile_server(raw: &RawServer, base: &Path, problems: &mut Vec<ConfigProblem
         trusted_country_header: (!header.is_empty()).then_some(header),
         redirect_status: raw.redirect_status,
         listen_backlog: at_least(raw.listen_backlog, 1, "server.listen_backlog", problems),
+    }
+}
+
+/// Validates `[geoip]`: the database file is read at start (a missing or
+/// unreadable file is a start-up error there, with its path).
+fn compile_geoip(
+    raw: &RawGeoIp,
+    base: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<GeoIpConfig> {
+    let database = raw.database.as_ref()?;
+    Some(GeoIpConfig {
+        database: base.join(database),
+        check_interval: Duration::from_millis(at_least(
+            raw.check_interval_ms,
+            10,
+            "geoip.check_interval_ms",
+            problems,
+        )),
+    })
+}
+
+/// Validates `[localize]` and collects the providers that localize.
+fn compile_localize(
+    raw: &RawLocalize,
+    providers: &[RawProvider],
+    problems: &mut Vec<ConfigProblem>,
+) -> LocalizeConfig {
+    use linkwright_model::amazon::marketplace_index;
+    let fallback = match raw.fallback.trim() {
+        "search" => Fallback::Search,
+        "own" => Fallback::Own,
+        other => {
+            problems.push(ConfigProblem {
+                path: "localize.fallback".to_owned(),
+                message: format!("must be `search` or `own`, got `{other}`"),
+            });
+            Fallback::Search
+        }
+    };
+    let mut regions = BTreeSet::new();
+    for (i, c) in raw.creators.iter().enumerate() {
+        match linkwright_model::amazon::Region::of_credential_version(&c.version) {
+            Some(region) if !regions.insert(region) => problems.push(ConfigProblem {
+                path: format!("localize.creators[{i}].version"),
+                message: format!("a second credential for region {region}: one per region"),
+            }),
+            Some(_) => {}
+            None => problems.push(ConfigProblem {
+                path: format!("localize.creators[{i}].version"),
+                message: format!(
+                    "`{}` is not a Creators API credential version (2.1, 2.2, 2.3, 3.1, 3.2, 3.3)",
+                    c.version
+                ),
+            }),
+        }
+    }
+    let mut countries = std::collections::BTreeMap::new();
+    for (country, marketplaces) in &raw.countries {
+        let path = format!("localize.countries.{country}");
+        let code = country.trim().to_ascii_uppercase();
+        if !crate::targeting::is_country(&code) {
+            problems.push(ConfigProblem {
+                path,
+                message: "not an ISO 3166-1 alpha-2 country code".to_owned(),
+            });
+            continue;
+        }
+        let list: Vec<String> = match marketplaces {
+            RawOneOrMany::One(m) => vec![m.clone()],
+            RawOneOrMany::Many(ms) => ms.clone(),
+        };
+        let unknown: Vec<&String> = list
+            .iter()
+            .filter(|m| marketplace_index(m.trim()).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            problems.push(ConfigProblem {
+                path,
+                message: format!(
+                    "unknown Amazon marketplace(s) {unknown:?}; known: {}",
+                    linkwright_model::amazon::MARKETPLACES.join(", ")
+                ),
+            });
+            continue;
+        }
+        countries.insert(
+            code,
+            list.iter().map(|m| m.trim().to_ascii_lowercase()).collect(),
+        );
+    }
+    LocalizeConfig {
+        providers: providers
+            .iter()
+            .filter(|p| p.enabled && p.localize)
+            .filter_map(|p| p.name.as_deref().map(|n| n.trim().to_owned()))
+            .collect(),
+        fallback,
+        refresh: Duration::from_secs(
+            3600 * at_least(raw.refresh_hours, 1, "localize.refresh_hours", problems),
+        ),
+        retry: Duration::from_millis(at_least(raw.retry_ms, 10, "localize.retry_ms", problems)),
+        countries,
+        creators: raw.creators.clone(),
     }
 }
 

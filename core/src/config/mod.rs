@@ -42,6 +42,71 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     /// Conversion import settings.
     pub conversions: crate::conversions::ConversionsConfig,
+    /// The geo database, if configured.
+    pub geoip: Option<GeoIpConfig>,
+    /// Amazon localization.
+    pub localize: LocalizeConfig,
+}
+
+/// `[geoip]`, validated.
+#[derive(Debug, Clone)]
+pub struct GeoIpConfig {
+    /// The `.mmdb` file.
+    pub database: PathBuf,
+    /// How often it is checked for a newer version.
+    pub check_interval: Duration,
+}
+
+/// Where a shopper goes when the product is not sold in their store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// A search in their store for the product's title.
+    Search,
+    /// The link's own store.
+    Own,
+}
+
+/// `[localize]` and the providers' `localize` flags, validated.
+#[derive(Debug, Clone)]
+pub struct LocalizeConfig {
+    /// Providers whose links are localized unless a link says otherwise.
+    pub providers: std::collections::BTreeSet<String>,
+    /// When the product is not sold in the shopper's store.
+    pub fallback: Fallback,
+    /// How often availability is checked again.
+    pub refresh: Duration,
+    /// How often the background task looks for links to check again (an
+    /// assumed availability is retried this often).
+    pub retry: Duration,
+    /// Country (upper case) → marketplaces in order, overriding the
+    /// default table (`linkwright_model::amazon::COUNTRY_MARKETPLACES`).
+    pub countries: std::collections::BTreeMap<String, Vec<String>>,
+    /// Creators API credentials, one per region; none: availability is
+    /// assumed.
+    pub creators: Vec<crate::creators::CreatorsConfig>,
+}
+
+impl Default for LocalizeConfig {
+    fn default() -> Self {
+        LocalizeConfig {
+            providers: Default::default(),
+            fallback: Fallback::Search,
+            refresh: Duration::from_secs(24 * 3600),
+            retry: Duration::from_secs(60),
+            countries: Default::default(),
+            creators: Vec::new(),
+        }
+    }
+}
+
+impl LocalizeConfig {
+    /// The marketplaces for a shopper's country, in order of preference.
+    pub fn marketplaces(&self, country: &str) -> Vec<&str> {
+        match self.countries.get(country) {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => linkwright_model::amazon::country_marketplaces(country).to_vec(),
+        }
+    }
 }
 
 /// `[api]`, validated.
@@ -84,6 +149,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Trusted country header, lower-case.
     pub trusted_country_header: Option<String>,
+    /// Proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// 302 or 307.
     pub redirect_status: u16,
     /// Public socket listen backlog.

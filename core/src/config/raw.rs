@@ -35,6 +35,71 @@ pub(super) struct RawConfig {
     /// Conversion import: report formats and pulling from Awin.
     #[serde(default)]
     pub(super) conversions: RawConversions,
+    /// The geo database that gives a visitor's country from their address.
+    #[serde(default)]
+    pub(super) geoip: RawGeoIp,
+    /// Amazon localization.
+    #[serde(default)]
+    pub(super) localize: RawLocalize,
+}
+
+/// `[geoip]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawGeoIp {
+    /// A MaxMind-format country database (GeoLite2-Country, GeoIP2-Country,
+    /// DB-IP lite `.mmdb`); relative to the config file. None: no lookups.
+    pub(super) database: Option<PathBuf>,
+    /// How often the file is checked for a newer version.
+    pub(super) check_interval_ms: u64,
+}
+
+impl Default for RawGeoIp {
+    fn default() -> Self {
+        RawGeoIp {
+            database: None,
+            check_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `[localize]`
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub(super) struct RawLocalize {
+    /// Where a shopper goes when the product is not sold in their store:
+    /// `search` (a search there for its title) or `own` (the link's own).
+    pub(super) fallback: String,
+    /// How often a localized link's availability is checked again.
+    pub(super) refresh_hours: u64,
+    /// How often the background task looks for links to check again;
+    /// an availability assumed because the catalog was down is retried
+    /// this often.
+    pub(super) retry_ms: u64,
+    /// Country → marketplace(s), overriding the default table.
+    pub(super) countries: std::collections::BTreeMap<String, RawOneOrMany>,
+    /// Amazon Creators API credentials, one per region (`[[localize.creators]]`).
+    pub(super) creators: Vec<crate::creators::CreatorsConfig>,
+}
+
+impl Default for RawLocalize {
+    fn default() -> Self {
+        RawLocalize {
+            fallback: "search".into(),
+            refresh_hours: 24,
+            retry_ms: 60_000,
+            countries: Default::default(),
+            creators: Vec::new(),
+        }
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawOneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `[conversions]`
@@ -188,6 +253,9 @@ pub(super) struct RawServer {
     /// A header set by a trusted proxy carrying the visitor's country
     /// (`CF-IPCountry`); empty: none.
     pub(super) trusted_country_header: String,
+    /// Proxies (CIDR blocks) whose `X-Forwarded-For` / `Forwarded` header
+    /// gives the client's address; from any other peer it is ignored.
+    pub(super) trusted_proxies: Vec<String>,
     /// Redirect status: 302 or 307 (never 301: browsers cache it).
     pub(super) redirect_status: u16,
     /// Listen backlog of the public socket.
@@ -206,6 +274,7 @@ impl Default for RawServer {
             max_concurrent_requests: 10_000,
             shutdown_grace_ms: 10_000,
             trusted_country_header: String::new(),
+            trusted_proxies: Vec::new(),
             redirect_status: 302,
             listen_backlog: 4096,
         }
@@ -303,6 +372,10 @@ pub(super) struct RawProvider {
     /// Set to false to keep the entry but not load it.
     #[serde(default = "default_true")]
     pub(super) enabled: bool,
+    /// Amazon localization for this provider's links unless a link says
+    /// otherwise.
+    #[serde(default)]
+    pub(super) localize: bool,
     /// The provider's own settings, handed to the plugin as a JSON object.
     #[serde(default)]
     pub(super) config: toml::Table,

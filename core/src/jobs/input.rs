@@ -20,6 +20,10 @@ enum Column {
     /// `|`-separated.
     Tags,
     Provider,
+    /// Targeting rules as JSON (`[{"country": "DE", "url": "…"}]`).
+    Targets,
+    /// `true` or `false`.
+    Localize,
     /// `param:<name>`.
     Param(String),
 }
@@ -36,6 +40,8 @@ impl Column {
             "campaign" => Column::Campaign,
             "tags" => Column::Tags,
             "provider" => Column::Provider,
+            "targets" => Column::Targets,
+            "localize" => Column::Localize,
             _ => {
                 let name = lower.strip_prefix("param:").map(|_| header[6..].trim())?;
                 if name.is_empty() {
@@ -57,6 +63,8 @@ impl Column {
             Column::Campaign => "campaign",
             Column::Tags => "tags",
             Column::Provider => "provider",
+            Column::Targets => "targets",
+            Column::Localize => "localize",
             Column::Param(_) => "params",
         }
     }
@@ -108,7 +116,7 @@ pub fn parse_csv(data: &[u8]) -> Result<Vec<Value>, SubmitError> {
     }
     if !unknown.is_empty() {
         return Err(invalid(format!(
-            "unknown CSV column(s): {}; known columns are url (or input), asin, marketplace, name, code, campaign, tags, provider and param:<name>",
+            "unknown CSV column(s): {}; known columns are url (or input), asin, marketplace, name, code, campaign, tags, provider, targets, localize and param:<name>",
             unknown.join(", ")
         )));
     }
@@ -172,6 +180,13 @@ fn row_request(columns: &[Column], record: &csv::StringRecord) -> Value {
             }
             Column::Param(name) => {
                 params.insert(name.clone(), Value::String(cell.to_owned()));
+            }
+            // JSON rules, or `true`/`false`; anything else stays text, so
+            // the row is refused with the request's own error for it.
+            Column::Targets | Column::Localize => {
+                let value = serde_json::from_str(cell.trim())
+                    .unwrap_or_else(|_| Value::String(cell.to_owned()));
+                object.insert(column.key().into(), value);
             }
             other => {
                 object.insert(other.key().into(), Value::String(cell.to_owned()));

@@ -128,6 +128,7 @@ fn result_rows_come_from_the_typed_outcome_not_the_api_json_of_the_link() {
         source_key: None,
         created_ms: 0,
         disabled: false,
+        targeting: None,
     };
     let outcome = ItemOutcome::of(Ok(Created { link, new: true }));
     let stored = serde_json::to_string(&outcome).expect("encode");

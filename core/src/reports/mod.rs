@@ -82,20 +82,28 @@ pub enum GroupBy {
     Campaign,
     /// One row per provider.
     Provider,
-    /// One row per marketplace; links without one are `(none)`.
+    /// One row per marketplace served (a targeted click counts for the
+    /// marketplace of the target that served it); `(none)` without one.
     Marketplace,
     /// One row per UTC day of the range, every day listed.
     Day,
+    /// One row per visitor country; `(none)` when it was not known.
+    Country,
+    /// One row per link target: `<code>#<n>` (0 is the link's own
+    /// destination), named by the marketplace or destination it serves.
+    Target,
 }
 
 impl GroupBy {
     /// Every grouping, in the order the docs list them.
-    pub const ALL: [GroupBy; 5] = [
+    pub const ALL: [GroupBy; 7] = [
         GroupBy::Link,
         GroupBy::Campaign,
         GroupBy::Provider,
         GroupBy::Marketplace,
         GroupBy::Day,
+        GroupBy::Country,
+        GroupBy::Target,
     ];
 
     /// The name used in queries and output.
@@ -106,6 +114,8 @@ impl GroupBy {
             GroupBy::Provider => "provider",
             GroupBy::Marketplace => "marketplace",
             GroupBy::Day => "day",
+            GroupBy::Country => "country",
+            GroupBy::Target => "target",
         }
     }
 }
@@ -127,7 +137,7 @@ impl FromStr for GroupBy {
                 InvalidReport::new(
                     "group_by",
                     format!(
-                        "group_by is one of link, campaign, provider, marketplace, day; got `{s}`"
+                        "group_by is one of link, campaign, provider, marketplace, day, country, target; got `{s}`"
                     ),
                 )
             })

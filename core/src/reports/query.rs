@@ -8,7 +8,7 @@ use rusqlite::{Connection, OpenFlags, params};
 
 use super::*;
 use crate::store::stats::{COUNTED, Sums};
-use crate::store::{SqliteStore, StoreError};
+use crate::store::{SqliteStore, StoreError, Targeting};
 
 /// Runs a report on its own read-only connection to the store's file, so
 /// that a long report holds up neither link lookups nor the click writer
@@ -74,6 +74,75 @@ pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreErr
                 day_string(r.get(0)?),
                 None,
                 Sums::conversions(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+            );
+        }
+    } else if matches!(
+        query.group_by,
+        GroupBy::Country | GroupBy::Target | GroupBy::Marketplace
+    ) {
+        // Per click: which country it came from and which target served
+        // it. Conversions meet their click by its ID.
+        let g = query.group_by;
+        let mut served = Served::default();
+        type LinkRow = (i64, String, Option<String>, Option<String>, String);
+        let mut key_of = |link: Option<LinkRow>,
+                          country: Option<String>,
+                          target: Option<u8>|
+         -> (String, Option<String>) {
+            match g {
+                GroupBy::Country => (or_none(country), None),
+                _ => match link {
+                    None => (UNATTRIBUTED.to_owned(), None),
+                    Some((id, code, marketplace, targeting, own)) => {
+                        let target = target.unwrap_or(0);
+                        let (m, destination) =
+                            served.of(id, target, (marketplace, own), targeting.as_deref());
+                        if g == GroupBy::Target {
+                            (format!("{code}#{target}"), Some(m.unwrap_or(destination)))
+                        } else {
+                            (or_none(m), None)
+                        }
+                    }
+                },
+            }
+        };
+        let mut stmt = tx.prepare(
+            "SELECT l.id, l.code, l.marketplace, l.targeting, l.destination, c.country, c.target, \
+                    sum(c.bot = 0), sum(c.bot = 1) \
+             FROM clicks c JOIN links l ON l.id = c.link_id \
+             WHERE c.at_ms >= ?1 AND c.at_ms < ?2 \
+             GROUP BY c.link_id, c.country, c.target",
+        )?;
+        let mut rows = stmt.query(params![from_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            let link = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+            let (key, name) = key_of(Some(link), r.get(5)?, r.get(6)?);
+            add(key, name, Sums::clicks(r.get(7)?, r.get(8)?));
+        }
+        let mut stmt = tx.prepare(&format!(
+            "SELECT l.id, l.code, l.marketplace, l.targeting, l.destination, k.country, k.target, \
+                    c.currency, count(*), sum(c.quantity - c.returns), sum(c.revenue_micros), \
+                    sum(c.commission_micros) \
+             FROM conversions c LEFT JOIN links l ON l.id = c.link_id \
+             LEFT JOIN clicks_by_id k ON k.click_id = c.click_id \
+             WHERE c.event_ms >= ?1 AND c.event_ms < ?2 AND {COUNTED} \
+             GROUP BY c.link_id, k.country, k.target, c.currency"
+        ))?;
+        let mut rows = stmt.query(params![from_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            let id: Option<i64> = r.get(0)?;
+            let link = match id {
+                Some(id) => Some((id, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                None => None,
+            };
+            let (key, name) = key_of(link, r.get(5)?, r.get(6)?);
+            if let Some(c) = r.get::<_, Option<String>>(7)?.filter(|c| !c.is_empty()) {
+                currencies.insert(c);
+            }
+            add(
+                key,
+                name,
+                Sums::conversions(r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?),
             );
         }
     } else {
@@ -145,6 +214,37 @@ pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreErr
         totals: row(&total, TOTAL.to_owned(), None),
         currencies: currencies.into_iter().collect(),
     })
+}
+
+/// The marketplace and destination each link's targets serve, from their
+/// stored targeting, parsed once per link.
+#[derive(Default)]
+struct Served {
+    links: std::collections::HashMap<i64, Option<Targeting>>,
+}
+
+impl Served {
+    /// The marketplace and destination target `target` of link `id` serves
+    /// (target 0, or one that is not there: the link's own, `own`).
+    fn of(
+        &mut self,
+        id: i64,
+        target: u8,
+        own: (Option<String>, String),
+        targeting: Option<&str>,
+    ) -> (Option<String>, String) {
+        let parsed = self
+            .links
+            .entry(id)
+            .or_insert_with(|| targeting.and_then(|json| serde_json::from_str(json).ok()));
+        match parsed
+            .as_ref()
+            .and_then(|t| t.targets.get(usize::from(target).wrapping_sub(1)))
+        {
+            Some(t) => (t.marketplace.clone(), t.destination.clone()),
+            None => own,
+        }
+    }
 }
 
 fn or_none(value: Option<String>) -> String {

@@ -74,6 +74,7 @@ impl Fixture {
                 params: vec![],
                 source_key: None,
                 request_key: None,
+                targeting: None,
             })
             .expect("create link");
         link.id
@@ -156,6 +157,7 @@ fn click(link_id: i64, at_ms: i64, bot: bool) -> ClickEvent {
         referrer_host: None,
         ua_class: if bot { UaClass::Bot } else { UaClass::Desktop },
         country: None,
+        target: 0,
     }
 }
 

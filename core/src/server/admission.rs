@@ -249,6 +249,7 @@ mod tests {
         let conn = Arc::new(Conn {
             app: Arc::new(super::super::PublicHost::new(app, &config.server)),
             control: Arc::new(super::super::connections::Control::new()),
+            peer: std::net::Ipv4Addr::LOCALHOST.into(),
         });
         (conn, dir)
     }

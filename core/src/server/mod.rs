@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -76,7 +76,6 @@ pub(crate) struct PublicHost {
     /// The public host's concurrency limit.
     pub(crate) admission: admission::Admission,
     redirect_status: StatusCode,
-    country_header: Option<HeaderName>,
     /// How long the redirect host waits for the store on a cache miss.
     store_timeout: Duration,
 }
@@ -87,10 +86,6 @@ impl PublicHost {
             app,
             admission: admission::Admission::new(s.max_concurrent_requests),
             redirect_status: StatusCode::from_u16(s.redirect_status).unwrap_or(StatusCode::FOUND),
-            country_header: s
-                .trusted_country_header
-                .as_deref()
-                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
             store_timeout: s.request_timeout,
         }
     }
@@ -221,6 +216,22 @@ impl Server {
             })
         };
 
+        // Localized links whose availability is stale or was assumed are
+        // looked up again (only with catalog credentials).
+        let relocalize = app.links.refresh_every().map(|every| {
+            let links = Arc::clone(&app.links);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = links.refresh_localized(100).await {
+                        warn!(error = %e, "localized links not refreshed");
+                    }
+                }
+            })
+        });
+
         let follower = tokio::spawn(follow::follow(
             Arc::clone(&app.caches),
             Arc::clone(&app.store),
@@ -235,16 +246,18 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let connections = Arc::new(Connections::default());
         let watchdog = tokio::spawn(Arc::clone(&connections).watch(s.header_read_timeout));
+        let geo_watch = app.geo_check.and_then(|every| app.geo.watch(every));
         app.set_ready(true);
         notify::ready();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = public.accept() => {
-                    if let Some(stream) = accepted_stream(accepted, "public").await {
+                    if let Some((stream, peer)) = accepted_stream(accepted, "public").await {
                         let conn = Arc::new(Conn {
                             app: Arc::clone(&host),
                             control: Arc::new(Control::new()),
+                            peer: peer.ip(),
                         });
                         let registered = connections.register(&conn.control);
                         let served = public_builder
@@ -263,7 +276,7 @@ impl Server {
                     }
                 }
                 accepted = admin.accept() => {
-                    if let Some(stream) = accepted_stream(accepted, "admin").await {
+                    if let Some((stream, _)) = accepted_stream(accepted, "admin").await {
                         let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(admin_svc.clone()));
                         let conn = graceful.watch(conn.into_owned());
                         tokio::spawn(async move {
@@ -308,7 +321,13 @@ impl Server {
             }
         }
         watchdog.abort();
+        if let Some(task) = geo_watch {
+            task.abort();
+        }
         upkeep.abort();
+        if let Some(task) = relocalize {
+            task.abort();
+        }
         follower.abort();
         let flush_app = Arc::clone(&app);
         if tokio::task::spawn_blocking(move || flush_app.clicklog.shutdown())
@@ -327,6 +346,8 @@ impl Server {
 pub(crate) struct Conn {
     pub(crate) app: Arc<PublicHost>,
     pub(crate) control: Arc<Control>,
+    /// The client's socket address (a proxy's, behind one).
+    pub(crate) peer: std::net::IpAddr,
 }
 
 /// Turns an accept result into a stream, backing off on errors such as
@@ -334,11 +355,11 @@ pub(crate) struct Conn {
 async fn accepted_stream(
     accepted: std::io::Result<(TcpStream, SocketAddr)>,
     which: &'static str,
-) -> Option<TcpStream> {
+) -> Option<(TcpStream, SocketAddr)> {
     match accepted {
-        Ok((stream, _)) => {
+        Ok((stream, peer)) => {
             let _ = stream.set_nodelay(true);
-            Some(stream)
+            Some((stream, peer))
         }
         Err(e) if is_connection_error(&e) => None,
         Err(e) => {

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,7 +19,7 @@ use super::admission::{self, Permit};
 use super::redirect::{Resolution, resolve};
 use super::{Body, Conn, PublicHost, json_error, text};
 use crate::cache::{CachedLink, LinkRef, Lookup};
-use crate::classify::{classify, country, referrer_host};
+use crate::classify::{classify, referrer_host};
 use crate::clock::now_ms;
 use crate::error::ErrorCode;
 use crate::links::LinkError;
@@ -89,14 +90,17 @@ impl hyper::service::Service<Request<Incoming>> for Public {
 fn handle(permit: Permit<&Arc<Conn>>, req: Request<Incoming>) -> Handled {
     let conn: &Arc<Conn> = permit.arc();
     let app = &conn.app;
+    let peer = conn.peer;
     let started = Instant::now();
     let (route, step) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(app, &req)),
+        (&Method::GET | &Method::HEAD, "/go") => (Route::Go, go(app, peer, &req)),
         (&Method::GET | &Method::HEAD, "/robots.txt") => (
             Route::Other,
             Step::Done(text(StatusCode::OK, "User-agent: *\nDisallow: /\n")),
         ),
-        (&Method::GET | &Method::HEAD, path) => (Route::Redirect, redirect(app, &req, &path[1..])),
+        (&Method::GET | &Method::HEAD, path) => {
+            (Route::Redirect, redirect(app, peer, &req, &path[1..]))
+        }
         _ => {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
             r.headers_mut()
@@ -116,8 +120,8 @@ fn handle(permit: Permit<&Arc<Conn>>, req: Request<Incoming>) -> Handled {
             Handled::Waiting(Box::pin(async move {
                 let app = &permit.conn().app;
                 let response = match slow {
-                    Step::Generate(key) => generate(app, &req, key).await,
-                    _ => look_up(app, &req, &req.uri().path()[1..]).await,
+                    Step::Generate(key) => generate(app, peer, &req, key).await,
+                    _ => look_up(app, peer, &req, &req.uri().path()[1..]).await,
                 };
                 finish(app, &req, route, started, &response);
                 response
@@ -150,8 +154,12 @@ fn not_found(app: &PublicHost) -> Response<Body> {
     text(StatusCode::NOT_FOUND, "no such link\n")
 }
 
-fn redirect(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Step {
-    match app.caches.links.get(code, |link| respond(app, req, link)) {
+fn redirect(app: &PublicHost, peer: IpAddr, req: &Request<Incoming>, code: &str) -> Step {
+    match app
+        .caches
+        .links
+        .get(code, |link| respond(app, peer, req, link))
+    {
         Lookup::Hit(response) => {
             app.metrics.cache_lookup(false, CacheResult::Hit);
             Step::Done(response)
@@ -172,18 +180,19 @@ fn redirect(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Step {
 }
 
 /// A code in no cache: the store has the link, or knows it does not exist.
-async fn look_up(app: &PublicHost, req: &Request<Incoming>, code: &str) -> Response<Body> {
+async fn look_up(
+    app: &PublicHost,
+    peer: IpAddr,
+    req: &Request<Incoming>,
+    code: &str,
+) -> Response<Body> {
     let store = Arc::clone(&app.store);
     let key = code.to_owned();
     let seen = app.caches.changes_seen();
     match with_timeout(app, move || store.link_by_code(&key)).await {
         Ok(Ok(Some(link))) => {
-            let cached = CachedLink::from_link(
-                &link,
-                app.metrics
-                    .link_label(&link.provider, link.marketplace.as_deref()),
-            );
-            let response = respond(app, req, cached.as_ref());
+            let cached = CachedLink::from_link(&link, |p, m| app.metrics.link_label(p, m));
+            let response = respond(app, peer, req, cached.as_ref());
             app.caches.links.insert(code, cached);
             app.caches.keep_link(seen, code);
             response
@@ -227,7 +236,12 @@ fn store_unavailable(app: &PublicHost, e: &StoreError) -> Response<Body> {
 }
 
 /// Answers the redirect for a resolved link and records the click.
-fn respond(app: &PublicHost, req: &Request<Incoming>, link: LinkRef<'_>) -> Response<Body> {
+fn respond(
+    app: &PublicHost,
+    peer: IpAddr,
+    req: &Request<Incoming>,
+    link: LinkRef<'_>,
+) -> Response<Body> {
     let headers = req.headers();
     let visitor = classify(
         req.method() == Method::HEAD,
@@ -239,12 +253,18 @@ fn respond(app: &PublicHost, req: &Request<Incoming>, link: LinkRef<'_>) -> Resp
         minted_ms = Some(ms);
         id
     };
-    let (location, click_id) = match resolve(link, visitor, mint) {
+    let country = app.geo.country(headers, Some(peer));
+    let (location, click_id, target, provider) = match resolve(link, visitor, country, mint) {
         Resolution::Gone => {
             app.metrics.failed(Outcome::Gone);
             return text(StatusCode::GONE, "this link has been disabled\n");
         }
-        Resolution::Redirect { location, click_id } => (location, click_id),
+        Resolution::Redirect {
+            location,
+            click_id,
+            target,
+            provider,
+        } => (location, click_id, target, provider),
     };
     let Ok(location) = HeaderValue::try_from(location) else {
         // Templates are checked when built, so this is a bug, not input.
@@ -262,12 +282,10 @@ fn respond(app: &PublicHost, req: &Request<Incoming>, link: LinkRef<'_>) -> Resp
         bot: visitor.bot,
         referrer_host: referrer_host(headers.get(header::REFERER).map(HeaderValue::as_bytes)),
         ua_class: visitor.class,
-        country: app
-            .country_header
-            .as_ref()
-            .and_then(|h| country(headers.get(h).map(HeaderValue::as_bytes))),
+        country,
+        target,
     });
-    app.metrics.redirected(link.provider, visitor.bot);
+    app.metrics.redirected(provider, visitor.bot);
 
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = app.redirect_status;
@@ -287,7 +305,7 @@ fn url_param(req: &Request<Incoming>) -> Option<String> {
 
 /// Middleware mode: redirect a product URL through its provider. Only URLs a
 /// loaded provider accepts are redirected; the proxy is never an open redirect.
-fn go(app: &PublicHost, req: &Request<Incoming>) -> Step {
+fn go(app: &PublicHost, peer: IpAddr, req: &Request<Incoming>) -> Step {
     let bad = |message: &str| {
         app.metrics.failed(Outcome::BadRequest);
         Step::Done(json_error(ErrorCode::InvalidInput, message))
@@ -300,7 +318,11 @@ fn go(app: &PublicHost, req: &Request<Incoming>) -> Step {
         Err(message) => return bad(message),
     };
 
-    if let Some(response) = app.caches.go.get(&key, |_, link| respond(app, req, link)) {
+    if let Some(response) = app
+        .caches
+        .go
+        .get(&key, |_, link| respond(app, peer, req, link))
+    {
         app.metrics.cache_lookup(true, CacheResult::Hit);
         return Step::Done(response);
     }
@@ -311,7 +333,12 @@ fn go(app: &PublicHost, req: &Request<Incoming>) -> Step {
 /// A middleware URL in no cache: the link service finds the link made for
 /// it earlier (by this instance or another sharing the store) or makes one
 /// through the provider that accepts it; then redirect.
-async fn generate(app: &PublicHost, req: &Request<Incoming>, key: String) -> Response<Body> {
+async fn generate(
+    app: &PublicHost,
+    peer: IpAddr,
+    req: &Request<Incoming>,
+    key: String,
+) -> Response<Body> {
     let seen = app.caches.changes_seen();
     let link = match app.links.for_url(&key).await {
         Ok(created) => created.link,
@@ -333,12 +360,8 @@ async fn generate(app: &PublicHost, req: &Request<Incoming>, key: String) -> Res
             return json_error(code, &message);
         }
     };
-    let cached = CachedLink::from_link(
-        &link,
-        app.metrics
-            .link_label(&link.provider, link.marketplace.as_deref()),
-    );
-    let response = respond(app, req, cached.as_ref());
+    let cached = CachedLink::from_link(&link, |p, m| app.metrics.link_label(p, m));
+    let response = respond(app, peer, req, cached.as_ref());
     app.caches.go.insert(&key, &link.code, cached.clone());
     app.caches.links.insert(&link.code, cached);
     app.caches.keep_link(seen, &link.code);

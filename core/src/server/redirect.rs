@@ -18,6 +18,10 @@ pub enum Resolution {
         location: String,
         /// The minted click ID.
         click_id: Option<ClickId>,
+        /// The target that served it (0: the link's own destination).
+        target: u8,
+        /// The metrics label index of the target's provider and marketplace.
+        provider: u16,
     },
 }
 
@@ -40,28 +44,42 @@ pub fn middleware_key(raw: &str) -> Result<String, &'static str> {
     }
 }
 
-/// Resolves a request for `link`. `mint` is called only for a human visitor,
-/// so bots never consume click IDs. Visitor query parameters play no part:
-/// they can never override the affiliate tag or the sub-ID.
-pub fn resolve(link: LinkRef<'_>, visitor: Visitor, mint: impl FnOnce() -> ClickId) -> Resolution {
+/// Resolves a request for `link` from a visitor in `country`: the link's
+/// targeting picks the destination (device, then country, then an A/B
+/// split), whose template gets the click ID. `mint` is called only for a
+/// human visitor, so bots never consume click IDs. Visitor query
+/// parameters play no part: they can never override the affiliate tag or
+/// the sub-ID.
+pub fn resolve(
+    link: LinkRef<'_>,
+    visitor: Visitor,
+    country: Option<[u8; 2]>,
+    mint: impl FnOnce() -> ClickId,
+) -> Resolution {
     if link.disabled {
         return Resolution::Gone;
     }
+    let chosen = link.choose(visitor.device, country, || fastrand::u8(..100));
     let click_id = (!visitor.bot).then(mint);
     let sub_id = click_id.as_ref().map_or("", ClickId::as_str);
-    let (prefix, suffix) = (link.prefix(), link.suffix());
+    let (prefix, suffix) = (chosen.prefix, chosen.suffix);
     let mut location = String::with_capacity(prefix.len() + sub_id.len() + suffix.len());
     location.push_str(prefix);
     location.push_str(sub_id);
     location.push_str(suffix);
-    Resolution::Redirect { location, click_id }
+    Resolution::Redirect {
+        location,
+        click_id,
+        target: chosen.target,
+        provider: chosen.provider,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::CachedLink;
-    use crate::classify::UaClass;
+    use crate::classify::{Device, UaClass};
     use crate::click::ClickIdGenerator;
 
     fn link(prefix: &str, suffix: &str, disabled: bool) -> CachedLink {
@@ -71,10 +89,12 @@ mod tests {
     const HUMAN: Visitor = Visitor {
         bot: false,
         class: UaClass::Desktop,
+        device: Device::Desktop,
     };
     const BOT: Visitor = Visitor {
         bot: true,
         class: UaClass::Bot,
+        device: Device::Other,
     };
 
     #[test]
@@ -85,8 +105,9 @@ mod tests {
             "",
             false,
         );
-        let Resolution::Redirect { location, click_id } =
-            resolve(l.as_ref(), HUMAN, || ids.next_id())
+        let Resolution::Redirect {
+            location, click_id, ..
+        } = resolve(l.as_ref(), HUMAN, None, || ids.next_id())
         else {
             panic!("expected a redirect");
         };
@@ -101,8 +122,9 @@ mod tests {
     fn slot_in_the_middle_keeps_the_suffix() {
         let ids = ClickIdGenerator::new(0);
         let l = link("https://cj.test/sid/", "/https://store.example/x", false);
-        let Resolution::Redirect { location, click_id } =
-            resolve(l.as_ref(), HUMAN, || ids.next_id())
+        let Resolution::Redirect {
+            location, click_id, ..
+        } = resolve(l.as_ref(), HUMAN, None, || ids.next_id())
         else {
             panic!("expected a redirect");
         };
@@ -118,12 +140,16 @@ mod tests {
     #[test]
     fn bot_is_redirected_without_minting_a_click_id() {
         let l = link("https://t.test/?sub=", "&x=1", false);
-        let r = resolve(l.as_ref(), BOT, || panic!("a bot must not mint a click ID"));
+        let r = resolve(l.as_ref(), BOT, None, || {
+            panic!("a bot must not mint a click ID")
+        });
         assert_eq!(
             r,
             Resolution::Redirect {
                 location: "https://t.test/?sub=&x=1".into(),
-                click_id: None
+                click_id: None,
+                target: 0,
+                provider: 0,
             }
         );
     }
@@ -132,11 +158,11 @@ mod tests {
     fn disabled_link_is_gone_for_everyone() {
         let l = link("https://t.test/?sub=", "", true);
         assert_eq!(
-            resolve(l.as_ref(), HUMAN, || panic!("no mint")),
+            resolve(l.as_ref(), HUMAN, None, || panic!("no mint")),
             Resolution::Gone
         );
         assert_eq!(
-            resolve(l.as_ref(), BOT, || panic!("no mint")),
+            resolve(l.as_ref(), BOT, None, || panic!("no mint")),
             Resolution::Gone
         );
     }

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::classify::UaClass;
 use crate::click::ClickId;
 use crate::money::Micros;
+pub use crate::targeting::Targeting;
 use crate::template::Template;
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
@@ -111,6 +112,9 @@ pub struct Link {
     pub created_ms: i64,
     /// Disabled links answer 410.
     pub disabled: bool,
+    /// Targeting rules and the targets built for them, if any.
+    #[serde(skip)]
+    pub targeting: Option<Targeting>,
 }
 
 impl Link {
@@ -152,6 +156,23 @@ pub struct NewLink {
     /// For API-created links: a digest of the request, so the same request
     /// twice finds the same link.
     pub request_key: Option<String>,
+    /// Targeting rules and the targets built for them, if any.
+    pub targeting: Option<Targeting>,
+}
+
+/// Whether an ASIN is sold in a marketplace, as the catalog said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Availability {
+    /// The ASIN.
+    pub asin: String,
+    /// The marketplace domain.
+    pub marketplace: String,
+    /// Sold there.
+    pub available: bool,
+    /// The product's title there, if the catalog gave one.
+    pub title: Option<String>,
+    /// When the catalog said so (Unix ms).
+    pub checked_ms: i64,
 }
 
 /// Changes to a link; `None` leaves a field as it is.
@@ -167,6 +188,8 @@ pub struct LinkUpdate {
     pub disabled: Option<bool>,
     /// A new input and the template built for it.
     pub destination: Option<(String, Template)>,
+    /// New targeting (`Some(None)` removes it).
+    pub targeting: Option<Option<Targeting>>,
 }
 
 /// Clicks and conversions summed: of a link, or of one of its days.
@@ -230,8 +253,11 @@ pub struct ClickEvent {
     pub referrer_host: Option<Box<str>>,
     /// The client class from the User-Agent.
     pub ua_class: UaClass,
-    /// Country from the trusted header, if configured and present.
+    /// The visitor's country (trusted header or geo database), if known.
     pub country: Option<[u8; 2]>,
+    /// The target that served the click: 0 for the link's own destination,
+    /// else an index into its targeting's targets (1-based).
+    pub target: u8,
 }
 
 /// A change to a link, from the store's journal of them.
@@ -316,6 +342,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn delete_link(&self, code: &str) -> Result<bool, StoreError>;
     /// Clicks, bot hits and conversions of a link, total and by day.
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
+    /// The catalog's stored answers for an ASIN, one per marketplace asked.
+    fn availability(&self, asin: &str) -> Result<Vec<Availability>, StoreError>;
+    /// Stores catalog answers (replacing older ones).
+    fn save_availability(&self, answers: &[Availability]) -> Result<(), StoreError>;
+    /// Localized links whose availability was checked before
+    /// `checked_before_ms`, or was assumed, oldest check first, at most `limit`.
+    fn localized_links(
+        &self,
+        checked_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Link>, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
     /// Records, in one transaction, those of `clicks` not stored yet: a

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::{
-    ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
-    StoredClick,
+    Availability, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store,
+    StoreError, StoredClick,
 };
 use crate::metrics::store_operation as timed;
 
@@ -44,6 +44,21 @@ impl<S: Store> Store for Timed<S> {
     }
     fn delete_link(&self, code: &str) -> Result<bool, StoreError> {
         timed("delete_link", || self.0.delete_link(code))
+    }
+    fn availability(&self, asin: &str) -> Result<Vec<Availability>, StoreError> {
+        timed("availability", || self.0.availability(asin))
+    }
+    fn save_availability(&self, answers: &[Availability]) -> Result<(), StoreError> {
+        timed("save_availability", || self.0.save_availability(answers))
+    }
+    fn localized_links(
+        &self,
+        checked_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Link>, StoreError> {
+        timed("localized_links", || {
+            self.0.localized_links(checked_before_ms, limit)
+        })
     }
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
         timed("link_stats", || self.0.link_stats(link_id))

@@ -22,7 +22,10 @@
 //!  "default_marketplace": "amazon.com", "subid_max_len": 64}
 //! ```
 //!
-//! A link may override the store ID with its `tag` parameter.
+//! A link may override the store ID with its `tag` parameter. With a
+//! `search` parameter (a product title), the template is a tracked search on
+//! the marketplace (`https://www.amazon.<tld>/s?k=<title>&tag=…&ascsubtag=`):
+//! where localization sends a shopper whose store does not sell the product.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -277,6 +280,47 @@ impl Amazon {
     }
 }
 
+/// Longest search text a search template carries, in bytes.
+const MAX_SEARCH_LEN: usize = 200;
+
+impl Amazon {
+    /// A tracked search on a marketplace (`/s?k=…`): where localization
+    /// sends a shopper whose store does not sell the product (the link's
+    /// `search` parameter holds the product's title).
+    fn search_template(
+        &self,
+        index: usize,
+        query: &str,
+        tag: &str,
+    ) -> Result<Template, PluginError> {
+        let query = query.trim();
+        if query.is_empty() || query.len() > MAX_SEARCH_LEN {
+            return Err(PluginError::invalid_input(format!(
+                "search parameter must hold 1 to {MAX_SEARCH_LEN} bytes"
+            )));
+        }
+        let domain = MARKETPLACES[index];
+        let mut destination = String::with_capacity(32 + domain.len() + query.len() * 3);
+        destination.push_str("https://www.");
+        destination.push_str(domain);
+        destination.push_str("/s?k=");
+        destination.extend(url::form_urlencoded::byte_serialize(query.as_bytes()));
+        let mut prefix = String::with_capacity(destination.len() + tag.len() + 16);
+        prefix.push_str(&destination);
+        prefix.push_str("&tag=");
+        prefix.push_str(tag);
+        prefix.push_str("&ascsubtag=");
+        Ok(Template {
+            prefix,
+            suffix: String::new(),
+            destination,
+            marketplace: Some(domain.to_owned()),
+            subid_max_len: self.subid_max_len,
+            subid_encoding: SubIdEncoding::UrlSafe,
+        })
+    }
+}
+
 impl Provider for Amazon {
     const NAME: &'static str = "amazon";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
@@ -319,7 +363,10 @@ impl Provider for Amazon {
                 )
             })?,
         };
-        Ok(self.template(index, asin, tag))
+        match request.param("search") {
+            Some(query) => self.search_template(index, query, tag),
+            None => Ok(self.template(index, asin, tag)),
+        }
     }
 
     fn describe(&self) -> String {

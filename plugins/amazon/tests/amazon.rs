@@ -797,3 +797,34 @@ fn provider_identity() {
     assert_eq!(Amazon::NAME, "amazon");
     assert_eq!(Amazon::VERSION, env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn a_search_parameter_builds_a_tracked_search_on_the_marketplace() {
+    let p = provider(ALL_TAGS);
+    let t = p
+        .build(&request(
+            "B08N5WRWNW",
+            Some("amazon.de"),
+            &[("search", "Echo Dot (5th Gen) & more")],
+        ))
+        .unwrap();
+    assert_eq!(
+        t.destination,
+        "https://www.amazon.de/s?k=Echo+Dot+%285th+Gen%29+%26+more"
+    );
+    assert_eq!(
+        t.prefix,
+        "https://www.amazon.de/s?k=Echo+Dot+%285th+Gen%29+%26+more&tag=lw-de-21&ascsubtag="
+    );
+    assert_eq!(t.marketplace.as_deref(), Some("amazon.de"));
+    for bad in ["", "   ", &"x".repeat(201)] {
+        let e = p
+            .build(&request(
+                "B08N5WRWNW",
+                Some("amazon.de"),
+                &[("search", bad)],
+            ))
+            .unwrap_err();
+        assert_eq!(e.status, Status::InvalidInput, "{bad:?}");
+    }
+}

@@ -15,11 +15,12 @@ use rusqlite::{Connection, OptionalExtension, Row, Statement, ToSql, params};
 
 use self::schema::MIGRATIONS;
 use super::{
-    ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
-    StoredClick, generate_code,
+    Availability, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, Store,
+    StoreError, StoredClick, generate_code,
 };
 use crate::clock::MS_PER_DAY;
 use crate::clock::now_ms;
+use crate::targeting::Targeting;
 
 mod schema;
 
@@ -119,18 +120,18 @@ impl SqliteStore {
 
 const LINK_COLUMNS: &str = "id, code, provider, input, destination, template_prefix, template_suffix, \
      subid_max_len, subid_encoding, name, marketplace, campaign, tags, params, source_key, \
-     created_ms, disabled";
+     created_ms, disabled, targeting";
 
 /// Rows per multi-row click insert.
 const INSERT_ROWS: usize = 64;
 
 /// The click tables' columns after the key, in binding order.
-const CLICK_COLUMNS: &str = "link_id, at_ms, bot, referrer_host, ua, country";
+const CLICK_COLUMNS: &str = "link_id, at_ms, bot, referrer_host, ua, country, target";
 
 /// Columns bound per click row: the click ID (in `clicks_by_id` only), then
 /// [`CLICK_COLUMNS`].
-const BY_ID_WIDTH: usize = 7;
-const WITHOUT_ID_WIDTH: usize = 6;
+const BY_ID_WIDTH: usize = 8;
+const WITHOUT_ID_WIDTH: usize = 7;
 
 /// `INSERT OR FAIL INTO {table} ({columns}) VALUES (?,...), ...`: `rows`
 /// rows of `width` parameters each.
@@ -185,7 +186,8 @@ fn bind_click_columns(
         c.country
             .as_ref()
             .and_then(|cc| std::str::from_utf8(cc).ok()),
-    )
+    )?;
+    stmt.raw_bind_parameter(first + 6, c.target)
 }
 
 /// Binds a row of `clicks_by_id` (the event has a click ID).
@@ -283,6 +285,12 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Link, StoreError>> {
         Ok(p) => p,
         Err(e) => return Ok(Err(corrupt(format!("params: {e}")))),
     };
+    let targeting: Option<String> = row.get(17)?;
+    let targeting = match targeting.as_deref().map(serde_json::from_str) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return Ok(Err(corrupt(format!("targeting: {e}")))),
+    };
     Ok(Ok(Link {
         id: row.get(0)?,
         code: row.get(1)?,
@@ -301,6 +309,7 @@ fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Result<Link, StoreError>> {
         source_key: row.get(14)?,
         created_ms: row.get(15)?,
         disabled: row.get(16)?,
+        targeting,
     }))
 }
 
@@ -311,6 +320,13 @@ fn one_link(conn: &Connection, column: &str, value: &str) -> Result<Option<Link>
     stmt.query_row([value], link_from_row)
         .optional()?
         .transpose()
+}
+
+/// A link's targeting as stored: JSON, or NULL for none.
+fn targeting_json(targeting: Option<&Targeting>) -> Option<String> {
+    targeting
+        .filter(|t| !t.is_empty() || t.localize)
+        .and_then(|t| serde_json::to_string(t).ok())
 }
 
 fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
@@ -325,6 +341,7 @@ fn is_unique_violation(e: &rusqlite::Error, column: &str) -> bool {
 fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link, StoreError> {
     let tags = serde_json::to_string(&new.tags).unwrap_or_else(|_| "[]".into());
     let params = serde_json::to_string(&new.params).unwrap_or_else(|_| "[]".into());
+    let targeting = targeting_json(new.targeting.as_ref());
     let t = &new.template;
     // A generated code may collide; try a few fresh ones.
     let attempts = if new.code.is_some() { 1 } else { 8 };
@@ -334,8 +351,8 @@ fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link,
             .prepare_cached(
                 "INSERT INTO links (code, provider, input, destination, template_prefix, \
                  template_suffix, subid_max_len, subid_encoding, name, marketplace, campaign, \
-                 tags, params, source_key, created_ms, request_key) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                 tags, params, source_key, created_ms, request_key, targeting) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 code,
@@ -354,6 +371,7 @@ fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link,
                 new.source_key,
                 created_ms,
                 new.request_key,
+                targeting,
             ]);
         match result {
             Ok(_) => {
@@ -375,6 +393,7 @@ fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link,
                     source_key: new.source_key,
                     created_ms,
                     disabled: false,
+                    targeting: new.targeting,
                 });
             }
             Err(e) if is_unique_violation(&e, "links.code") => {
@@ -533,6 +552,12 @@ impl Store for SqliteStore {
                 ],
             )?;
         }
+        if let Some(targeting) = &update.targeting {
+            tx.execute(
+                "UPDATE links SET targeting = ?1 WHERE code = ?2",
+                params![targeting_json(targeting.as_ref()), code],
+            )?;
+        }
         let link = one_link(&tx, "code", code)?;
         tx.commit()?;
         Ok(link)
@@ -546,6 +571,68 @@ impl Store for SqliteStore {
             )?
             .execute(params![now_ms(), code])?;
         Ok(changed > 0)
+    }
+
+    fn availability(&self, asin: &str) -> Result<Vec<Availability>, StoreError> {
+        let conn = lock(&self.links);
+        let mut stmt = conn.prepare_cached(
+            "SELECT asin, marketplace, available, title, checked_ms FROM availability \
+             WHERE asin = ?1 ORDER BY marketplace",
+        )?;
+        let rows = stmt.query_map([asin], |r| {
+            Ok(Availability {
+                asin: r.get(0)?,
+                marketplace: r.get(1)?,
+                available: r.get(2)?,
+                title: r.get(3)?,
+                checked_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn save_availability(&self, answers: &[Availability]) -> Result<(), StoreError> {
+        let mut conn = lock(&self.links);
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO availability (asin, marketplace, available, title, \
+                 checked_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for a in answers {
+                stmt.execute(params![
+                    a.asin,
+                    a.marketplace,
+                    a.available,
+                    a.title,
+                    a.checked_ms
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn localized_links(
+        &self,
+        checked_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Link>, StoreError> {
+        let conn = lock(&self.links);
+        let sql = format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE deleted_ms IS NULL \
+             AND targeting IS NOT NULL AND json_extract(targeting, '$.localize') = 1 \
+             AND (coalesce(json_extract(targeting, '$.checked_ms'), 0) < ?1 \
+                  OR json_extract(targeting, '$.availability_assumed') = 1) \
+             ORDER BY coalesce(json_extract(targeting, '$.checked_ms'), 0) LIMIT ?2"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![checked_before_ms, limit as i64], link_from_row)?;
+        let mut links = Vec::new();
+        for row in rows {
+            links.push(row??);
+        }
+        Ok(links)
     }
 
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {

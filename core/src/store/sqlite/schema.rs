@@ -258,4 +258,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
                 OR source_key = NEW.source_key OR request_key = NEW.request_key;
     END;
     "#,
+    // 10: targeting. A link's rules and the targets built for them (JSON,
+    // `targeting::Targeting`; NULL: none), the catalog's answers on where
+    // an ASIN is sold (Amazon localization), and on each click the target
+    // that served it (0: the link's own destination).
+    r#"
+    ALTER TABLE links ADD COLUMN targeting TEXT;
+    CREATE TABLE availability (
+        asin        TEXT NOT NULL,
+        marketplace TEXT NOT NULL,
+        available   INTEGER NOT NULL,
+        title       TEXT,
+        checked_ms  INTEGER NOT NULL,
+        PRIMARY KEY (asin, marketplace)
+    ) WITHOUT ROWID;
+    ALTER TABLE clicks_by_id ADD COLUMN target INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE clicks_without_id ADD COLUMN target INTEGER NOT NULL DEFAULT 0;
+    DROP VIEW clicks;
+    CREATE VIEW clicks (click_id, link_id, at_ms, bot, referrer_host, ua_class, country, target) AS
+        SELECT click_id, link_id, at_ms, bot, referrer_host,
+            CASE ua WHEN 0 THEN 'bot' WHEN 1 THEN 'mobile' WHEN 2 THEN 'tablet'
+                WHEN 3 THEN 'desktop' ELSE 'other' END,
+            country, target
+        FROM clicks_by_id
+        UNION ALL
+        SELECT NULL, link_id, at_ms, bot, referrer_host,
+            CASE ua WHEN 0 THEN 'bot' WHEN 1 THEN 'mobile' WHEN 2 THEN 'tablet'
+                WHEN 3 THEN 'desktop' ELSE 'other' END,
+            country, target
+        FROM clicks_without_id;
+    "#,
 ];

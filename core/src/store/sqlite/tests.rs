@@ -27,6 +27,7 @@ fn new_link(code: Option<&str>) -> NewLink {
         params: vec![("tag".into(), "t-20".into())],
         source_key: None,
         request_key: None,
+        targeting: None,
     }
 }
 
@@ -224,6 +225,7 @@ fn every_user_agent_class_is_stored_as_its_index_and_read_back_by_name() {
             referrer_host: None,
             ua_class: class,
             country: None,
+            target: 0,
         })
         .collect();
     store.insert_clicks(&events).expect("insert");
@@ -268,6 +270,7 @@ fn clicks_are_stored_in_batches_and_read_back() {
                 referrer_host: Some("news.example".into()),
                 ua_class: UaClass::Mobile,
                 country: Some(*b"DE"),
+                target: 0,
             },
             ClickEvent {
                 click_id: None,
@@ -277,6 +280,7 @@ fn clicks_are_stored_in_batches_and_read_back() {
                 referrer_host: None,
                 ua_class: UaClass::Bot,
                 country: None,
+                target: 0,
             },
         ])
         .expect("insert");
@@ -304,6 +308,7 @@ fn a_failed_click_batch_leaves_nothing_behind() {
             referrer_host: None,
             ua_class: UaClass::Desktop,
             country: None,
+            target: 0,
         })
         .collect();
     // A click ID twice: the unique index refuses row 40, inside the
@@ -379,6 +384,7 @@ fn insert_clicks_puts_clicks_with_and_without_an_id_in_their_tables() {
                 referrer_host: (i % 2 == 0).then(|| format!("r{i}.example").into()),
                 ua_class: if bot { UaClass::Bot } else { UaClass::Mobile },
                 country: (i % 5 == 0).then_some(*b"FR"),
+                target: 0,
             }
         })
         .collect();
@@ -518,6 +524,7 @@ Books\tRust\t1718503105\tAmazon.com\tlw-20\t2026-11-04\t39.95\t1\t0\t39.95\t1.00
             referrer_host: None,
             ua_class: UaClass::Desktop,
             country: None,
+            target: 0,
         }])
         .expect("insert");
     assert_eq!(store.clicks(10).expect("clicks").len(), 7);

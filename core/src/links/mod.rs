@@ -23,8 +23,12 @@ use crate::expand::Expander;
 use crate::metrics;
 use crate::plugin::{BuildRequest, Providers};
 use crate::store::{Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError};
+use crate::targeting::{TargetRule, Targeting};
 use crate::template::Template;
 
+mod targets;
+
+pub use self::targets::{Localizer, RegionalCatalog};
 pub use crate::store::validate_code;
 
 /// A link to create: a product URL, or an ASIN and a marketplace.
@@ -52,6 +56,14 @@ pub struct CreateLinkRequest {
     pub params: Option<BTreeMap<String, String>>,
     /// A provider to use instead of routing by host.
     pub provider: Option<String>,
+    /// Targeting rules: by device, country or an A/B split, each with a
+    /// destination built like the link's own (see `targeting`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetRule>>,
+    /// Amazon localization on or off for this link (default: the
+    /// provider's `localize` setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localize: Option<bool>,
 }
 
 impl CreateLinkRequest {
@@ -108,8 +120,10 @@ impl CreateLinkRequest {
         template: Template,
         params: Vec<(String, String)>,
         key: String,
+        targeting: Option<Targeting>,
     ) -> NewLink {
         NewLink {
+            targeting,
             code: self.code.clone(),
             input,
             template,
@@ -233,6 +247,10 @@ pub struct PatchLinkRequest {
     pub asin: Option<String>,
     /// Marketplace for a new ASIN.
     pub marketplace: Option<String>,
+    /// New targeting rules (an empty list removes them).
+    pub targets: Option<Vec<TargetRule>>,
+    /// Amazon localization on or off.
+    pub localize: Option<bool>,
 }
 
 /// Who asked for a link: the `source` label of `linkwright_links_created_total`.
@@ -527,6 +545,8 @@ fn count_plugin_error(e: &BuildError) {
 #[derive(Debug)]
 pub struct LinkService {
     builder: Builder,
+    /// Amazon localization's settings and catalog.
+    localizer: Localizer,
     store: Arc<dyn Store>,
     /// This instance's caches, if it serves redirects.
     caches: Option<Arc<Caches>>,
@@ -547,10 +567,17 @@ impl LinkService {
     ) -> LinkService {
         LinkService {
             builder,
+            localizer: Localizer::default(),
             store,
             caches,
             store_timeout,
         }
+    }
+
+    /// With localization settings and a catalog.
+    pub fn with_localizer(mut self, localizer: Localizer) -> LinkService {
+        self.localizer = localizer;
+        self
     }
 
     /// The providers links are built with.
@@ -614,8 +641,19 @@ impl LinkService {
                 true,
             )
             .await?;
-        self.insert(req.new_link(input, template, params, key), source)
-            .await
+        let targeting = self
+            .targeting(
+                req.targets.as_deref().unwrap_or_default(),
+                req.localize,
+                &template,
+                true,
+            )
+            .await?;
+        self.insert(
+            req.new_link(input, template, params, key, targeting),
+            source,
+        )
+        .await
     }
 
     /// Creates links for many requests (a bulk job's chunk), answering each
@@ -670,10 +708,22 @@ impl LinkService {
         let mut slots = Vec::with_capacity(to_build.len());
         for ((i, input, key), template) in to_build.into_iter().zip(built) {
             let req = &reqs[i];
-            match template {
-                Err(e) => answers[i] = Some(Err(e.into())),
-                Ok(template) => {
-                    new_links.push(req.new_link(input, template, req.params(), key));
+            let targeting = match &template {
+                Ok(t) => {
+                    self.targeting(
+                        req.targets.as_deref().unwrap_or_default(),
+                        req.localize,
+                        t,
+                        true,
+                    )
+                    .await
+                }
+                Err(_) => Ok(None),
+            };
+            match (template, targeting) {
+                (Err(e), _) | (_, Err(e)) => answers[i] = Some(Err(e.into())),
+                (Ok(template), Ok(targeting)) => {
+                    new_links.push(req.new_link(input, template, req.params(), key, targeting));
                     slots.push(i);
                 }
             }
@@ -720,7 +770,9 @@ impl LinkService {
             return Ok(Created { link, new: false });
         }
         let template = self.builder.build(url, None, &[], None, false).await?;
+        let targeting = self.targeting(&[], None, &template, false).await?;
         let new = NewLink {
+            targeting,
             code: None,
             input: url.to_owned(),
             template,
@@ -783,6 +835,7 @@ impl LinkService {
             patch.campaign.as_ref().and_then(Option::as_deref),
             patch.tags.as_deref(),
         )?;
+        let retarget = patch.targets.is_some() || patch.localize.is_some();
         let destination = match (given(&patch.url), given(&patch.asin)) {
             (None, None) => None,
             (Some(_), Some(_)) => {
@@ -813,12 +866,31 @@ impl LinkService {
                 Some((input.to_owned(), template))
             }
         };
+        // New rules, a new localization setting or a new destination:
+        // the targets are built again (the rules and setting kept unless
+        // given).
+        let targeting = if retarget || destination.is_some() {
+            let current = self.get(code).await?;
+            let old = current.targeting.clone().unwrap_or_default();
+            let own = match &destination {
+                Some((_, t)) => t.clone(),
+                None => current.template(),
+            };
+            let rules = patch.targets.as_deref().unwrap_or(&old.rules);
+            let localize = patch
+                .localize
+                .or(current.targeting.as_ref().map(|t| t.localize));
+            Some(self.targeting(rules, localize, &own, true).await?)
+        } else {
+            None
+        };
         let update = LinkUpdate {
             name: patch.name,
             campaign: patch.campaign,
             tags: patch.tags,
             disabled: patch.disabled,
             destination,
+            targeting,
         };
         let key = code.to_owned();
         let link = self
