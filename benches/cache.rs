@@ -2,9 +2,13 @@
 //! stay flat as the cache grows, and memory should stay near the size of the
 //! data.
 //!
-//! Memory per cached link is measured first, as the growth of the process's
-//! resident set while filling the cache, divided by the number of links, and
-//! printed next to the bytes of the link data itself (code + template).
+//! Memory per cached link is measured first, two ways, while filling a cache
+//! of 1M links: the heap bytes the cache kept, counted by a counting global
+//! allocator (`stats_alloc`: every allocation and free of the process), per
+//! link and per link beyond its template strings (budget: 120 bytes); and
+//! the growth of the process's resident set (pages the allocator touched,
+//! its own overhead included), next to the bytes of the link data itself
+//! (code + template).
 //!
 //! Lookups are measured under two access patterns:
 //! * `uniform`: every link equally likely, in a scattered order. At 1M links
@@ -36,6 +40,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use linkwright_core::cache::{CachedLink, LinkCache, Lookup};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// Heap bytes per link beyond its template strings: the budget.
+const BYTES_PER_LINK_BUDGET: f64 = 120.0;
 
 /// Bytes of resident memory per link the cache took, as measured by
 /// [`memory`] (which runs first); sizes the array baseline.
@@ -219,8 +230,28 @@ fn lookups(c: &mut Criterion) {
 fn memory(_: &mut Criterion) {
     const N: u64 = 1_000_000;
     let before = rss_bytes();
+    let region = Region::new(GLOBAL);
     let cache = filled(N);
+    let change = region.change();
     let after = rss_bytes();
+    // What the cache kept: allocated, less freed, plus grown in place.
+    let heap = change.bytes_allocated as i64 - change.bytes_deallocated as i64
+        + change.bytes_reallocated as i64;
+    let templates: u64 = (0..N).map(|i| prefix(i).len() as u64).sum();
+    let beyond = (heap - templates as i64) as f64 / N as f64;
+    println!(
+        "memory (counting allocator): {} links cached keep {:.1} MiB of heap = {:.1} bytes per link, \
+         {beyond:.1} bytes per link beyond its {:.0} bytes of template: budget ≤ {BYTES_PER_LINK_BUDGET:.0}: {}",
+        cache.len(),
+        heap as f64 / (1024.0 * 1024.0),
+        heap as f64 / N as f64,
+        templates as f64 / N as f64,
+        if beyond <= BYTES_PER_LINK_BUDGET {
+            "PASS"
+        } else {
+            "FAIL"
+        },
+    );
     let data: u64 = (0..N).map(|i| 7 + prefix(i).len() as u64).sum();
     let per_link = (after - before) as f64 / N as f64;
     let data_per_link = data as f64 / N as f64;

@@ -12,7 +12,7 @@ use tracing::error;
 
 use crate::cache::Caches;
 use crate::click::ClickIdGenerator;
-use crate::clicklog::ClickLog;
+use crate::clicklog::{self, ClickLog};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::conversions::ConversionsConfig;
@@ -107,6 +107,9 @@ impl App {
         let metrics = Arc::new(Metrics::new(
             providers.loaded().iter().map(|p| p.name.as_str()),
         ));
+        // Clicks a crashed run answered and left in its journal go in first.
+        let journal = config.server.data_dir.join("journal");
+        clicklog::replay(&journal, &*store, config.click_log.batch_size)?;
         let floor = store.load_click_state()?;
         let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
         let clicklog = ClickLog::start(
@@ -114,6 +117,7 @@ impl App {
             Arc::clone(&ids),
             config.click_log,
             Arc::clone(&metrics),
+            Some(&journal),
         )
         .map_err(AppError::ClickLog)?;
         let c = &config.cache;

@@ -1,15 +1,37 @@
-//! The click log: redirects hand click events to per-thread buffers and
-//! never wait; a background thread writes them to the store in batched
-//! transactions.
+//! The click log: redirects journal each click and hand it to a per-thread
+//! buffer without waiting; a background thread writes the buffers to the
+//! store in batched transactions.
 //!
 //! Each thread appends to its own shard ([`crate::shard`]): a `Vec` behind a
 //! mutex that only that thread and, once per flush interval, the writer
-//! touch. A redirect costs an uncontended lock and a push: no atomic on a
-//! cache line another core writes, no system call, no wait for disk.
-//! Producers never wake the writer. It wakes every flush interval, takes each
-//! shard's events by swapping in an empty buffer (buffers are recycled, so
-//! the steady state allocates nothing), merges them in click-ID order, and
-//! writes them in transactions of at most `batch_size` events.
+//! touch. A redirect costs an uncontended lock, a record copied into the
+//! thread's journal segment and a push: no atomic on a cache line another
+//! core writes, no system call, no wait for disk. Producers never wake the
+//! writer. It wakes every flush interval, takes each shard's events by
+//! swapping in an empty buffer (buffers are recycled, so the steady state
+//! allocates nothing), merges them in click-ID order, and writes them in
+//! transactions of at most `batch_size` events.
+//!
+//! Crash safety: a click with a click ID (a human's, whose sub-ID went out
+//! in the `Location`) is first appended to the shard's journal segment, a
+//! file under `<data dir>/journal` mapped into memory
+//! ([`linkwright_journal`]; the record's layout is [`record`]'s alone), and
+//! only then buffered, before the 302 is written. The page cache holds it
+//! from that moment, so it outlives the process: at the next start
+//! [`replay`] reads the segments a dead process left and inserts their
+//! clicks, once each (the click ID is the key). A segment is removed once
+//! every click in it is in the store. A thread of the journal's own (a
+//! sync can take long on a busy disk; the writer must not wait for it)
+//! syncs the live segments to disk every `sync_interval`, so power loss
+//! loses at most the clicks of one interval, and makes spare segments for
+//! busy shards, so that a redirect rarely makes one. Bot hits have no click ID, so a replay could not tell a stored
+//! one from a new one: they are not journaled, and a crash loses those of
+//! the last flush interval. If no segment can be made (disk full, folder
+//! not writable), the click is dropped and counted
+//! (`linkwright_clicklog_dropped_total`, and
+//! `linkwright_clicklog_journal_errors_total` for the failure, logged once
+//! per failing spell); the redirect is still answered. The writer tries again
+//! at each wake-up.
 //!
 //! Bound: the shards together hold about `queue_capacity` events. Each
 //! shard holds at most a share of it: `queue_capacity / (n + 1)`, where `n`
@@ -22,36 +44,40 @@
 //! drops the event and counts it (`linkwright_clicklog_dropped_total`), even
 //! if other shards have room.
 //!
-//! Durability: a clean shutdown ([`ClickLog::shutdown`], on SIGTERM/SIGINT)
-//! closes every shard and writes everything they held, so no accepted click
-//! is lost (unless that final write fails twice: then the events are logged
-//! and counted as dropped); a click recorded after the shards closed is
-//! refused and counted as dropped. A crash loses the events not yet written:
-//! at most those of the last flush interval (200 ms by default), and never
-//! more than the capacity, plus, while writes are failing, those the writer
-//! holds for its retry (at most one pass's take). A failed write keeps its
-//! events and retries them on the next wake-up; until it succeeds the writer
-//! takes nothing more from the shards, which fill up and drop, so memory
-//! stays bounded while the store is down.
+//! Shutdown: a clean shutdown ([`ClickLog::shutdown`], on SIGTERM/SIGINT)
+//! closes every shard, writes everything they held and removes the
+//! segments, so no accepted click is lost; if that final write fails twice,
+//! the journaled clicks stay in their segments for the next start and only
+//! bot hits are lost (logged and counted as dropped). A click recorded after
+//! the shards closed is refused and counted as dropped. A failed write
+//! keeps its events and retries them on the next wake-up; until it succeeds
+//! the writer takes nothing more from the shards, which fill up and drop, so
+//! memory stays bounded while the store is down.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+mod record;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tracing::{error, info};
+use linkwright_journal::{Segment, Syncer};
+use tracing::{error, info, warn};
 
 use crate::click::{ClickId, ClickIdGenerator};
 use crate::config::ClickLogConfig;
 use crate::metrics::Metrics;
 use crate::shard::Sharded;
-use crate::store::{ClickEvent, Store};
+use crate::store::{ClickEvent, Store, StoreError};
 
 /// The producer side of the click log, shared by every request.
 #[derive(Debug)]
 pub struct ClickLog {
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Syncs the journal and makes spare segments.
+    journal: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// One thread's buffer.
@@ -61,6 +87,93 @@ struct Shard {
     events: Vec<ClickEvent>,
     /// Set by the writer's final pass: the shard accepts nothing more.
     closed: bool,
+    /// The journal segment this shard's clicks go to now.
+    segment: Option<Segment>,
+    /// A fresh segment the writer made ready for when `segment` is full.
+    spare: Option<Segment>,
+    /// Full segments, each of whose clicks is in `events` or was taken by
+    /// the writer before.
+    sealed: Vec<Segment>,
+}
+
+/// Where the journal segments go, and how they are made.
+#[derive(Debug)]
+struct Journal {
+    dir: PathBuf,
+    segment_bytes: usize,
+    /// The file names of this process's segments start with this.
+    prefix: String,
+    next: AtomicU64,
+    /// No segment could be made lately: producers drop clicks without
+    /// trying, and the writer tries again at each wake-up.
+    failing: AtomicBool,
+    /// Segments were created or removed since the folder was last synced.
+    dir_dirty: AtomicBool,
+    /// Segments sealed since the last sync: synced once more, then dropped.
+    sealed_unsynced: Mutex<Vec<Syncer>>,
+}
+
+impl Journal {
+    fn new(dir: &Path, segment_bytes: usize, metrics: &Metrics) -> Journal {
+        let journal = Journal {
+            dir: dir.to_owned(),
+            segment_bytes,
+            prefix: format!("{:013}-{}", crate::clock::now_ms(), std::process::id()),
+            next: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            dir_dirty: AtomicBool::new(false),
+            sealed_unsynced: Mutex::new(Vec::new()),
+        };
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            journal.failed(&e, metrics);
+        }
+        journal
+    }
+
+    /// A new, empty segment; None (logged and counted) if it cannot be
+    /// made.
+    fn create(&self, metrics: &Metrics) -> Option<Segment> {
+        if self.failing.load(Ordering::Relaxed) {
+            // The folder may have been missing: make it if it can be now.
+            let _ = std::fs::create_dir_all(&self.dir);
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.join(format!("{}-{n:06}.seg", self.prefix));
+        match Segment::create(&path, self.segment_bytes, record::KIND) {
+            Ok(segment) => {
+                self.dir_dirty.store(true, Ordering::Relaxed);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    info!(dir = %self.dir.display(), "click journal: segments can be made again; clicks are recorded");
+                }
+                Some(segment)
+            }
+            Err(e) => {
+                self.failed(&e, metrics);
+                None
+            }
+        }
+    }
+
+    fn failed(&self, e: &std::io::Error, metrics: &Metrics) {
+        metrics.journal_errors.increment(1);
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            error!(
+                dir = %self.dir.display(),
+                error = %e,
+                "click journal: cannot make a segment; clicks are dropped and counted \
+                 (linkwright_clicklog_dropped_total) until one can be made"
+            );
+        }
+    }
+
+    fn remove(&self, segment: Segment, metrics: &Metrics) {
+        let path = segment.path().to_owned();
+        if let Err(e) = segment.remove() {
+            metrics.journal_errors.increment(1);
+            warn!(path = %path.display(), error = %e, "click journal: cannot remove a written segment");
+        }
+        self.dir_dirty.store(true, Ordering::Relaxed);
+    }
 }
 
 struct Shared {
@@ -76,6 +189,8 @@ struct Shared {
     /// Time of the oldest event the writer has taken and not yet written
     /// (Unix ms; 0: none), for the write-lag metric.
     held_oldest_ms: AtomicI64,
+    /// None: clicks are not journaled (tests of the buffering alone).
+    journal: Option<Journal>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -93,6 +208,129 @@ impl Shared {
     fn depth(&self) -> usize {
         self.shards.iter().map(|s| lock(s).events.len()).sum()
     }
+
+    /// Gives each busy shard a spare segment, made here rather than on a
+    /// redirect; while segments cannot be made, tries one.
+    fn prepare_segments(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let metrics = &self.metrics;
+        for shard in self.shards.iter() {
+            let failing = journal.failing.load(Ordering::Relaxed);
+            let wanted = {
+                let s = lock(shard);
+                s.spare.is_none() && !s.closed && (s.segment.is_some() || failing)
+            };
+            if !wanted {
+                continue;
+            }
+            // Made without the shard's lock: the file is written in full.
+            let Some(spare) = journal.create(metrics) else {
+                return;
+            };
+            let mut s = lock(shard);
+            if s.spare.is_none() && !s.closed {
+                s.spare = Some(spare);
+            } else {
+                drop(s);
+                journal.remove(spare, metrics);
+            }
+        }
+    }
+
+    /// Syncs the live and retired segments, and the folder, to disk: what
+    /// power loss can take is what was journaled since.
+    fn sync_journal(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let mut syncers = std::mem::take(&mut *lock(&journal.sealed_unsynced));
+        for shard in self.shards.iter() {
+            syncers.extend(lock(shard).segment.as_ref().map(Segment::syncer));
+        }
+        for syncer in syncers {
+            if let Err(e) = syncer.sync() {
+                self.metrics.journal_errors.increment(1);
+                error!(error = %e, "click journal: sync failed");
+            }
+        }
+        if journal.dir_dirty.swap(false, Ordering::Relaxed)
+            && let Err(e) = linkwright_journal::sync_dir(&journal.dir)
+        {
+            self.metrics.journal_errors.increment(1);
+            error!(error = %e, "click journal: folder sync failed");
+        }
+    }
+
+    /// The journal thread: every `interval`, gives busy shards spare
+    /// segments and syncs the journal, until shutdown.
+    fn journal_loop(&self, interval: Duration) {
+        loop {
+            let deadline = Instant::now() + interval;
+            while !self.stop.load(Ordering::Acquire) {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                std::thread::park_timeout(deadline - now);
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            self.prepare_segments();
+            self.sync_journal();
+        }
+    }
+
+    /// Appends a click to the shard's journal segment; false if it could
+    /// not be (no segment can be made).
+    #[inline]
+    fn journal(&self, shard: &mut Shard, e: &ClickEvent) -> bool {
+        let Some(journal) = &self.journal else {
+            return true;
+        };
+        let len = record::encoded_len(e);
+        if let Some(segment) = &mut shard.segment
+            && segment.append(len, |out| record::encode(e, out))
+        {
+            return true;
+        }
+        self.journal_in_next_segment(journal, shard, e, len)
+    }
+
+    /// The shard's segment is full, or it has none: seals the full one and
+    /// appends to the spare, or to a new segment.
+    #[cold]
+    fn journal_in_next_segment(
+        &self,
+        journal: &Journal,
+        shard: &mut Shard,
+        e: &ClickEvent,
+        len: usize,
+    ) -> bool {
+        if let Some(full) = shard.segment.take() {
+            if full.records() == 0 {
+                // Larger than a whole segment: a config with tiny segments.
+                shard.segment = Some(full);
+                return false;
+            }
+            lock(&journal.sealed_unsynced).push(full.syncer());
+            shard.sealed.push(full);
+        }
+        let next = match shard.spare.take() {
+            Some(spare) => spare,
+            None if journal.failing.load(Ordering::Relaxed) => return false,
+            None => match journal.create(&self.metrics) {
+                Some(segment) => segment,
+                None => return false,
+            },
+        };
+        shard
+            .segment
+            .insert(next)
+            .append(len, |out| record::encode(e, out))
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,13 +340,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClickLog {
-    /// Starts the writer thread.
+    /// Starts the writer thread. Clicks are journaled in segments under
+    /// `journal` (created if missing); run [`replay`] over that folder
+    /// first. None: not journaled (a crash loses the last flush interval).
     pub fn start(
         store: Arc<dyn Store>,
         ids: Arc<ClickIdGenerator>,
         config: ClickLogConfig,
         metrics: Arc<Metrics>,
+        journal: Option<&Path>,
     ) -> std::io::Result<ClickLog> {
+        let journal = journal.map(|dir| Journal::new(dir, config.segment_bytes, &metrics));
         let shared = Arc::new(Shared {
             shards: Sharded::new(|| Mutex::new(Shard::default())),
             per_shard: AtomicUsize::new(config.queue_capacity.div_ceil(2)),
@@ -116,6 +358,7 @@ impl ClickLog {
             stop: AtomicBool::new(false),
             metrics,
             held_oldest_ms: AtomicI64::new(0),
+            journal,
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -126,24 +369,44 @@ impl ClickLog {
             batch_size: config.batch_size,
             held: Vec::new(),
             spare: Vec::new(),
+            retired: Vec::new(),
             written_total: 0,
         };
         let flush_interval = config.flush_interval;
         let writer = std::thread::Builder::new()
             .name("click-log-writer".into())
             .spawn(move || writer.run(flush_interval))?;
+        // Disk syncs and new segments on a thread of their own: a sync can
+        // take long on a busy disk, and the writer must not wait for it.
+        let journal = if shared.journal.is_some() {
+            let shared = Arc::clone(&shared);
+            let interval = config.sync_interval;
+            Some(
+                std::thread::Builder::new()
+                    .name("click-journal".into())
+                    .spawn(move || shared.journal_loop(interval))?,
+            )
+        } else {
+            None
+        };
         Ok(ClickLog {
             shared,
             writer: Mutex::new(Some(writer)),
+            journal: Mutex::new(journal),
         })
     }
 
-    /// Buffers an event in the calling thread's shard without waiting; false
-    /// (and counted) if that shard is full or the log has shut down.
+    /// Journals a click (one with a click ID) and buffers the event in the
+    /// calling thread's shard without waiting; false (and counted) if that
+    /// shard is full, the log has shut down, or the journal has no room.
     pub fn record(&self, event: ClickEvent) -> bool {
         {
-            let mut shard = lock(self.shared.shards.local());
-            if !shard.closed && shard.events.len() < self.shared.per_shard.load(Ordering::Relaxed) {
+            let shared = &*self.shared;
+            let mut shard = lock(shared.shards.local());
+            if !shard.closed
+                && shard.events.len() < shared.per_shard.load(Ordering::Relaxed)
+                && (event.click_id.is_none() || shared.journal(&mut shard, &event))
+            {
                 shard.events.push(event);
                 return true;
             }
@@ -173,6 +436,14 @@ impl ClickLog {
     /// Stops the writer after it has written everything recorded, and waits
     /// for it. Later events are refused. Idempotent.
     pub fn shutdown(&self) {
+        let journal = lock(&self.journal).take();
+        if let Some(handle) = journal {
+            self.shared.stop.store(true, Ordering::Release);
+            handle.thread().unpark();
+            if handle.join().is_err() {
+                error!("click journal thread panicked");
+            }
+        }
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             self.shared.stop.store(true, Ordering::Release);
@@ -190,6 +461,97 @@ impl Drop for ClickLog {
     }
 }
 
+/// What [`replay`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Segments read and removed.
+    pub segments: usize,
+    /// Clicks read from them.
+    pub clicks: usize,
+    /// Of those, clicks that were not in the store yet.
+    pub inserted: usize,
+    /// Segments or records that could not be read (logged; a segment is
+    /// then left in place).
+    pub unreadable: usize,
+}
+
+/// Inserts into the store the clicks of the journal segments in `dir` that
+/// no live process holds (those a process that died left), each click once
+/// however often it is replayed, in transactions of at most `batch_size`,
+/// and removes the segments. Run it before [`ClickLog::start`]. A segment
+/// that cannot be read is logged and left in place; a store error stops the
+/// replay (the segments not yet removed stay for the next try).
+pub fn replay(dir: &Path, store: &dyn Store, batch_size: usize) -> Result<Replayed, StoreError> {
+    let mut done = Replayed::default();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(done),
+        Err(e) => {
+            error!(dir = %dir.display(), error = %e, "click journal: cannot list the folder; nothing replayed");
+            done.unreadable += 1;
+            return Ok(done);
+        }
+    };
+    // File names start with the writer's start time: oldest first.
+    paths.sort();
+    for path in paths {
+        let segment = match linkwright_journal::open(&path) {
+            Ok(Some(segment)) => segment,
+            // A live process's segment.
+            Ok(None) => continue,
+            Err(e) => {
+                error!(error = %e, "click journal: segment left unread");
+                done.unreadable += 1;
+                continue;
+            }
+        };
+        let kind = segment.kind();
+        if kind.id != record::KIND.id || kind.version > record::VERSION {
+            error!(
+                path = %path.display(),
+                kind = kind.id,
+                version = kind.version,
+                "click journal: segment of another kind or a newer version left unread"
+            );
+            done.unreadable += 1;
+            continue;
+        }
+        let mut events = Vec::new();
+        for bytes in segment.records() {
+            match record::decode(kind.version, bytes) {
+                Ok(event) => events.push(event),
+                Err(e) => {
+                    error!(path = %path.display(), error = %e, "click journal: record skipped");
+                    done.unreadable += 1;
+                }
+            }
+        }
+        for batch in events.chunks(batch_size.max(1)) {
+            done.inserted += store.insert_new_clicks(batch)?;
+        }
+        done.clicks += events.len();
+        if let Err(e) = segment.remove() {
+            warn!(path = %path.display(), error = %e, "click journal: cannot remove a replayed segment");
+        }
+        done.segments += 1;
+    }
+    if done.segments > 0 {
+        if let Err(e) = linkwright_journal::sync_dir(dir) {
+            warn!(dir = %dir.display(), error = %e, "click journal: folder sync failed");
+        }
+        info!(
+            segments = done.segments,
+            clicks = done.clicks,
+            new = done.inserted,
+            "click journal replayed: clicks a previous run answered are stored"
+        );
+    }
+    Ok(done)
+}
+
 /// The writer thread's state.
 struct Writer {
     shared: Arc<Shared>,
@@ -203,6 +565,9 @@ struct Writer {
     held: Vec<ClickEvent>,
     /// Empty buffers (with their capacity) to swap into the shards.
     spare: Vec<Vec<ClickEvent>>,
+    /// Sealed journal segments taken from the shards: every click in them
+    /// is in `held` or written. Removed once `held` is all written.
+    retired: Vec<Segment>,
     written_total: u64,
     /// The click ID state last saved (at the start: the state then, from
     /// which no ID has been minted yet).
@@ -210,9 +575,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, flush_interval: Duration) {
+    fn run(mut self, wake: Duration) {
         loop {
-            let stopping = self.wait(flush_interval);
+            let stopping = self.wait(wake);
             if stopping {
                 self.final_pass();
             } else {
@@ -282,19 +647,55 @@ impl Writer {
         if shared.per_shard.load(Ordering::Relaxed) != share {
             shared.per_shard.store(share, Ordering::Relaxed);
         }
-        self.write();
+        if self.write() {
+            self.remove_retired();
+        }
     }
 
     /// At shutdown: closes every shard (later events are refused and
-    /// counted), then writes everything, retrying a failed write once. What
-    /// still fails is lost, logged and counted as dropped.
+    /// counted), then writes everything, retrying a failed write once, and
+    /// removes every journal segment. If the write still fails, the
+    /// journaled clicks stay in their segments for the next start's
+    /// replay; the bot hits are lost, logged and counted as dropped.
     fn final_pass(&mut self) {
         self.take_all(true);
-        if !self.write() && !self.write() {
-            let lost = self.held.len();
-            error!(lost, "click log: final write failed; events lost");
-            self.shared.metrics.clicks_dropped.increment(lost as u64);
-            self.held.clear();
+        if self.write() || self.write() {
+            self.remove_retired();
+            let Some(journal) = &self.shared.journal else {
+                return;
+            };
+            for shard in self.shared.shards.iter() {
+                let mut shard = lock(shard);
+                for segment in shard.segment.take().into_iter().chain(shard.spare.take()) {
+                    journal.remove(segment, &self.shared.metrics);
+                }
+            }
+            self.shared.sync_journal();
+            return;
+        }
+        let journaled = self.shared.journal.is_some();
+        let lost = self
+            .held
+            .iter()
+            .filter(|e| !journaled || e.click_id.is_none())
+            .count();
+        error!(
+            lost,
+            kept = self.held.len() - lost,
+            "click log: final write failed; journaled clicks are kept for the next start, the rest is lost"
+        );
+        self.shared.metrics.clicks_dropped.increment(lost as u64);
+        self.held.clear();
+        self.retired.clear();
+        self.shared.sync_journal();
+    }
+
+    /// Removes the retired segments: every click in them is written.
+    fn remove_retired(&mut self) {
+        if let Some(journal) = &self.shared.journal {
+            for segment in self.retired.drain(..) {
+                journal.remove(segment, &self.shared.metrics);
+            }
         }
     }
 
@@ -315,6 +716,7 @@ impl Writer {
         for shard in self.shared.shards.iter() {
             let mut shard = lock(shard);
             shard.closed |= close;
+            self.retired.append(&mut shard.sealed);
             if !shard.events.is_empty() {
                 let spare = self.spare.pop().unwrap_or_default();
                 runs.push(std::mem::replace(&mut shard.events, spare));
@@ -445,6 +847,7 @@ mod tests {
     const DROPPED: &str = "linkwright_clicklog_dropped_total";
     const WRITTEN: &str = "linkwright_clicklog_written_total";
     const ERRORS: &str = "linkwright_clicklog_write_errors_total";
+    const JOURNAL_ERRORS: &str = "linkwright_clicklog_journal_errors_total";
     /// A flush interval no test waits out: the writer only writes at shutdown.
     const NEVER: Duration = Duration::from_secs(3600);
 
@@ -453,6 +856,8 @@ mod tests {
             queue_capacity,
             batch_size,
             flush_interval: flush,
+            sync_interval: NEVER,
+            segment_bytes: 64 * 1024,
         }
     }
 
@@ -465,6 +870,7 @@ mod tests {
             stop: AtomicBool::new(false),
             metrics,
             held_oldest_ms: AtomicI64::new(0),
+            journal: None,
         })
     }
 
@@ -483,6 +889,7 @@ mod tests {
             batch_size,
             held: Vec::new(),
             spare: Vec::new(),
+            retired: Vec::new(),
             written_total: 0,
         }
     }
@@ -495,6 +902,7 @@ mod tests {
             Arc::new(ClickIdGenerator::new(0)),
             config,
             metrics,
+            None,
         )
         .expect("start")
     }
@@ -561,6 +969,16 @@ mod tests {
                 return Err(StoreError::Timeout(Duration::ZERO));
             }
             Ok(())
+        }
+        fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError> {
+            let mut stored = lock(&self.clicks);
+            let before = stored.len();
+            for c in clicks {
+                if c.click_id.is_none() || !stored.iter().any(|s| s.click_id == c.click_id) {
+                    stored.push(c.clone());
+                }
+            }
+            Ok(stored.len() - before)
         }
         fn load_click_state(&self) -> Result<u64, StoreError> {
             Ok(0)
@@ -658,6 +1076,7 @@ mod tests {
             Arc::clone(&ids),
             config(crate::shard::SHARDS * 1024, 50, Duration::from_millis(1)),
             metrics,
+            Some(&dir.join("journal")),
         )
         .expect("start");
         let accepted: Vec<String> = std::thread::scope(|s| {
@@ -801,6 +1220,7 @@ mod tests {
         let log = ClickLog {
             shared: Arc::clone(&shared),
             writer: Mutex::new(None),
+            journal: Mutex::new(None),
         };
         let record = |n: usize| (0..n).filter(|_| log.record(event(&ids, 1))).count();
         // Before any pass: half the capacity per shard.
@@ -903,6 +1323,7 @@ mod tests {
         let log = ClickLog {
             shared: Arc::clone(&shared),
             writer: Mutex::new(None),
+            journal: Mutex::new(None),
         };
         assert_eq!(log.oldest_unwritten_ms(), None, "nothing recorded");
         let first = event(&ids, 1);
@@ -940,5 +1361,188 @@ mod tests {
             assert_eq!(counter(&handle, WRITTEN), kept as u64);
             assert_eq!(counter(&handle, DROPPED), 5 - kept as u64);
         }
+    }
+
+    /// A log journaling under `dir` with no writer thread: what a process
+    /// that dies before its writer wakes leaves behind.
+    fn unwritten_log(dir: &Path, segment_bytes: usize, metrics: Arc<Metrics>) -> ClickLog {
+        let journal = Journal::new(dir, segment_bytes, &metrics);
+        let shared = shared(1 << 20, metrics);
+        let shared = Arc::new(Shared {
+            journal: Some(journal),
+            ..Arc::into_inner(shared).expect("only owner")
+        });
+        ClickLog {
+            shared,
+            writer: Mutex::new(None),
+            journal: Mutex::new(None),
+        }
+    }
+
+    fn sqlite_with_link(dir: &Path) -> (Arc<SqliteStore>, i64) {
+        let store = Arc::new(SqliteStore::open(dir).expect("open"));
+        let link_id = store.with_conn(|c| {
+            c.execute(
+                "INSERT INTO links (code, provider, input, destination, template_prefix, \
+                 template_suffix, subid_max_len, subid_encoding, created_ms) \
+                 VALUES ('c', 'amazon', 'x', 'x', 'x', '', 0, 'url_safe', 0)",
+                [],
+            )
+            .expect("link");
+            c.last_insert_rowid()
+        });
+        (store, link_id)
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn clicks_a_dead_process_never_wrote_are_replayed_once_however_often_replayed() {
+        let dir = crate::testing::scratch("replay");
+        let journal = dir.join("journal");
+        let (store, link_id) = sqlite_with_link(&dir);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, _handle) = local_metrics();
+        // Small segments: the clicks span several, full and partly full.
+        let log = unwritten_log(&journal, 4096, metrics);
+        let recorded: Vec<ClickEvent> = (0..500).map(|_| event(&ids, link_id)).collect();
+        for e in &recorded {
+            assert!(log.record(e.clone()));
+        }
+        let mut bot = event(&ids, link_id);
+        (bot.click_id, bot.bot) = (None, true);
+        assert!(log.record(bot), "a bot hit is buffered, not journaled");
+        assert!(
+            replay(&journal, &*store, 100).expect("replay").segments == 0,
+            "the segments of a live log are not touched"
+        );
+        // The process dies: its buffers go, its segments stay.
+        drop(log);
+        let files = segment_files(&journal);
+        assert!(files.len() > 5, "{files:?}");
+        let copies: Vec<(PathBuf, Vec<u8>)> = files
+            .iter()
+            .map(|f| (f.clone(), std::fs::read(f).expect("read")))
+            .collect();
+
+        let first = replay(&journal, &*store, 100).expect("replay");
+        assert_eq!(
+            (first.clicks, first.inserted, first.unreadable),
+            (500, 500, 0)
+        );
+        assert!(segment_files(&journal).is_empty(), "replayed segments go");
+        let stored: HashSet<String> = store
+            .clicks(1000)
+            .expect("clicks")
+            .into_iter()
+            .map(|c| c.click_id.expect("human"))
+            .collect();
+        let want: HashSet<String> = recorded
+            .iter()
+            .map(|e| e.click_id.expect("human").to_string())
+            .collect();
+        assert_eq!(stored, want);
+
+        // A crash in the middle of a replay leaves segments whose clicks
+        // are stored already: a second replay adds none of them again.
+        for (path, bytes) in &copies {
+            std::fs::write(path, bytes).expect("restore");
+        }
+        let second = replay(&journal, &*store, 100).expect("replay");
+        assert_eq!((second.clicks, second.inserted), (500, 0));
+        assert_eq!(store.clicks(1000).expect("clicks").len(), 500);
+        assert_eq!(store.link_stats(link_id).expect("stats").total.clicks, 500);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn an_unwritable_journal_drops_and_counts_clicks_and_redirects_go_on() {
+        let dir = crate::testing::scratch("unwritable");
+        // The journal's folder is a file: no segment can be made there.
+        let journal = dir.join("journal");
+        std::fs::write(&journal, b"not a folder").expect("file");
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            config(1024, 100, NEVER),
+            metrics,
+            Some(&journal),
+        )
+        .expect("starts all the same");
+        assert!(!log.record(event(&ids, 1)), "not journaled, not recorded");
+        assert!(!log.record(event(&ids, 1)));
+        let mut bot = event(&ids, 1);
+        (bot.click_id, bot.bot) = (None, true);
+        assert!(log.record(bot), "bot hits are not journaled");
+        assert_eq!(counter(&handle, DROPPED), 2);
+        assert!(counter(&handle, JOURNAL_ERRORS) >= 1);
+        log.shutdown();
+        assert_eq!(store.clicks().len(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn segments_go_once_their_clicks_are_written_and_a_clean_shutdown_leaves_none() {
+        let dir = crate::testing::scratch("retire");
+        let journal = dir.join("journal");
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let mut cfg = config(1 << 16, 100, NEVER);
+        cfg.segment_bytes = 4096;
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(ClickIdGenerator::new(0)),
+            cfg,
+            metrics,
+            Some(&journal),
+        )
+        .expect("start");
+        for _ in 0..1000 {
+            assert!(log.record(event(&ids, 1)));
+        }
+        assert!(segment_files(&journal).len() > 10);
+        log.shutdown();
+        assert_eq!(store.clicks().len(), 1000);
+        assert!(segment_files(&journal).is_empty());
+        assert_eq!(counter(&handle, JOURNAL_ERRORS), 0);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_pass_removes_the_segments_it_wrote_and_keeps_the_one_in_use() {
+        let dir = crate::testing::scratch("pass");
+        let journal = dir.join("journal");
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, _handle) = local_metrics();
+        let log = unwritten_log(&journal, 4096, Arc::clone(&metrics));
+        let mut w = writer(
+            Arc::clone(&log.shared),
+            &store,
+            Arc::new(ClickIdGenerator::new(0)),
+            100,
+        );
+        for _ in 0..300 {
+            assert!(log.record(event(&ids, 1)));
+        }
+        let before = segment_files(&journal).len();
+        w.pass();
+        assert_eq!(store.clicks().len(), 300);
+        assert_eq!(segment_files(&journal).len(), 1, "of {before}");
+        log.shared.prepare_segments();
+        assert_eq!(segment_files(&journal).len(), 2, "and a spare");
+        log.shared.sync_journal();
+        drop(w);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -3,9 +3,10 @@
 //! the HTTP servers. The binary (`linkwright`) is a thin CLI over this crate.
 //!
 //! Below it: `linkwright-model` (click IDs, error codes, templates, shared
-//! tables) and `linkwright-plugin-host` (the only `unsafe` code besides the
-//! SDK), re-exported here as [`click`], [`error`], [`template`] and
-//! [`plugin`]. This crate has no `unsafe` code. See docs/ARCHITECTURE.md
+//! tables), `linkwright-plugin-host` and `linkwright-journal` (with the
+//! SDK, the only crates with `unsafe` code), the first two re-exported here
+//! as [`click`], [`error`], [`template`] and [`plugin`]. This crate has no
+//! `unsafe` code. See docs/ARCHITECTURE.md
 //! for the layers inside it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -133,6 +133,10 @@ fn describe() {
             "Click-log batch writes that failed (the batch is retried).",
         ),
         (
+            "linkwright_clicklog_journal_errors_total",
+            "Click journal failures: a segment could not be made (clicks are dropped until one can), synced or removed.",
+        ),
+        (
             "linkwright_http_rejected_total",
             "Requests shed with 503 (reason overloaded) or answered 504 (reason timeout), by listener.",
         ),
@@ -440,6 +444,8 @@ pub struct Metrics {
     pub clicks_written: Counter,
     /// Failed click-log writes.
     pub clicklog_errors: Counter,
+    /// Click journal failures (segment creation, sync, removal).
+    pub journal_errors: Counter,
     /// Click-log flush durations.
     pub flush_duration: Histogram,
     /// Click events per batch written.
@@ -510,6 +516,7 @@ impl Metrics {
             clicks_dropped: counter!("linkwright_clicklog_dropped_total"),
             clicks_written: counter!("linkwright_clicklog_written_total"),
             clicklog_errors: counter!("linkwright_clicklog_write_errors_total"),
+            journal_errors: counter!("linkwright_clicklog_journal_errors_total"),
             flush_duration: histogram!("linkwright_clicklog_flush_duration_seconds"),
             batch_size: histogram!("linkwright_clicklog_batch_size_clicks"),
             providers,

@@ -214,6 +214,27 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits for it;
+    /// returns its log.
+    pub fn kill(mut self) -> String {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "{status:?}"
+        );
+        let log: Vec<String> = self.stderr.try_iter().collect();
+        log.join("\n")
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {

@@ -104,6 +104,18 @@ fn compile_click_log(raw: &RawClickLog, problems: &mut Vec<ConfigProblem>) -> Cl
             "click_log.flush_interval_ms",
             problems,
         )),
+        sync_interval: Duration::from_millis(at_least(
+            raw.sync_interval_ms,
+            1,
+            "click_log.sync_interval_ms",
+            problems,
+        )),
+        segment_bytes: at_least(
+            raw.segment_bytes,
+            linkwright_journal::MIN_SEGMENT_LEN,
+            "click_log.segment_bytes",
+            problems,
+        ),
     }
 }
 

@@ -202,6 +202,11 @@ pub struct ClickLogConfig {
     pub batch_size: usize,
     /// Flush interval.
     pub flush_interval: Duration,
+    /// How often the click journal is synced to disk: the most clicks power
+    /// loss can take.
+    pub sync_interval: Duration,
+    /// Bytes per click journal segment.
+    pub segment_bytes: usize,
 }
 
 /// One problem in a config: the key path and what is wrong there.

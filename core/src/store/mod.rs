@@ -381,6 +381,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     ) -> Result<ClickBreakdown, StoreError>;
     /// Records a batch of clicks in one transaction.
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
+    /// Records, in one transaction, those of `clicks` not stored yet: a
+    /// click with a click ID that is already there is skipped (and not
+    /// counted again in the rollup), so a replay of the same clicks adds
+    /// nothing. Clicks without an ID are always added. How many were new.
+    fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError>;
     /// Clicks in time order (at the same millisecond, those without a click
     /// ID first, then by click ID), at most `limit`.
     fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;

@@ -76,6 +76,9 @@ impl<S: Store> Store for Timed<S> {
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
         timed("insert_clicks", || self.0.insert_clicks(clicks))
     }
+    fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError> {
+        timed("insert_new_clicks", || self.0.insert_new_clicks(clicks))
+    }
     fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError> {
         timed("clicks", || self.0.clicks(limit))
     }

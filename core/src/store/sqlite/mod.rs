@@ -224,6 +224,39 @@ fn insert_rows(
     Ok(())
 }
 
+/// Adds `clicks` to the per-link, per-UTC-day rollup that reports read, in
+/// the transaction that inserts them. A batch usually touches few
+/// (link, day) pairs: sum them here, then one upsert per pair.
+fn add_to_rollup<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    clicks: impl Iterator<Item = &'a ClickEvent>,
+) -> rusqlite::Result<()> {
+    let mut rollup: HashMap<(i64, i64), (i64, i64), foldhash::fast::RandomState> =
+        HashMap::default();
+    for c in clicks {
+        let sums = rollup
+            .entry((c.link_id, c.at_ms.div_euclid(MS_PER_DAY)))
+            .or_default();
+        if c.bot {
+            sums.1 += 1;
+        } else {
+            sums.0 += 1;
+        }
+    }
+    let mut pairs: Vec<_> = rollup.into_iter().collect();
+    // In key order, so consecutive upserts land on neighbouring pages.
+    pairs.sort_unstable_by_key(|(key, _)| *key);
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO click_rollup (link_id, day, clicks, bot_hits) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT(link_id, day) DO UPDATE SET clicks = clicks + excluded.clicks, \
+         bot_hits = bot_hits + excluded.bot_hits",
+    )?;
+    for ((link_id, day), (humans, bots)) in pairs {
+        upsert.execute(params![link_id, day, humans, bots])?;
+    }
+    Ok(())
+}
+
 fn encoding_name(e: SubIdEncoding) -> &'static str {
     match e {
         SubIdEncoding::Alphanumeric => "alphanumeric",
@@ -660,35 +693,50 @@ impl Store for SqliteStore {
                     bind,
                 )?;
             }
-            // The per-link, per-UTC-day rollup that reports read moves in the
-            // same transaction as the clicks. A batch usually touches few
-            // (link, day) pairs: sum them here, then one upsert per pair.
-            let mut rollup: HashMap<(i64, i64), (i64, i64), foldhash::fast::RandomState> =
-                HashMap::default();
-            for c in clicks {
-                let sums = rollup
-                    .entry((c.link_id, c.at_ms.div_euclid(MS_PER_DAY)))
-                    .or_default();
-                if c.bot {
-                    sums.1 += 1;
-                } else {
-                    sums.0 += 1;
-                }
-            }
-            let mut pairs: Vec<_> = rollup.into_iter().collect();
-            // In key order, so consecutive upserts land on neighbouring pages.
-            pairs.sort_unstable_by_key(|(key, _)| *key);
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO click_rollup (link_id, day, clicks, bot_hits) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT(link_id, day) DO UPDATE SET clicks = clicks + excluded.clicks, \
-                 bot_hits = bot_hits + excluded.bot_hits",
-            )?;
-            for ((link_id, day), (humans, bots)) in pairs {
-                upsert.execute(params![link_id, day, humans, bots])?;
-            }
+            add_to_rollup(&tx, clicks.iter())?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError> {
+        // One row at a time: a multi-row `INSERT OR IGNORE` does not say
+        // which rows it ignored, and only the new ones count in the rollup.
+        // This is the replay of a crashed run's journal, not the hot path.
+        let mut conn = lock(&self.clicks);
+        let tx = conn.transaction()?;
+        let mut new = Vec::with_capacity(clicks.len());
+        {
+            let by_id_columns = format!("click_id, {CLICK_COLUMNS}");
+            let mut by_id = tx.prepare_cached(
+                &insert_clicks_sql("clicks_by_id", &by_id_columns, BY_ID_WIDTH, 1).replacen(
+                    "OR FAIL",
+                    "OR IGNORE",
+                    1,
+                ),
+            )?;
+            let mut without_id = tx.prepare_cached(&insert_clicks_sql(
+                "clicks_without_id",
+                CLICK_COLUMNS,
+                WITHOUT_ID_WIDTH,
+                1,
+            ))?;
+            for c in clicks {
+                let inserted = if c.click_id.is_some() {
+                    bind_by_id(&mut by_id, 1, c)?;
+                    by_id.raw_execute()?
+                } else {
+                    bind_click_columns(&mut without_id, 1, c)?;
+                    without_id.raw_execute()?
+                };
+                if inserted > 0 {
+                    new.push(c);
+                }
+            }
+            add_to_rollup(&tx, new.iter().copied())?;
+        }
+        tx.commit()?;
+        Ok(new.len())
     }
 
     fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError> {
