@@ -3,6 +3,11 @@
 //! side by side in one run on loopback, both driven by `wrk` with the same
 //! settings (see docs/ARCHITECTURE.md, "Performance budgets").
 //!
+//! After the rounds, a localized link (issue 14: Amazon localization, the
+//! visitor's country from the trusted header every run sends) is measured
+//! against the plain one on the same pinned server: server CPU per redirect
+//! ≤ 1.05× the plain link's.
+//!
 //! `cargo bench --bench load` runs it; `LOAD_SECS` (default 5),
 //! `LOAD_CONNS` (default 64) and `LOAD_ROUNDS` (default 7) change the
 //! duration and connection count of the measured runs and how many rounds
@@ -54,7 +59,15 @@ const BARE_SERVER_FLAG: &str = "--bare-302-server";
 /// linkwright's tracked URL with a click ID.
 const BARE_LOCATION: &str = "https://www.amazon.com/dp/B08N5WRWNW?tag=x-20&ascsubtag=0000000000000";
 const LINK_CODE: &str = "bench1";
+/// The same product, localized (issue 14): a shopper from DE (the country
+/// header every wrk run sends) lands on its amazon.de target.
+const LOCALIZED_CODE: &str = "bench2";
 const LINK_INPUT: &str = "https://www.amazon.com/dp/B08N5WRWNW";
+/// Sent by every run: linkwright trusts it (`server.trusted_country_header`),
+/// so the plain link records the country and the localized one routes by it.
+const COUNTRY_HEADER: &str = "cf-ipcountry: DE";
+/// Pinned: a localized link's server CPU per redirect over a plain link's.
+const LOCALIZED_CPU_BUDGET: f64 = 1.05;
 /// Sent by wrk and by the sanity requests, so that linkwright takes the click
 /// path (a browser) and not the bot path (no sub-ID, no click logged).
 const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36";
@@ -140,6 +153,8 @@ impl Settings {
             "--latency".to_owned(),
             "-H".to_owned(),
             format!("User-Agent: {USER_AGENT}"),
+            "-H".to_owned(),
+            COUNTRY_HEADER.to_owned(),
             url.to_owned(),
         ]
     }
@@ -242,6 +257,38 @@ fn run() -> Result<()> {
         }
     }
 
+    // Localized against plain, pinned, linkwright alone: the cost of
+    // targeting on the redirect path.
+    let mut localized = Vec::new();
+    if settings.pinned {
+        let localized_url = format!("http://{}/{LOCALIZED_CODE}", lw.addr);
+        let r = http_get(&lw.addr, &format!("/{LOCALIZED_CODE}"))?;
+        let location = r.header("location").unwrap_or_default().to_owned();
+        ensure!(
+            location.starts_with("https://www.amazon.de/dp/B08N5WRWNW?tag="),
+            "the localized link did not send DE to amazon.de: {location:?}"
+        );
+        println!("\nlocalized ({localized_url}, DE → {location}) against plain, pinned ...");
+        for round in 1..=settings.rounds {
+            let plain_first = round % 2 == 1;
+            let mut pair = [None, None];
+            for i in 0..2 {
+                let which = usize::from(plain_first == (i == 1));
+                let url = if which == 0 { &lw_url } else { &localized_url };
+                let m = measure(&lw.server, &settings, url, Pin::Pinned)?;
+                wrk_requests_lw += m.wrk.requests;
+                pair[which] = Some(m.cpu_us_per_request);
+            }
+            if let [Some(plain), Some(local)] = pair {
+                println!(
+                    "  round {round}: plain {plain:.2} µs, localized {local:.2} µs per redirect ({:.3}×)",
+                    local / plain
+                );
+                localized.push(local / plain);
+            }
+        }
+    }
+
     let clicks = settle_click_log(&lw.admin)?;
     println!("\nstopping linkwright with SIGTERM ...");
     let status = lw.server.terminate(SHUTDOWN_TIMEOUT)?;
@@ -267,6 +314,19 @@ fn run() -> Result<()> {
         exit: status,
     };
     report.print();
+    if !localized.is_empty() {
+        localized.sort_by(f64::total_cmp);
+        let median = localized[localized.len() / 2];
+        println!(
+            "\nlocalized link / plain link, server CPU per redirect (pinned), median of {}: {median:.3}× (budget ≤ {LOCALIZED_CPU_BUDGET}×): {}",
+            localized.len(),
+            if median <= LOCALIZED_CPU_BUDGET {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+        );
+    }
     if !shutdown_output.is_empty() {
         println!("\nlinkwright's stdout after listening:");
         for line in shutdown_output.iter().rev().take(20).rev() {
@@ -631,7 +691,11 @@ fn start_linkwright(tmp: &TempDir) -> Result<Linkwright> {
     let bin = bin.as_str();
     let config = tmp.path.join("config.toml");
     let data = tmp.path.join("data");
-    fs::write(&config, include_str!("../config.toml")).context("write config")?;
+    let text = format!(
+        "[server]\ntrusted_country_header = \"cf-ipcountry\"\n\n{}",
+        include_str!("../config.toml")
+    );
+    fs::write(&config, text).context("write config")?;
     fs::create_dir_all(&data).context("create data dir")?;
     let common = |cmd: &mut Command| {
         cmd.env_remove("LINKWRIGHT_LOG")
@@ -642,24 +706,26 @@ fn start_linkwright(tmp: &TempDir) -> Result<Linkwright> {
             .arg(&data);
     };
 
-    let mut create = Command::new(bin);
-    create.args(["links", "create"]);
-    common(&mut create);
-    create.args(["--code", LINK_CODE, LINK_INPUT]);
-    let out = create
-        .output()
-        .with_context(|| format!("could not run {bin}"))?;
-    ensure!(
-        out.status.success(),
-        "`linkwright links create` failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!(
-        "created link {LINK_CODE}: {}",
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
+    for (code, localize) in [(LINK_CODE, "false"), (LOCALIZED_CODE, "true")] {
+        let mut create = Command::new(bin);
+        create.args(["links", "create"]);
+        common(&mut create);
+        create.args(["--code", code, "--localize", localize, LINK_INPUT]);
+        let out = create
+            .output()
+            .with_context(|| format!("could not run {bin}"))?;
+        ensure!(
+            out.status.success(),
+            "`linkwright links create` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!(
+            "created link {code} (localize {localize}): {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
 
     let mut serve = Command::new(bin);
     serve.arg("serve");
@@ -864,7 +930,7 @@ fn http_get(addr: &str, path: &str) -> Result<Response> {
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: {USER_AGENT}\r\n{COUNTRY_HEADER}\r\nAccept: */*\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream
