@@ -22,6 +22,7 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
     let raw = parse(text, &mut problems).map_err(|p| invalid(vec![p]))?;
     let config = Config {
         plugin_dirs: compile_plugin_dirs(&raw.plugins, base),
+        plugins: compile_plugins(&raw.plugins, &mut problems),
         node_id: compile_node_id(&raw.click_ids, &mut problems),
         server: compile_server(&raw.server, base, &mut problems),
         cache: compile_cache(&raw.cache, &mut problems),
@@ -145,6 +146,14 @@ fn compile_upstream(raw: &RawUpstream, problems: &mut Vec<ConfigProblem>) -> Ups
     UpstreamConfig { expand }
 }
 
+fn compile_plugins(raw: &RawPlugins, problems: &mut Vec<ConfigProblem>) -> PluginsConfig {
+    let ms = at_least(raw.call_timeout_ms, 1, "plugins.call_timeout_ms", problems);
+    PluginsConfig {
+        call_budget: Duration::from_millis(ms),
+        probe: raw.probe,
+    }
+}
+
 /// The configured plugin folders (relative to the config file), then the
 /// executable's own ([`default_plugin_dirs`]), each once.
 fn compile_plugin_dirs(raw: &RawPlugins, base: &Path) -> Vec<PathBuf> {
@@ -241,6 +250,11 @@ fn compile_providers(
                 name,
                 plugin,
                 settings,
+                link_hosts: p
+                    .link_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             });
         }
     }
