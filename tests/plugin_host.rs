@@ -738,3 +738,131 @@ fn a_plugin_that_hangs_only_on_rare_inputs_passes_its_probe_and_meets_the_budget
     assert!(e.message.contains("did not answer within 300 ms"), "{e:?}");
     amazon_still_builds(&providers);
 }
+
+/// The real server with the default providers, an aborting plugin and one
+/// that hangs on `…/sleep` (call budget 500 ms): the aborting one is refused
+/// at start, the hanging one answers within its budget and is then
+/// quarantined, and redirects and every other provider keep working.
+#[test]
+fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_serving() {
+    use common::{BROWSER, TestServer, client, create_key};
+    use reqwest::StatusCode;
+    let dir = scratch("server-hostile");
+    let compile = |variant: &str| {
+        compile_c(
+            &repo_root().join("tests/fixtures/c/hostile_plugin.c"),
+            &[&format!("LW_HOSTILE_{variant}")],
+            &dir,
+            &format!("libhostile_{}.so", variant.to_lowercase()),
+        )
+    };
+    let (abort, sleep) = (compile("ABORT"), compile("SLEEP"));
+    let text = std::fs::read_to_string(repo_root().join("config.toml"))
+        .unwrap()
+        .replace("call_timeout_ms = 2000", "call_timeout_ms = 500");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[providers]]\nname = \"crashy\"\nplugin = \"{}\"\n\n\
+             [[providers]]\nname = \"sleepy\"\nplugin = \"{}\"\n",
+            abort.display(),
+            sleep.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let key = create_key(&config, &data, &[]);
+    let server = TestServer::start(&config, &data);
+    let api = |path: &str| format!("{}/api/v1{path}", server.admin);
+    let auth = format!("Bearer {key}");
+    let providers: serde_json::Value = client()
+        .get(api("/providers"))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let status_of = |name: &str| {
+        providers["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let crashy = status_of("crashy");
+    assert_eq!(crashy["status"], "refused", "{crashy}");
+    let reason = crashy["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("failed its probe for provider `crashy`")
+            && reason.contains("killed by signal 6 (SIGABRT) while building"),
+        "{reason}"
+    );
+    assert_eq!(status_of("sleepy")["status"], "ok");
+    assert_eq!(status_of("amazon")["status"], "ok");
+
+    let create = |url: &str, provider: Option<&str>| {
+        let mut body = serde_json::json!({"url": url});
+        if let Some(p) = provider {
+            body["provider"] = p.into();
+        }
+        let started = std::time::Instant::now();
+        let r = client()
+            .post(api("/links"))
+            .header("authorization", &auth)
+            .json(&body)
+            .send()
+            .unwrap();
+        (
+            r.status(),
+            started.elapsed(),
+            r.json::<serde_json::Value>().unwrap(),
+        )
+    };
+    // The hanging build is answered once its budget is spent: a 500 whose
+    // details (naming the plugin) go to the log.
+    let (status, waited, body) = create("https://shop.example/sleep", Some("sleepy"));
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(
+        waited >= std::time::Duration::from_millis(500),
+        "{waited:?}"
+    );
+    let poisoned: serde_json::Value = client()
+        .get(api("/providers"))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let sleepy = poisoned["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sleepy")
+        .unwrap()
+        .clone();
+    assert_eq!(sleepy["status"], "poisoned", "{sleepy}");
+    assert_eq!(sleepy["reason"], "timeout", "{sleepy}");
+    // Later builds for it fail at once; every other provider serves.
+    let (status, waited, _) = create("https://shop.example/a", Some("sleepy"));
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(waited < std::time::Duration::from_millis(500), "{waited:?}");
+    let (status, _, link) = create("https://www.amazon.com/dp/B08N5WRWNW", None);
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let r = client()
+        .get(link["short_url"].as_str().unwrap())
+        .header("user-agent", BROWSER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let (_, log) = server.terminate();
+    assert!(
+        log.contains(
+            "provider `sleepy` did not answer within 500 ms (build) and is disabled until restart"
+        ),
+        "{log}"
+    );
+}
