@@ -606,7 +606,7 @@ fn amazon_still_builds(providers: &Providers) {
 
 #[test]
 fn a_plugin_call_past_its_time_budget_fails_naming_the_provider_which_is_then_quarantined() {
-    let providers = hostile_with("SLEEP", "", 300, false);
+    let providers = hostile_with("SLEEP", "", 1000, false);
     assert!(providers.refused().is_empty(), "{:?}", providers.refused());
     let build = |input: &str, provider: Option<&str>| {
         providers.build(&BuildRequest {
@@ -628,7 +628,7 @@ fn a_plugin_call_past_its_time_budget_fails_naming_the_provider_which_is_then_qu
     let e = build("https://shop.example/sleep", Some("hostile")).unwrap_err();
     let waited = started.elapsed();
     assert!(
-        waited >= std::time::Duration::from_millis(300)
+        waited >= std::time::Duration::from_millis(1000)
             && waited < std::time::Duration::from_secs(10),
         "{waited:?}"
     );
@@ -636,7 +636,7 @@ fn a_plugin_call_past_its_time_budget_fails_naming_the_provider_which_is_then_qu
     assert_eq!(e.provider.as_deref(), Some("hostile"));
     assert_eq!(
         e.message,
-        "provider `hostile` did not answer within 300 ms (build) and is disabled until restart"
+        "provider `hostile` did not answer within 1000 ms (build) and is disabled until restart"
     );
     let hostile = providers.get("hostile").unwrap();
     assert_eq!(
@@ -647,10 +647,10 @@ fn a_plugin_call_past_its_time_budget_fails_naming_the_provider_which_is_then_qu
     // is left hanging), naming why.
     let started = std::time::Instant::now();
     let e = build("https://shop.example/a", Some("hostile")).unwrap_err();
-    assert!(started.elapsed() < std::time::Duration::from_millis(300));
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000));
     assert_eq!(
         e.message,
-        "provider `hostile` is disabled: a call to its plugin took longer than 300 ms earlier"
+        "provider `hostile` is disabled: a call to its plugin took longer than 1000 ms earlier"
     );
     let e = build("https://shop.example/a", None).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnsupportedHost);
@@ -718,16 +718,16 @@ fn a_plugin_that_aborts_while_making_its_instance_is_refused_by_its_probe() {
 
 #[test]
 fn a_plugin_that_hangs_on_ordinary_inputs_is_refused_by_its_probe() {
-    let reason = probe_refusal(&hostile_with("SLEEP", "sleep_always = true", 300, true));
+    let reason = probe_refusal(&hostile_with("SLEEP", "sleep_always = true", 1000, true));
     assert_eq!(
         reason,
-        "it hung: no answer within the 300 ms budget while building `https://www.amazon.com/dp/B08N5WRWNW`"
+        "it hung: no answer within the 1000 ms budget while building `https://www.amazon.com/dp/B08N5WRWNW`"
     );
 }
 
 #[test]
 fn a_plugin_that_hangs_only_on_rare_inputs_passes_its_probe_and_meets_the_budget_later() {
-    let providers = hostile_with("SLEEP", "", 300, true);
+    let providers = hostile_with("SLEEP", "", 2000, true);
     assert!(providers.refused().is_empty(), "{:?}", providers.refused());
     let e = providers
         .build(&BuildRequest {
@@ -735,12 +735,12 @@ fn a_plugin_that_hangs_only_on_rare_inputs_passes_its_probe_and_meets_the_budget
             ..Default::default()
         })
         .unwrap_err();
-    assert!(e.message.contains("did not answer within 300 ms"), "{e:?}");
+    assert!(e.message.contains("did not answer within 2000 ms"), "{e:?}");
     amazon_still_builds(&providers);
 }
 
 /// The real server with the default providers, an aborting plugin and one
-/// that hangs on `…/sleep` (call budget 500 ms): the aborting one is refused
+/// that hangs on `…/sleep` (call budget 1 s): the aborting one is refused
 /// at start, the hanging one answers within its budget and is then
 /// quarantined, and redirects and every other provider keep working.
 #[test]
@@ -759,7 +759,7 @@ fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_servin
     let (abort, sleep) = (compile("ABORT"), compile("SLEEP"));
     let text = std::fs::read_to_string(repo_root().join("config.toml"))
         .unwrap()
-        .replace("call_timeout_ms = 2000", "call_timeout_ms = 500");
+        .replace("call_timeout_ms = 2000", "call_timeout_ms = 1000");
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -827,7 +827,7 @@ fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_servin
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["error"]["code"], "internal");
     assert!(
-        waited >= std::time::Duration::from_millis(500),
+        waited >= std::time::Duration::from_millis(1000),
         "{waited:?}"
     );
     let poisoned: serde_json::Value = client()
@@ -849,7 +849,10 @@ fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_servin
     // Later builds for it fail at once; every other provider serves.
     let (status, waited, _) = create("https://shop.example/a", Some("sleepy"));
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(waited < std::time::Duration::from_millis(500), "{waited:?}");
+    assert!(
+        waited < std::time::Duration::from_millis(1000),
+        "{waited:?}"
+    );
     let (status, _, link) = create("https://www.amazon.com/dp/B08N5WRWNW", None);
     assert_eq!(status, StatusCode::CREATED, "{link}");
     let r = client()
@@ -861,7 +864,7 @@ fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_servin
     let (_, log) = server.terminate();
     assert!(
         log.contains(
-            "provider `sleepy` did not answer within 500 ms (build) and is disabled until restart"
+            "provider `sleepy` did not answer within 1000 ms (build) and is disabled until restart"
         ),
         "{log}"
     );

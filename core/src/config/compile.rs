@@ -242,6 +242,19 @@ fn compile_providers(
                 None
             }
         };
+        for (i, host) in p.link_hosts.iter().enumerate() {
+            let host = host.trim();
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+            {
+                problems.push(ConfigProblem {
+                    path: at(&format!("link_hosts[{i}]")),
+                    message: format!("`{host}` is not a host name"),
+                });
+            }
+        }
         if let (Some(name), Some(plugin), Some(settings), true) =
             (name, plugin, settings, p.enabled)
         {

@@ -332,6 +332,31 @@ mod tests {
     }
 
     #[test]
+    fn plugin_call_budget_and_link_hosts_are_checked() {
+        let c = Config::from_toml_str("").expect("defaults");
+        assert_eq!(c.plugins.call_budget, Duration::from_secs(2));
+        assert!(c.plugins.probe);
+        let got = problems(
+            r#"
+            [plugins]
+            call_timeout_ms = 0
+            [[providers]]
+            name = "awin"
+            plugin = "awin"
+            link_hosts = ["www.awin1.com", "", "evil.example/x"]
+            "#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                "plugins.call_timeout_ms: must be at least 1, got 0",
+                "providers[0].link_hosts[1]: `` is not a host name",
+                "providers[0].link_hosts[2]: `evil.example/x` is not a host name",
+            ]
+        );
+    }
+
+    #[test]
     fn a_config_file_over_the_size_limit_is_refused_unread() {
         let dir = crate::testing::scratch("config-size");
         let file = dir.join("big.toml");
