@@ -869,3 +869,33 @@ fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_servin
         "{log}"
     );
 }
+
+/// A batch goes on past a call that hangs: the hung item fails naming the
+/// provider, the items after it are answered (on a fresh worker), in order.
+#[test]
+fn a_batch_with_a_hanging_call_answers_every_item_in_order() {
+    let providers = hostile_with("SLEEP", "", 1000, false);
+    let request = |input| BuildRequest {
+        input,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let built = providers.build_many(&[
+        request("https://shop.example/a"),
+        request("https://shop.example/sleep"),
+        request("https://www.amazon.com/dp/B08N5WRWNW"),
+        request("https://shop.example/b"),
+    ]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(built.len(), 4);
+    assert_eq!(built[0].as_ref().unwrap().provider, "hostile");
+    assert_eq!(
+        built[1].as_ref().unwrap_err().message,
+        "provider `hostile` did not answer within 1000 ms (build) and is disabled until restart"
+    );
+    assert_eq!(built[2].as_ref().unwrap().provider, "amazon");
+    assert_eq!(
+        built[3].as_ref().unwrap_err().message,
+        "no provider handles host `shop.example` (disabled after a plugin timeout: hostile)"
+    );
+}

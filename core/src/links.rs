@@ -415,10 +415,9 @@ impl Builder {
             tasks.push((
                 end - start,
                 tokio::task::spawn_blocking(move || {
-                    items[start..end]
-                        .iter()
-                        .map(|item| providers.build(&item.request()))
-                        .collect::<Vec<_>>()
+                    let requests: Vec<BuildRequest<'_>> =
+                        items[start..end].iter().map(BuildItem::request).collect();
+                    providers.build_many(&requests)
                 }),
             ));
         }

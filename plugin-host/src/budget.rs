@@ -47,10 +47,20 @@ pub fn run<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Overrun> {
     let (answer, result) = mpsc::sync_channel(1);
-    let mut job: Job = Box::new(move || {
+    spawn(move || {
         // The caller may have given up: then nobody reads the answer.
         let _ = answer.send(f());
-    });
+    })?;
+    result.recv_timeout(budget).map_err(|e| match e {
+        mpsc::RecvTimeoutError::Timeout => Overrun::TimedOut,
+        mpsc::RecvTimeoutError::Disconnected => Overrun::NoWorker,
+    })
+}
+
+/// Hands `job` to an idle worker, or to a new one: the caller watches the
+/// job's progress itself (see `Providers::build_many`).
+pub fn spawn(job: impl FnOnce() + Send + 'static) -> Result<(), Overrun> {
+    let mut job: Job = Box::new(job);
     loop {
         let worker = pool().idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match worker {
@@ -65,10 +75,7 @@ pub fn run<T: Send + 'static>(
             }
         }
     }
-    result.recv_timeout(budget).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => Overrun::TimedOut,
-        mpsc::RecvTimeoutError::Disconnected => Overrun::NoWorker,
-    })
+    Ok(())
 }
 
 /// Starts a worker with its first job; after each job it offers itself to

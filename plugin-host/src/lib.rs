@@ -22,8 +22,8 @@ pub mod probe;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use linkwright_model::click::CLICK_ID_LEN;
 use linkwright_model::error::{BuildError, ErrorCode};
@@ -344,24 +344,35 @@ impl Provider {
         what: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, BuildError> {
-        budget::run(self.call_budget, f).map_err(|overrun| {
-            let name = self.name.as_str();
-            let message = match overrun {
-                budget::Overrun::TimedOut => {
-                    self.instance.quarantine();
-                    error!(provider = %name, call = what, budget_ms = self.call_budget.as_millis() as u64,
-                        "plugin call overran its time budget; provider disabled until restart");
-                    format!(
-                        "provider `{name}` did not answer within {} ms ({what}) and is disabled until restart",
-                        self.call_budget.as_millis()
-                    )
-                }
-                budget::Overrun::NoWorker => {
-                    format!("provider `{name}`: no thread to run its plugin call ({what})")
-                }
-            };
-            BuildError::new(ErrorCode::Internal, message).provider(name)
+        budget::run(self.call_budget, f).map_err(|overrun| match overrun {
+            budget::Overrun::TimedOut => self.overran(what),
+            budget::Overrun::NoWorker => BuildError::new(
+                ErrorCode::Internal,
+                format!(
+                    "provider `{}`: no thread to run its plugin call ({what})",
+                    self.name
+                ),
+            )
+            .provider(&self.name),
         })
+    }
+
+    /// A call of `what` overran the time budget: quarantines the provider
+    /// (counted as a `timeout` build) and says so, naming it.
+    fn overran(&self, what: &str) -> BuildError {
+        let name = self.name.as_str();
+        self.instance.quarantine();
+        record_build(name, self.call_budget, "timeout");
+        error!(provider = %name, call = what, budget_ms = self.call_budget.as_millis() as u64,
+            "plugin call overran its time budget; provider disabled until restart");
+        BuildError::new(
+            ErrorCode::Internal,
+            format!(
+                "provider `{name}` did not answer within {} ms ({what}) and is disabled until restart",
+                self.call_budget.as_millis()
+            ),
+        )
+        .provider(name)
     }
 }
 
@@ -400,8 +411,9 @@ pub const MAX_INPUT_LEN: usize = 8 * 1024;
 /// refused ones with their reasons.
 #[derive(Debug, Default)]
 pub struct Providers {
-    loaded: Vec<Provider>,
+    loaded: Arc<Vec<Provider>>,
     refused: Vec<Refused>,
+    call_budget: Duration,
 }
 
 impl Providers {
@@ -445,10 +457,13 @@ impl Providers {
             }),
             None => configured.iter().map(|_| Ok(())).collect(),
         };
-        let mut providers = Providers::default();
+        let mut providers = Providers {
+            call_budget: options.call_budget,
+            ..Providers::default()
+        };
+        let mut loaded = Vec::new();
         for (pc, probed) in configured.iter().zip(probed) {
-            let loaded = probed.and_then(|()| load_provider(pc, dirs));
-            match loaded {
+            match probed.and_then(|()| load_provider(pc, dirs)) {
                 Ok(instance) => {
                     let mut provider = Provider {
                         name: pc.name.clone(),
@@ -460,7 +475,7 @@ impl Providers {
                     if provider.link_hosts.is_empty() {
                         provider.link_hosts = declared_link_hosts(provider.describe().as_ref());
                     }
-                    providers.loaded.push(provider);
+                    loaded.push(provider);
                 }
                 Err((file, error)) => {
                     error!(provider = %pc.name, error = %error, "provider refused");
@@ -474,6 +489,7 @@ impl Providers {
                 }
             }
         }
+        providers.loaded = Arc::new(loaded);
         providers
     }
 
@@ -493,72 +509,202 @@ impl Providers {
     }
 
     /// Builds a template: with the named provider, or with the first provider
-    /// (in config order) that accepts the input.
+    /// (in config order) that accepts the input. The plugin calls run on a
+    /// worker thread, each within the time budget (see [`build_many`](Self::build_many)).
     pub fn build(&self, req: &BuildRequest<'_>) -> Result<Template, BuildError> {
-        let input = req.input.trim();
-        if input.is_empty() {
-            return Err(
-                BuildError::new(ErrorCode::InvalidInput, "the input is empty").field("input"),
-            );
+        self.build_many(std::slice::from_ref(req))
+            .pop()
+            .unwrap_or_else(|| Err(BuildError::new(ErrorCode::Internal, "no answer")))
+    }
+
+    /// Builds many templates, each as [`build`](Self::build) would, in
+    /// order, on one worker thread (one hand-off for the lot, not one per
+    /// call). The caller watches the worker: a plugin call still running
+    /// when its time budget is spent fails its request naming the provider,
+    /// the provider is quarantined, and the requests after it go on on a
+    /// fresh worker while the stuck one is abandoned with its call.
+    pub fn build_many(&self, reqs: &[BuildRequest<'_>]) -> Vec<Result<Template, BuildError>> {
+        let items: Arc<Vec<OwnedRequest>> = Arc::new(reqs.iter().map(OwnedRequest::new).collect());
+        let mut results = Vec::with_capacity(items.len());
+        while results.len() < items.len() {
+            let start = results.len();
+            let watch = Arc::new(Watch::default());
+            let (answers, answered) = mpsc::channel();
+            let job = {
+                let (loaded, items, watch) = (
+                    Arc::clone(&self.loaded),
+                    Arc::clone(&items),
+                    Arc::clone(&watch),
+                );
+                move || {
+                    for item in &items[start..] {
+                        let built = route(&loaded, &item.request(), &watch);
+                        if answers.send(built).is_err() {
+                            return; // the caller gave up on this worker
+                        }
+                    }
+                }
+            };
+            if budget::spawn(job).is_err() {
+                results.push(Err(BuildError::new(
+                    ErrorCode::Internal,
+                    "no thread to run the plugin call on",
+                )));
+                continue;
+            }
+            while results.len() < items.len() {
+                let wait = match watch.current() {
+                    Some((_, since)) => {
+                        (since + self.call_budget).saturating_duration_since(Instant::now())
+                    }
+                    None => self.call_budget,
+                };
+                match answered.recv_timeout(wait) {
+                    Ok(built) => results.push(built),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        // Every earlier answer was read: the worker is on
+                        // this request, and overran if its call is as old
+                        // as the budget.
+                        if let Some((at, since)) = watch.current()
+                            && since.elapsed() >= self.call_budget
+                        {
+                            results.push(Err(self.loaded[at].overran("build")));
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        results.push(Err(BuildError::new(
+                            ErrorCode::Internal,
+                            "the plugin call's worker thread failed",
+                        )));
+                        break;
+                    }
+                }
+            }
         }
-        if input.len() > MAX_INPUT_LEN {
-            return Err(BuildError::new(
-                ErrorCode::InvalidInput,
-                format!(
-                    "the input is {} bytes; the limit is {MAX_INPUT_LEN}",
-                    input.len()
-                ),
-            )
-            .field("input"));
+        results
+    }
+}
+
+/// A build request, owned, to hand to a worker thread.
+#[derive(Debug)]
+struct OwnedRequest {
+    input: String,
+    marketplace: Option<String>,
+    params: Vec<(String, String)>,
+    provider: Option<String>,
+}
+
+impl OwnedRequest {
+    fn new(req: &BuildRequest<'_>) -> OwnedRequest {
+        OwnedRequest {
+            input: req.input.to_owned(),
+            marketplace: req.marketplace.map(str::to_owned),
+            params: req.params.to_vec(),
+            provider: req.provider.map(str::to_owned),
         }
-        if let Some(name) = req.provider {
-            let provider = self.get(name).ok_or_else(|| {
-                let known: Vec<&str> = self.loaded.iter().map(|p| p.name.as_str()).collect();
+    }
+
+    fn request(&self) -> BuildRequest<'_> {
+        BuildRequest {
+            input: &self.input,
+            marketplace: self.marketplace.as_deref(),
+            params: &self.params,
+            provider: self.provider.as_deref(),
+        }
+    }
+}
+
+/// The plugin call a worker is in, if any: which provider (its position)
+/// and since when. The caller reads it to tell a hung call from a slow
+/// batch.
+#[derive(Debug, Default)]
+struct Watch {
+    call: Mutex<Option<(usize, Instant)>>,
+}
+
+impl Watch {
+    fn set(&self, call: Option<(usize, Instant)>) {
+        *self.call.lock().unwrap_or_else(|p| p.into_inner()) = call;
+    }
+
+    fn current(&self) -> Option<(usize, Instant)> {
+        *self.call.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Builds one template on a worker: the checks on the input, then the named
+/// provider or the first (in config order) that accepts it.
+fn route(
+    loaded: &[Provider],
+    req: &BuildRequest<'_>,
+    watch: &Watch,
+) -> Result<Template, BuildError> {
+    let input = req.input.trim();
+    if input.is_empty() {
+        return Err(BuildError::new(ErrorCode::InvalidInput, "the input is empty").field("input"));
+    }
+    if input.len() > MAX_INPUT_LEN {
+        return Err(BuildError::new(
+            ErrorCode::InvalidInput,
+            format!(
+                "the input is {} bytes; the limit is {MAX_INPUT_LEN}",
+                input.len()
+            ),
+        )
+        .field("input"));
+    }
+    if let Some(name) = req.provider {
+        let (at, provider) = loaded
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = loaded.iter().map(|p| p.name.as_str()).collect();
                 BuildError::new(
                     ErrorCode::InvalidInput,
                     format!("no provider named `{name}`; loaded: {}", known.join(", ")),
                 )
                 .field("provider")
             })?;
-            return match call(provider, input, req)? {
-                Some(t) => Ok(t),
-                None => Err(BuildError::new(
-                    ErrorCode::UnsupportedHost,
-                    format!(
-                        "provider `{name}` does not handle {}",
-                        describe_input(input)
-                    ),
-                )
-                .provider(name)),
-            };
-        }
-        let mut poisoned: Vec<(Disabled, &str)> = Vec::new();
-        for provider in &self.loaded {
-            if let Some(why) = provider.disabled() {
-                poisoned.push((why, provider.name.as_str()));
-                continue;
-            }
-            if let Some(t) = call(provider, input, req)? {
-                return Ok(t);
-            }
-        }
-        let mut message = format!("no provider handles {}", describe_input(input));
-        for why in [Disabled::Panicked, Disabled::TimedOut] {
-            let names: Vec<&str> = poisoned
-                .iter()
-                .filter(|(w, _)| *w == why)
-                .map(|(_, n)| *n)
-                .collect();
-            if !names.is_empty() {
-                message.push_str(&format!(
-                    " (disabled after a plugin {}: {})",
-                    why.as_str(),
-                    names.join(", ")
-                ));
-            }
-        }
-        Err(BuildError::new(ErrorCode::UnsupportedHost, message).field("input"))
+        return match call(provider, at, input, req, watch)? {
+            Some(t) => Ok(t),
+            None => Err(BuildError::new(
+                ErrorCode::UnsupportedHost,
+                format!(
+                    "provider `{name}` does not handle {}",
+                    describe_input(input)
+                ),
+            )
+            .provider(name)),
+        };
     }
+    let mut poisoned: Vec<(Disabled, &str)> = Vec::new();
+    for (at, provider) in loaded.iter().enumerate() {
+        if let Some(why) = provider.disabled() {
+            poisoned.push((why, provider.name.as_str()));
+            continue;
+        }
+        if let Some(t) = call(provider, at, input, req, watch)? {
+            return Ok(t);
+        }
+    }
+    let mut message = format!("no provider handles {}", describe_input(input));
+    for why in [Disabled::Panicked, Disabled::TimedOut] {
+        let names: Vec<&str> = poisoned
+            .iter()
+            .filter(|(w, _)| *w == why)
+            .map(|(_, n)| *n)
+            .collect();
+        if !names.is_empty() {
+            message.push_str(&format!(
+                " (disabled after a plugin {}: {})",
+                why.as_str(),
+                names.join(", ")
+            ));
+        }
+    }
+    Err(BuildError::new(ErrorCode::UnsupportedHost, message).field("input"))
 }
 
 /// `host example.com` for a URL, the input itself otherwise.
@@ -569,11 +715,14 @@ fn describe_input(input: &str) -> String {
     }
 }
 
-/// Calls one provider: `Ok(None)` when it declines.
+/// Calls one provider (at position `at`), marking the call in `watch` while
+/// it runs: `Ok(None)` when it declines.
 fn call(
     provider: &Provider,
+    at: usize,
     input: &str,
     req: &BuildRequest<'_>,
+    watch: &Watch,
 ) -> Result<Option<Template>, BuildError> {
     let name = provider.name.as_str();
     match provider.disabled() {
@@ -596,25 +745,10 @@ fn call(
             .provider(name));
         }
     }
-    let started = std::time::Instant::now();
-    let built = {
-        let instance = Arc::clone(&provider.instance);
-        let (input, marketplace, params) = (
-            input.to_owned(),
-            req.marketplace.map(str::to_owned),
-            req.params.to_vec(),
-        );
-        provider.within_budget("build", move || {
-            instance.build(&input, marketplace.as_deref(), &params)
-        })
-    };
-    let built = match built {
-        Ok(built) => built,
-        Err(e) => {
-            record_build(name, started.elapsed(), "timeout");
-            return Err(e);
-        }
-    };
+    let started = Instant::now();
+    watch.set(Some((at, started)));
+    let built = provider.instance.build(input, req.marketplace, req.params);
+    watch.set(None);
     let result = match &built {
         Ok(_) => "ok",
         Err(e) if e.status == Some(Status::Declined) => "declined",
