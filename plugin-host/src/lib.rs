@@ -529,7 +529,9 @@ impl Providers {
         while results.len() < items.len() {
             let start = results.len();
             let watch = Arc::new(Watch::default());
-            let (answers, answered) = mpsc::channel();
+            // One message when the worker is done: the answers themselves
+            // go in `watch`, so the caller is not woken once per item.
+            let (done, finished) = mpsc::sync_channel::<()>(1);
             let job = {
                 let (loaded, items, watch) = (
                     Arc::clone(&self.loaded),
@@ -538,11 +540,13 @@ impl Providers {
                 );
                 move || {
                     for item in &items[start..] {
-                        let built = route(&loaded, &item.request(), &watch);
-                        if answers.send(built).is_err() {
-                            return; // the caller gave up on this worker
+                        if watch.abandoned.load(std::sync::atomic::Ordering::Acquire) {
+                            return;
                         }
+                        let built = route(&loaded, &item.request(), &watch);
+                        watch.answers().push(built);
                     }
+                    let _ = done.send(());
                 }
             };
             if budget::spawn(job).is_err() {
@@ -552,27 +556,36 @@ impl Providers {
                 )));
                 continue;
             }
-            while results.len() < items.len() {
+            loop {
                 let wait = match watch.current() {
                     Some((_, since)) => {
                         (since + self.call_budget).saturating_duration_since(Instant::now())
                     }
                     None => self.call_budget,
                 };
-                match answered.recv_timeout(wait) {
-                    Ok(built) => results.push(built),
+                match finished.recv_timeout(wait) {
+                    Ok(()) => {
+                        results.append(&mut watch.answers());
+                        break;
+                    }
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        // Every earlier answer was read: the worker is on
-                        // this request, and overran if its call is as old
-                        // as the budget.
+                        // While the answers are locked the worker cannot
+                        // move on: a call it is in belongs to the next item.
+                        let mut answers = watch.answers();
                         if let Some((at, since)) = watch.current()
                             && since.elapsed() >= self.call_budget
                         {
+                            watch
+                                .abandoned
+                                .store(true, std::sync::atomic::Ordering::Release);
+                            results.append(&mut answers);
                             results.push(Err(self.loaded[at].overran("build")));
                             break;
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        // The worker died without finishing (a host bug).
+                        results.append(&mut watch.answers());
                         results.push(Err(BuildError::new(
                             ErrorCode::Internal,
                             "the plugin call's worker thread failed",
@@ -615,15 +628,21 @@ impl OwnedRequest {
     }
 }
 
-/// The plugin call a worker is in, if any: which provider (its position)
-/// and since when. The caller reads it to tell a hung call from a slow
-/// batch.
+/// What a worker shares with the caller watching it: the answers so far,
+/// the plugin call it is in (which provider, by position, and since when),
+/// and whether the caller gave up on it.
 #[derive(Debug, Default)]
 struct Watch {
+    answers: Mutex<Vec<Result<Template, BuildError>>>,
     call: Mutex<Option<(usize, Instant)>>,
+    abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl Watch {
+    fn answers(&self) -> std::sync::MutexGuard<'_, Vec<Result<Template, BuildError>>> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set(&self, call: Option<(usize, Instant)>) {
         *self.call.lock().unwrap_or_else(|p| p.into_inner()) = call;
     }
