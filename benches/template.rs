@@ -67,6 +67,23 @@ fn build(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Every build is one hand-off to a plugin-call worker (the price of the
+    // time budget); a batch, as bulk jobs make them, is one hand-off for
+    // all its builds. Per URL: the time / 100.
+    let mut group = c.benchmark_group("template_build_batch_of_100");
+    let req = BuildRequest {
+        input: "https://www.amazon.co.uk/Some-Long-Product-Name/dp/B08N5WRWNW/ref=sr_1_3?crid=2X&keywords=x&qid=1&tag=other-21",
+        ..Default::default()
+    };
+    let batch = vec![req; 100];
+    group.throughput(criterion::Throughput::Elements(100));
+    group.bench_function("amazon_slug_ref_query", |b| {
+        b.iter(|| {
+            let built = providers.build_many(black_box(&batch));
+            assert!(built.iter().all(Result::is_ok));
+        })
+    });
+    group.finish();
 }
 
 fn per_click(c: &mut Criterion) {

@@ -35,6 +35,8 @@ pub const TARGETS: &[(&str, Property)] = &[
     ("conv_awin_json", conv_awin_json),
     ("money", money),
     ("click_id", click_id),
+    ("link_json", link_json),
+    ("request_head", request_head),
 ];
 
 /// The plugin targets: their names and the providers each exercises (names
@@ -517,6 +519,122 @@ pub fn click_id(data: &[u8]) {
         if floor < u64::MAX - 1024 {
             assert!(b > a, "{b} does not sort after {a}");
             assert!(b.value() > a.value());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- admin API JSON
+
+/// How deep a parsed JSON value nests (arrays and objects).
+fn value_depth(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// JSON bodies of the admin API: the nesting bound counts exactly what a
+/// parser sees; a link request is accepted only within every field limit,
+/// and refused otherwise with a client error naming the field; its key is
+/// stable across a serialisation round trip; a change request parses or not,
+/// never panics.
+pub fn link_json(data: &[u8]) {
+    use linkwright_core::api::{MAX_JSON_DEPTH, json_depth};
+    use linkwright_core::links::{self, CreateLinkRequest, PatchLinkRequest};
+    let depth = json_depth(data);
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        assert_eq!(
+            depth,
+            value_depth(&value),
+            "json_depth disagrees with the parser"
+        );
+    }
+    // The API refuses deeper bodies before parsing them.
+    if depth > MAX_JSON_DEPTH {
+        return;
+    }
+    let _ = serde_json::from_slice::<PatchLinkRequest>(data);
+    let Ok(req) = serde_json::from_slice::<CreateLinkRequest>(data) else {
+        return;
+    };
+    match req.input() {
+        Ok(input) => {
+            assert!(!input.is_empty() && input.trim() == input, "{input:?}");
+            assert!(req.name.as_deref().unwrap_or("").len() <= links::MAX_NAME_LEN);
+            assert!(req.campaign.as_deref().unwrap_or("").len() <= links::MAX_CAMPAIGN_LEN);
+            let tags = req.tags.as_deref().unwrap_or(&[]);
+            assert!(tags.len() <= links::MAX_TAGS);
+            assert!(tags.iter().all(|t| t.len() <= links::MAX_TAG_LEN));
+            let params = req.params();
+            assert!(params.len() <= links::MAX_PARAMS);
+            assert!(
+                params.iter().all(
+                    |(k, v)| k.len() <= links::MAX_PARAM_LEN && v.len() <= links::MAX_PARAM_LEN
+                )
+            );
+        }
+        Err(e) => {
+            assert!(e.code.is_client_error(), "{e:?}");
+            assert!(e.field.is_some(), "a refusal names no field: {e:?}");
+        }
+    }
+    let key = req.key();
+    assert_eq!(key.len(), 64);
+    let again: CreateLinkRequest =
+        serde_json::from_str(&serde_json::to_string(&req).expect("serialises"))
+            .expect("a serialised request parses back");
+    assert_eq!(again, req);
+    assert_eq!(again.key(), key, "the key changed across a round trip");
+}
+
+// ---------------------------------------------------------------- request heads
+
+/// A request head to the public host, parsed as hyper parses it (httparse,
+/// at most the host's 64 header fields), then routed as the host routes it:
+/// `/go`'s `url` parameter through the middleware key, any other path as a
+/// code, the headers it reads (User-Agent, Referer, the country header)
+/// through the classifiers, each with its properties.
+pub fn request_head(data: &[u8]) {
+    use linkwright_core::server::redirect::{middleware_key, url_param};
+    let mut headers = [httparse::EMPTY_HEADER; linkwright_core::server::MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(len)) = req.parse(data) else {
+        return;
+    };
+    assert!(len <= data.len());
+    let Some(path) = req.path else { return };
+    // hyper turns the target into a URI, or answers 400.
+    let Ok(uri) = path.parse::<http::Uri>() else {
+        return;
+    };
+    match uri.path() {
+        "/go" => {
+            if let Some(raw) = url_param(uri.query())
+                && let Ok(key) = middleware_key(&raw)
+            {
+                go_url(key.as_bytes());
+            }
+        }
+        "/robots.txt" => {}
+        p => {
+            let code = p.strip_prefix('/').unwrap_or(p);
+            if linkwright_core::store::validate_code(code).is_ok() {
+                assert!(
+                    code.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                    "code `{code}` holds bytes no code may"
+                );
+            }
+        }
+    }
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("user-agent") {
+            user_agent(h.value);
+        } else if h.name.eq_ignore_ascii_case("referer")
+            || h.name.eq_ignore_ascii_case("cf-ipcountry")
+        {
+            referrer(h.value);
         }
     }
 }

@@ -69,6 +69,18 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Probe one plugin in this (child) process for a server about to load
+    /// it: load it, describe it, build the probe inputs, report each step
+    /// on stdout. The provider's settings (JSON) come on stdin. Internal.
+    #[command(hide = true)]
+    PluginProbe {
+        /// The plugin file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Time budget of one plugin call, in milliseconds.
+        #[arg(long)]
+        budget_ms: u64,
+    },
     /// Run the public redirect host and the admin listener.
     Serve {
         #[command(flatten)]
@@ -229,6 +241,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => rewrite::rewrite(&config, &build, json, inputs),
         Command::Plugins { config, json } => plugins::plugins(&config.load()?, json),
         Command::CheckConfig { config } => plugins::check_config(&config.path),
+        Command::PluginProbe { file, budget_ms } => {
+            use std::io::Read;
+            let mut settings = String::new();
+            std::io::stdin()
+                .take(linkwright_core::config::MAX_CONFIG_BYTES)
+                .read_to_string(&mut settings)?;
+            let code = linkwright_core::plugin::probe::serve(
+                &file,
+                &settings,
+                std::time::Duration::from_millis(budget_ms),
+                &mut std::io::stdout().lock(),
+            );
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Command::Migrate { config, data } => {
             let (_, store) = open_store(&config, &data)?;
             println!(
@@ -267,6 +293,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => report::report(&config, &data, &from, &to, &group_by, &format),
     }
+}
+
+/// How the commands that serve (`serve`, `plugins`, `check-config`) probe
+/// each plugin before loading it: this executable again, with the hidden
+/// `plugin-probe` subcommand, in a child process. One-shot commands
+/// (`rewrite`, `links`) load plugins without a probe: a crash there ends
+/// only that command.
+pub(crate) fn probe_command() -> Option<linkwright_core::plugin::ProbeCommand> {
+    let program = std::env::current_exe().ok()?;
+    Some(linkwright_core::plugin::ProbeCommand {
+        program,
+        args: vec!["plugin-probe".into()],
+    })
 }
 
 /// The config (with `--data-dir` applied) and its store.

@@ -9,7 +9,7 @@ use linkwright_core::view::ProviderView;
 /// Prints each loaded and refused provider; `--json`: the API's provider
 /// list (`GET /api/v1/providers`).
 pub(crate) fn plugins(config: &Config, as_json: bool) -> Result<ExitCode> {
-    let providers = config.load_providers();
+    let providers = config.load_providers_probed(crate::probe_command());
     if as_json {
         let all = ProviderView::all(&providers);
         println!("{}", serde_json::json!({ "providers": all }));
@@ -51,7 +51,7 @@ pub(crate) fn check_config(path: &std::path::Path) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let providers = config.load_providers();
+    let providers = config.load_providers_probed(crate::probe_command());
     for r in providers.refused() {
         println!("{origin}: providers[{}]: {}", r.index, r.error);
     }

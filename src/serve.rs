@@ -8,7 +8,7 @@ use linkwright_core::config::Config;
 use linkwright_core::server::Server;
 
 pub(crate) fn serve(config: Config) -> Result<()> {
-    let providers = Arc::new(config.load_providers());
+    let providers = Arc::new(config.load_providers_probed(crate::probe_command()));
     for r in providers.refused() {
         tracing::warn!(provider = %r.name, reason = %r.error, "provider refused; serving without it");
     }

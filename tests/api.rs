@@ -261,8 +261,8 @@ fn every_error_code_has_the_one_shape() {
     let big = json!({"url": "x".repeat(2 * 1024 * 1024)});
     assert_error(
         api.post("/links", big),
-        StatusCode::BAD_REQUEST,
-        "limit_exceeded",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
     );
     // Unknown links and routes.
     assert_error(api.get("/links/nope"), StatusCode::NOT_FOUND, "not_found");
@@ -705,4 +705,106 @@ fn an_asin_that_is_not_one_is_invalid_asin_from_the_api_and_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.starts_with("error: invalid_asin (asin): "), "{err}");
+}
+
+/// The error of a refused body: 413 `body_too_large` naming the route's
+/// limit.
+fn assert_too_large(r: Response, limit: &str) {
+    let body = assert_error(r, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
+    assert_eq!(
+        body["error"]["message"],
+        format!("the request body is too large: this route accepts at most {limit}")
+    );
+    assert_eq!(body["error"]["field"], "body");
+}
+
+#[test]
+fn each_route_bounds_its_body_with_413_and_json_nesting_with_400() {
+    let api = Api::start("body-limits", "");
+    let amazon = "https://www.amazon.com/dp/B08N5WRWNW";
+    // One link: 128 KiB, for a create and a change alike.
+    let link = json!({"url": amazon, "name": "n".repeat(130 * 1024)});
+    assert_too_large(api.post("/links", link), "128 KiB");
+    let (status, created) = json_of(api.post("/links", json!({"url": amazon, "code": "lim"})));
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_too_large(
+        api.patch("/links/lim", json!({"name": "n".repeat(130 * 1024)})),
+        "128 KiB",
+    );
+    // A batch takes more (1 MiB): a 200 KiB item is its own item's problem.
+    let (status, answer) = json_of(api.post(
+        "/links/batch",
+        json!({"items": [{"url": amazon, "name": "n".repeat(200 * 1024)}]}),
+    ));
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["results"][0]["body"]["error"]["code"],
+        "limit_exceeded"
+    );
+    let batch = json!({"items": [{"url": "x".repeat(1100 * 1024)}]});
+    assert_too_large(api.post("/links/batch", batch.clone()), "1 MiB");
+    assert_too_large(api.post("/rewrite", batch), "1 MiB");
+    // A bulk upload: 16 MiB; a conversion report: 64 MiB.
+    let csv = format!("url\n{}\n", "x".repeat(16 * 1024 * 1024));
+    let r = api
+        .auth(client().post(api.url("/links/bulk")))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .unwrap();
+    assert_too_large(r, "16 MiB");
+    let report = vec![b'x'; 64 * 1024 * 1024 + 1];
+    let r = api
+        .auth(client().post(api.url("/conversions/import?format=awin-csv")))
+        .header("content-type", "text/csv")
+        .body(report)
+        .send()
+        .unwrap();
+    assert_too_large(r, "64 MiB");
+
+    // JSON nested past 32 levels is refused before it is parsed, however
+    // deep (never a stack overflow), on every JSON route.
+    for depth in [33, 50_000] {
+        let deep = format!(
+            "{{\"url\": \"{amazon}\", \"params\": {}1{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        for path in ["/links", "/links/batch", "/links/bulk"] {
+            let r = api
+                .auth(client().post(api.url(path)))
+                .header("content-type", "application/json")
+                .body(deep.clone())
+                .send()
+                .unwrap();
+            let body = assert_error(r, StatusCode::BAD_REQUEST, "invalid_input");
+            assert_eq!(
+                body["error"]["message"],
+                format!("the JSON body nests {depth} levels deep; at most 32 are accepted"),
+                "{path}"
+            );
+        }
+    }
+    // 32 levels are parsed (and refused for what they say).
+    let deep = format!(
+        "{{\"url\": \"{amazon}\", \"params\": {}1{}}}",
+        "[".repeat(31),
+        "]".repeat(31)
+    );
+    let r = api
+        .auth(client().post(api.url("/links")))
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .unwrap();
+    let body = assert_error(r, StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("malformed JSON"),
+        "{body}"
+    );
+    // The server keeps serving.
+    assert_eq!(api.get("/links/lim").status(), StatusCode::OK);
 }

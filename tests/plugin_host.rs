@@ -518,3 +518,384 @@ fn plugin_writing_past_the_output_limit_is_refused_naming_the_provider() {
         ),
     );
 }
+
+#[test]
+fn plugin_template_on_a_host_the_provider_does_not_own_is_refused_naming_the_provider() {
+    let providers = hostile_and_amazon("OTHER_HOST");
+    assert_eq!(
+        providers.get("hostile").unwrap().link_hosts(),
+        ["shop.example"],
+        "the hosts the plugin declares in its description"
+    );
+    refused_and_still_serving(
+        &providers,
+        "provider `hostile` built `https://evil.example/?sid={click_id}`, on host \
+         `evil.example`, which is not one of its link hosts (shop.example)",
+    );
+}
+
+#[test]
+fn link_hosts_in_the_config_bound_where_a_providers_templates_may_point() {
+    let config = |hosts: &str| {
+        format!(
+            "[[providers]]\nname = \"p\"\nplugin = \"{}\"\nlink_hosts = [{hosts}]\n",
+            plugin_file("fixture").display()
+        )
+    };
+    let build = |hosts: &str| {
+        Config::from_toml_str(&config(hosts))
+            .unwrap()
+            .load_providers()
+            .build(&BuildRequest {
+                input: "https://example.test/a",
+                ..Default::default()
+            })
+    };
+    // The fixture builds on track.test: allowed as itself, and as a
+    // subdomain of an allowed host (written in any case).
+    assert_eq!(build("\"track.test\"").unwrap().provider, "p");
+    assert_eq!(build("\"TEST\"").unwrap().provider, "p");
+    let e = build("\"elsewhere.test\", \"ack.test\"").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert_eq!(
+        e.message,
+        "provider `p` built `https://track.test/?sub={click_id}&to=https://example.test/a`, \
+         on host `track.test`, which is not one of its link hosts (elsewhere.test, ack.test)"
+    );
+}
+
+/// Loads the hostile C fixture `variant` as provider `hostile` (with
+/// `settings`) after Amazon, with this call budget, probed by the real
+/// binary when `probe` is set.
+fn hostile_with(variant: &str, settings: &str, budget_ms: u64, probe: bool) -> Providers {
+    let dir = scratch(&format!("hostile-{variant}"));
+    let file = compile_c(
+        &repo_root().join("tests/fixtures/c/hostile_plugin.c"),
+        &[&format!("LW_HOSTILE_{variant}")],
+        &dir,
+        &format!("libhostile_{}.so", variant.to_lowercase()),
+    );
+    let text = format!(
+        "[plugins]\ncall_timeout_ms = {budget_ms}\n\
+         [[providers]]\nname = \"amazon\"\nplugin = \"{}\"\n[providers.config]\n{AMAZON}\n\
+         [[providers]]\nname = \"hostile\"\nplugin = \"{}\"\n[providers.config]\n{settings}\n",
+        plugin_file("amazon").display(),
+        file.display()
+    );
+    let config = Config::from_toml_str(&text).unwrap();
+    config.load_providers_probed(probe.then(probe_command))
+}
+
+/// The real binary's probe subcommand, as `linkwright serve` runs it.
+fn probe_command() -> linkwright_core::plugin::ProbeCommand {
+    linkwright_core::plugin::ProbeCommand {
+        program: env!("CARGO_BIN_EXE_linkwright").into(),
+        args: vec!["plugin-probe".into()],
+    }
+}
+
+fn amazon_still_builds(providers: &Providers) {
+    let t = providers
+        .build(&BuildRequest {
+            input: "https://www.amazon.com/dp/B08N5WRWNW",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(t.provider, "amazon");
+}
+
+#[test]
+fn a_plugin_call_past_its_time_budget_fails_naming_the_provider_which_is_then_quarantined() {
+    let providers = hostile_with("SLEEP", "", 1000, false);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    let build = |input: &str, provider: Option<&str>| {
+        providers.build(&BuildRequest {
+            input,
+            provider,
+            ..Default::default()
+        })
+    };
+    // It builds while it answers.
+    assert_eq!(
+        build("https://shop.example/a", Some("hostile"))
+            .unwrap()
+            .display(),
+        "https://shop.example/?sid={click_id}"
+    );
+    // A build that never returns: the caller is answered once the budget
+    // is spent, not later.
+    let started = std::time::Instant::now();
+    let e = build("https://shop.example/sleep", Some("hostile")).unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1000)
+            && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert_eq!(e.provider.as_deref(), Some("hostile"));
+    assert_eq!(
+        e.message,
+        "provider `hostile` did not answer within 1000 ms (build) and is disabled until restart"
+    );
+    let hostile = providers.get("hostile").unwrap();
+    assert_eq!(
+        hostile.disabled(),
+        Some(linkwright_core::plugin::Disabled::TimedOut)
+    );
+    // Later calls fail at once without reaching the plugin (no thread more
+    // is left hanging), naming why.
+    let started = std::time::Instant::now();
+    let e = build("https://shop.example/a", Some("hostile")).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_millis(1000));
+    assert_eq!(
+        e.message,
+        "provider `hostile` is disabled: a call to its plugin took longer than 1000 ms earlier"
+    );
+    let e = build("https://shop.example/a", None).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnsupportedHost);
+    assert_eq!(
+        e.message,
+        "no provider handles host `shop.example` (disabled after a plugin timeout: hostile)"
+    );
+    // Every other provider keeps serving.
+    amazon_still_builds(&providers);
+}
+
+#[test]
+fn bundled_plugins_pass_their_probe() {
+    let config = Config::load(&repo_root().join("config.toml")).unwrap();
+    let providers = config.load_providers_probed(Some(probe_command()));
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    assert_eq!(providers.loaded().len(), config.providers.len());
+}
+
+/// The single refusal of the hostile provider, which Amazon survives.
+fn probe_refusal(providers: &Providers) -> String {
+    assert_eq!(providers.refused().len(), 1, "{:?}", providers.refused());
+    let refused = &providers.refused()[0];
+    assert_eq!(refused.name, "hostile");
+    let LoadError::ProbeFailed {
+        provider, reason, ..
+    } = &refused.error
+    else {
+        panic!("{:?}", refused.error);
+    };
+    assert_eq!(provider, "hostile");
+    assert!(
+        refused
+            .error
+            .to_string()
+            .contains("failed its probe for provider `hostile` (run in a child process"),
+        "{}",
+        refused.error
+    );
+    amazon_still_builds(providers);
+    reason.clone()
+}
+
+#[test]
+fn a_plugin_that_aborts_on_a_build_is_refused_by_its_probe_and_this_process_lives_on() {
+    let reason = probe_refusal(&hostile_with("ABORT", "", 2000, true));
+    assert!(
+        reason.starts_with(
+            "it was killed by signal 6 (SIGABRT) while building `https://www.amazon.com/dp/B08N5WRWNW`"
+        ),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_plugin_that_aborts_while_making_its_instance_is_refused_by_its_probe() {
+    let reason = probe_refusal(&hostile_with("ABORT", "abort_on_new = true", 2000, true));
+    assert!(
+        reason.starts_with(
+            "it was killed by signal 6 (SIGABRT) while loading the plugin and making its instance"
+        ),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_plugin_that_hangs_on_ordinary_inputs_is_refused_by_its_probe() {
+    let reason = probe_refusal(&hostile_with("SLEEP", "sleep_always = true", 1000, true));
+    assert_eq!(
+        reason,
+        "it hung: no answer within the 1000 ms budget while building `https://www.amazon.com/dp/B08N5WRWNW`"
+    );
+}
+
+#[test]
+fn a_plugin_that_hangs_only_on_rare_inputs_passes_its_probe_and_meets_the_budget_later() {
+    let providers = hostile_with("SLEEP", "", 2000, true);
+    assert!(providers.refused().is_empty(), "{:?}", providers.refused());
+    let e = providers
+        .build(&BuildRequest {
+            input: "https://shop.example/sleep",
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.message.contains("did not answer within 2000 ms"), "{e:?}");
+    amazon_still_builds(&providers);
+}
+
+/// The real server with the default providers, an aborting plugin and one
+/// that hangs on `…/sleep` (call budget 1 s): the aborting one is refused
+/// at start, the hanging one answers within its budget and is then
+/// quarantined, and redirects and every other provider keep working.
+#[test]
+fn the_server_refuses_an_aborting_plugin_contains_a_hanging_one_and_keeps_serving() {
+    use common::{BROWSER, TestServer, client, create_key};
+    use reqwest::StatusCode;
+    let dir = scratch("server-hostile");
+    let compile = |variant: &str| {
+        compile_c(
+            &repo_root().join("tests/fixtures/c/hostile_plugin.c"),
+            &[&format!("LW_HOSTILE_{variant}")],
+            &dir,
+            &format!("libhostile_{}.so", variant.to_lowercase()),
+        )
+    };
+    let (abort, sleep) = (compile("ABORT"), compile("SLEEP"));
+    let text = std::fs::read_to_string(repo_root().join("config.toml"))
+        .unwrap()
+        .replace("call_timeout_ms = 2000", "call_timeout_ms = 1000");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[providers]]\nname = \"crashy\"\nplugin = \"{}\"\n\n\
+             [[providers]]\nname = \"sleepy\"\nplugin = \"{}\"\n",
+            abort.display(),
+            sleep.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let key = create_key(&config, &data, &[]);
+    let server = TestServer::start(&config, &data);
+    let api = |path: &str| format!("{}/api/v1{path}", server.admin);
+    let auth = format!("Bearer {key}");
+    let providers: serde_json::Value = client()
+        .get(api("/providers"))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let status_of = |name: &str| {
+        providers["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let crashy = status_of("crashy");
+    assert_eq!(crashy["status"], "refused", "{crashy}");
+    let reason = crashy["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("failed its probe for provider `crashy`")
+            && reason.contains("killed by signal 6 (SIGABRT) while building"),
+        "{reason}"
+    );
+    assert_eq!(status_of("sleepy")["status"], "ok");
+    assert_eq!(status_of("amazon")["status"], "ok");
+
+    let create = |url: &str, provider: Option<&str>| {
+        let mut body = serde_json::json!({"url": url});
+        if let Some(p) = provider {
+            body["provider"] = p.into();
+        }
+        let started = std::time::Instant::now();
+        let r = client()
+            .post(api("/links"))
+            .header("authorization", &auth)
+            .json(&body)
+            .send()
+            .unwrap();
+        (
+            r.status(),
+            started.elapsed(),
+            r.json::<serde_json::Value>().unwrap(),
+        )
+    };
+    // The hanging build is answered once its budget is spent: a 500 whose
+    // details (naming the plugin) go to the log.
+    let (status, waited, body) = create("https://shop.example/sleep", Some("sleepy"));
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["error"]["code"], "internal");
+    assert!(
+        waited >= std::time::Duration::from_millis(1000),
+        "{waited:?}"
+    );
+    let poisoned: serde_json::Value = client()
+        .get(api("/providers"))
+        .header("authorization", &auth)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let sleepy = poisoned["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "sleepy")
+        .unwrap()
+        .clone();
+    assert_eq!(sleepy["status"], "poisoned", "{sleepy}");
+    assert_eq!(sleepy["reason"], "timeout", "{sleepy}");
+    // Later builds for it fail at once; every other provider serves.
+    let (status, waited, _) = create("https://shop.example/a", Some("sleepy"));
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        waited < std::time::Duration::from_millis(1000),
+        "{waited:?}"
+    );
+    let (status, _, link) = create("https://www.amazon.com/dp/B08N5WRWNW", None);
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let r = client()
+        .get(link["short_url"].as_str().unwrap())
+        .header("user-agent", BROWSER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    let (_, log) = server.terminate();
+    assert!(
+        log.contains(
+            "provider `sleepy` did not answer within 1000 ms (build) and is disabled until restart"
+        ),
+        "{log}"
+    );
+}
+
+/// A batch goes on past a call that hangs: the hung item fails naming the
+/// provider, the items after it are answered (on a fresh worker), in order.
+#[test]
+fn a_batch_with_a_hanging_call_answers_every_item_in_order() {
+    let providers = hostile_with("SLEEP", "", 1000, false);
+    let request = |input| BuildRequest {
+        input,
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let built = providers.build_many(&[
+        request("https://shop.example/a"),
+        request("https://shop.example/sleep"),
+        request("https://www.amazon.com/dp/B08N5WRWNW"),
+        request("https://shop.example/b"),
+    ]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(built.len(), 4);
+    assert_eq!(built[0].as_ref().unwrap().provider, "hostile");
+    assert_eq!(
+        built[1].as_ref().unwrap_err().message,
+        "provider `hostile` did not answer within 1000 ms (build) and is disabled until restart"
+    );
+    assert_eq!(built[2].as_ref().unwrap().provider, "amazon");
+    assert_eq!(
+        built[3].as_ref().unwrap_err().message,
+        "no provider handles host `shop.example` (disabled after a plugin timeout: hostile)"
+    );
+}

@@ -663,7 +663,8 @@ fn raw_status(server: &TestServer, head: &str) -> String {
 }
 
 /// The public host bounds a request head: more than 64 header fields, or a
-/// head over 16 KiB, is answered 431 (never buffered without limit).
+/// head (request line included) over 16 KiB, is answered 431 (never
+/// buffered without limit).
 #[test]
 fn oversized_request_heads_are_refused_with_431() {
     let (config, data) = setup("head-limits", "");
@@ -683,6 +684,28 @@ fn oversized_request_heads_are_refused_with_431() {
     assert_eq!(
         raw_status(&server, &request(&big)),
         "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    // The request line counts toward the head: a request target of 20 KiB
+    // is refused the same way, one of 8 KiB answered as any unknown code.
+    let line = |target: &str| {
+        format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nUser-Agent: {BROWSER}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    assert_eq!(
+        raw_status(&server, &line(&format!("/{}", "a".repeat(20 * 1024)))),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &line(&format!("/go?url={}", "a".repeat(20 * 1024)))
+        ),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert_eq!(
+        raw_status(&server, &line(&format!("/{}", "a".repeat(8 * 1024)))),
+        "HTTP/1.1 404 Not Found"
     );
     // The server keeps serving.
     assert_eq!(raw_status(&server, &request("")), "HTTP/1.1 302 Found");

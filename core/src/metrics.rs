@@ -230,7 +230,7 @@ fn describe() {
         ),
         (
             "linkwright_plugin_poisoned",
-            "1 if the provider's plugin panicked and is disabled, else 0, by provider.",
+            "1 if the provider's plugin panicked or overran its call time budget and is disabled, else 0, by provider.",
         ),
         (
             "linkwright_plugins_refused",

@@ -272,7 +272,8 @@ pub struct ProviderView {
     pub version: Option<String>,
     /// ABI version (loaded providers).
     pub abi: Option<String>,
-    /// Why it was refused.
+    /// Why it was refused, or why it is poisoned (`panic`: its plugin
+    /// panicked; `timeout`: a call overran the time budget).
     pub reason: Option<String>,
     /// What it serves (marketplaces, advertisers, networks), as the plugin describes it.
     pub serves: serde_json::Value,
@@ -295,7 +296,7 @@ impl ProviderView {
                         file: Some(lib.path.display().to_string()),
                         version: Some(lib.version.clone()),
                         abi: Some(format!("{}.{}", lib.abi_major, lib.abi_minor)),
-                        reason: None,
+                        reason: p.disabled().map(|d| d.as_str().to_owned()),
                         serves: p.describe().unwrap_or(serde_json::Value::Null),
                     },
                 )

@@ -30,8 +30,10 @@ pub enum ErrorCode {
     UpstreamUnavailable,
     /// Something went wrong inside linkwright or a plugin.
     Internal,
-    /// A limit was exceeded (batch > 100, bulk > 5,000, body too large).
+    /// A limit was exceeded (batch > 100, bulk > 5,000, a field too long).
     LimitExceeded,
+    /// A request body is larger than its route accepts.
+    BodyTooLarge,
     /// No such link, job or key.
     NotFound,
     /// The custom code (or another unique name) is taken.
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::UpstreamUnavailable => "upstream_unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unauthorized => "unauthorized",
@@ -84,6 +87,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::Conflict => 409,
             ErrorCode::RateLimited => 429,
+            ErrorCode::BodyTooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::UpstreamUnavailable => 503,
         }
@@ -103,7 +107,7 @@ impl ErrorCode {
     }
 
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidInput,
         ErrorCode::NotAProductUrl,
         ErrorCode::InvalidAsin,
@@ -115,6 +119,7 @@ impl ErrorCode {
         ErrorCode::UpstreamUnavailable,
         ErrorCode::Internal,
         ErrorCode::LimitExceeded,
+        ErrorCode::BodyTooLarge,
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::Unauthorized,

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use linkwright_plugin_sdk::abi::{self, field, status};
@@ -354,12 +354,36 @@ pub struct CallError {
     pub message: String,
 }
 
+/// Why an instance is no longer called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disabled {
+    /// The plugin reported a panic.
+    Panicked,
+    /// A call did not answer within the host's time budget.
+    TimedOut,
+}
+
+impl Disabled {
+    /// What happened, for messages: `panic`, `timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disabled::Panicked => "panic",
+            Disabled::TimedOut => "timeout",
+        }
+    }
+}
+
+const ENABLED: u8 = 0;
+const PANICKED: u8 = 1;
+const TIMED_OUT: u8 = 2;
+
 /// One provider instance inside a plugin.
 #[derive(Debug)]
 pub struct Instance {
     library: Arc<Library>,
     raw: *mut c_void,
-    poisoned: AtomicBool,
+    /// `ENABLED`, or why the instance is never called again.
+    state: AtomicU8,
 }
 
 // SAFETY: the ABI requires instances to be usable from several threads at once
@@ -396,7 +420,7 @@ impl Instance {
         Ok(Instance {
             library,
             raw,
-            poisoned: AtomicBool::new(false),
+            state: AtomicU8::new(ENABLED),
         })
     }
 
@@ -405,9 +429,27 @@ impl Instance {
         &self.library
     }
 
-    /// Whether a panic has poisoned the instance; it is never called again.
+    /// Whether a panic or a call past its time budget has poisoned the
+    /// instance; it is never called again.
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned.load(Ordering::Acquire)
+        self.disabled().is_some()
+    }
+
+    /// Why the instance is poisoned, if it is.
+    pub fn disabled(&self) -> Option<Disabled> {
+        match self.state.load(Ordering::Acquire) {
+            ENABLED => None,
+            PANICKED => Some(Disabled::Panicked),
+            _ => Some(Disabled::TimedOut),
+        }
+    }
+
+    /// Quarantines the instance after a call overran its time budget: it is
+    /// never called again (the call itself may still be running).
+    pub fn quarantine(&self) {
+        let _ =
+            self.state
+                .compare_exchange(ENABLED, TIMED_OUT, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Calls the plugin's `build`. A panic reported by the plugin poisons the
@@ -483,7 +525,7 @@ impl Instance {
         }
         if code != status::OK {
             if code == status::PANIC {
-                self.poisoned.store(true, Ordering::Release);
+                self.state.store(PANICKED, Ordering::Release);
             }
             return Err(CallError {
                 status: Status::from_code(code),
@@ -509,8 +551,9 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // A poisoned instance may be in any state: leak it rather than let
-        // the plugin touch it again.
+        // A poisoned instance may be in any state (or, after a timeout, still
+        // in use by the abandoned call): leak it rather than let the plugin
+        // touch it again.
         if !self.is_poisoned() {
             // SAFETY: `raw` came from this library's `instance_new` and is
             // freed exactly once, here.

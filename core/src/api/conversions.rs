@@ -8,9 +8,8 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::post;
-use http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -23,7 +22,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
     Router::new().route(
         "/conversions/import",
         // The inner body limit wins over the API-wide one.
-        post(import_conversions).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        super::body::limited(post(import_conversions), MAX_IMPORT_BYTES),
     )
 }
 
@@ -77,17 +76,7 @@ pub(super) async fn import_conversions(
             .field("format")
         })?,
     };
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::limit(format!(
-                "a report is at most {} MiB; split it",
-                MAX_IMPORT_BYTES / (1024 * 1024)
-            ))
-            .field("body")
-        } else {
-            ApiError::invalid(format!("cannot read the body: {}", e.body_text())).field("body")
-        }
-    })?;
+    let body = body.map_err(|e| ApiError::from_body(&e, MAX_IMPORT_BYTES))?;
     let task_app = Arc::clone(&app);
     let outcome = tokio::task::spawn_blocking(move || {
         conversions::import(&task_app.db, &task_app.conversions, format, &body)

@@ -182,9 +182,6 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::invalid("send the body as JSON with `Content-Type: application/json`")
             }
-            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::limit(format!("the request body is too large: {}", b.body_text()))
-            }
             other => ApiError::invalid(format!("malformed JSON: {}", other.body_text())),
         }
     }

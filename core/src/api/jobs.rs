@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -26,7 +26,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route(
             "/links/bulk",
             // The inner body limit wins over the API-wide one.
-            post(submit).layer(DefaultBodyLimit::max(jobs::MAX_BODY_BYTES)),
+            super::body::limited(post(submit), jobs::MAX_BODY_BYTES),
         )
         .route("/jobs/{id}", get(status))
         .route("/jobs/{id}/result.csv", get(result_csv))
@@ -99,18 +99,10 @@ pub(super) async fn submit(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::limit(format!(
-                "a bulk upload is at most {} MiB",
-                jobs::MAX_BODY_BYTES / (1024 * 1024)
-            ))
-        } else {
-            ApiError::invalid(format!("cannot read the body: {}", e.body_text()))
-        }
-    })?;
+    let body = body.map_err(|e| ApiError::from_body(&e, jobs::MAX_BODY_BYTES))?;
     let (items, webhook_url) = match media_type(&headers).as_deref() {
         Some("application/json") => {
+            super::body::check_depth(&body)?;
             let req: BulkRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::invalid(format!("malformed JSON: {e}")))?;
             if req.webhook_url.is_some() && query.webhook_url.is_some() {

@@ -4,6 +4,7 @@
 //! The OpenAPI document is generated from the handlers and types below with
 //! utoipa and served at `/api/v1/openapi.json`.
 
+mod body;
 mod conversions;
 mod error;
 mod jobs;
@@ -14,22 +15,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
 use utoipa::OpenApi;
 
+pub use body::{ApiJson, MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_LINK_BODY_BYTES, json_depth};
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 
 use crate::app::App;
 use crate::error::ErrorCode;
 use crate::keys::{self, Scope};
 use crate::metrics::Route;
-
-/// Largest request body, except bulk uploads.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The generated OpenAPI document.
 #[derive(Debug, OpenApi)]
@@ -72,23 +71,30 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// JSON body extractor whose rejections use the API's error shape.
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
-
 /// The admin listener's router: the API under `/api/v1`, `/metrics`,
 /// `/healthz`, `/readyz`, and `pages` (the web console, given by the
 /// server), every route timed and counted.
 pub fn router(app: Arc<App>, pages: Router) -> Router {
+    use body::limited;
+    // Body limits per route (README, "Limits on input"): a link's create or
+    // change is small; batches, bulk uploads and reports have their own.
     let api = Router::new()
-        .route("/links", get(links::list_links).post(links::create_link))
+        .route(
+            "/links",
+            limited(
+                get(links::list_links).post(links::create_link),
+                MAX_LINK_BODY_BYTES,
+            ),
+        )
         .route("/links/batch", axum::routing::post(links::create_batch))
         .route(
             "/links/{code}",
-            get(links::get_link)
-                .patch(links::patch_link)
-                .delete(links::delete_link),
+            limited(
+                get(links::get_link)
+                    .patch(links::patch_link)
+                    .delete(links::delete_link),
+                MAX_LINK_BODY_BYTES,
+            ),
         )
         .route("/links/{code}/stats", get(links::link_stats))
         .route("/links/{code}/targets", get(links::link_targets))
@@ -96,12 +102,12 @@ pub fn router(app: Arc<App>, pages: Router) -> Router {
         .route("/rewrite", axum::routing::post(links::rewrite))
         .route("/reports", get(reports::report))
         .merge(jobs::routes())
-        .merge(conversions::routes())
+        .merge(conversions::routes());
+    let api = body::default_limit(api)
         .layer(middleware::from_fn_with_state(
             Arc::clone(&app),
             authenticate,
         ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", api)

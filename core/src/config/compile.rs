@@ -23,6 +23,7 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
     let server = compile_server(&raw.server, base, &mut problems);
     let config = Config {
         plugin_dirs: compile_plugin_dirs(&raw.plugins, base),
+        plugins: compile_plugins(&raw.plugins, &mut problems),
         node_id: compile_node_id(&raw.click_ids, &mut problems),
         console: compile_console(&raw.console, &server, &mut problems),
         server,
@@ -187,6 +188,14 @@ fn compile_upstream(raw: &RawUpstream, problems: &mut Vec<ConfigProblem>) -> Ups
     UpstreamConfig { expand }
 }
 
+fn compile_plugins(raw: &RawPlugins, problems: &mut Vec<ConfigProblem>) -> PluginsConfig {
+    let ms = at_least(raw.call_timeout_ms, 1, "plugins.call_timeout_ms", problems);
+    PluginsConfig {
+        call_budget: Duration::from_millis(ms),
+        probe: raw.probe,
+    }
+}
+
 /// The configured plugin folders (relative to the config file), then the
 /// executable's own ([`default_plugin_dirs`]), each once.
 fn compile_plugin_dirs(raw: &RawPlugins, base: &Path) -> Vec<PathBuf> {
@@ -275,6 +284,19 @@ fn compile_providers(
                 None
             }
         };
+        for (i, host) in p.link_hosts.iter().enumerate() {
+            let host = host.trim();
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
+            {
+                problems.push(ConfigProblem {
+                    path: at(&format!("link_hosts[{i}]")),
+                    message: format!("`{host}` is not a host name"),
+                });
+            }
+        }
         if let (Some(name), Some(plugin), Some(settings), true) =
             (name, plugin, settings, p.enabled)
         {
@@ -283,6 +305,11 @@ fn compile_providers(
                 name,
                 plugin,
                 settings,
+                link_hosts: p
+                    .link_hosts
+                    .iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect(),
             });
         }
     }

@@ -26,6 +26,8 @@ pub struct Config {
     /// Folders searched for plugin files, in order, already resolved: the
     /// configured ones, then [`default_plugin_dirs`].
     pub plugin_dirs: Vec<PathBuf>,
+    /// How plugins are called and loaded.
+    pub plugins: PluginsConfig,
     /// This instance's node id for click IDs.
     pub node_id: u16,
     /// Enabled providers, in config order (the routing order).
@@ -186,10 +188,35 @@ pub struct CacheConfig {
     pub link_refresh: Duration,
 }
 
+/// `[plugins]`, validated (the folders are [`Config::plugin_dirs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PluginsConfig {
+    /// Time budget of one plugin call.
+    pub call_budget: Duration,
+    /// Whether plugins are probed in a child process before loading.
+    pub probe: bool,
+}
+
 impl Config {
-    /// Loads every enabled provider of this config from its plugin folders.
+    /// Loads every enabled provider of this config from its plugin folders,
+    /// in this process only (no probe): for tests and tools.
     pub fn load_providers(&self) -> crate::plugin::Providers {
-        crate::plugin::Providers::load(&self.providers, &self.plugin_dirs)
+        self.load_providers_probed(None)
+    }
+
+    /// Loads every enabled provider; with `probe` (how to start the
+    /// binary's probe subcommand) and `plugins.probe` on, each plugin is
+    /// first probed in a child process and refused if it crashes or hangs
+    /// there.
+    pub fn load_providers_probed(
+        &self,
+        probe: Option<crate::plugin::ProbeCommand>,
+    ) -> crate::plugin::Providers {
+        let options = crate::plugin::LoadOptions {
+            call_budget: self.plugins.call_budget,
+            probe: probe.filter(|_| self.plugins.probe),
+        };
+        crate::plugin::Providers::load_with(&self.providers, &self.plugin_dirs, &options)
     }
 }
 
@@ -388,6 +415,31 @@ mod tests {
                 "providers[1].name: duplicate provider name `amazon`",
                 "providers[1].plugin: `Bad Name` is neither a plugin name (lowercase letters, digits, `-`, `_`) nor a path",
                 "providers[2].name: missing: every provider needs a name",
+            ]
+        );
+    }
+
+    #[test]
+    fn plugin_call_budget_and_link_hosts_are_checked() {
+        let c = Config::from_toml_str("").expect("defaults");
+        assert_eq!(c.plugins.call_budget, Duration::from_secs(2));
+        assert!(c.plugins.probe);
+        let got = problems(
+            r#"
+            [plugins]
+            call_timeout_ms = 0
+            [[providers]]
+            name = "awin"
+            plugin = "awin"
+            link_hosts = ["www.awin1.com", "", "evil.example/x"]
+            "#,
+        );
+        assert_eq!(
+            got,
+            vec![
+                "plugins.call_timeout_ms: must be at least 1, got 0",
+                "providers[0].link_hosts[1]: `` is not a host name",
+                "providers[0].link_hosts[2]: `evil.example/x` is not a host name",
             ]
         );
     }

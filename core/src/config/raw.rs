@@ -366,7 +366,7 @@ impl Default for RawClickLog {
 }
 
 /// `[plugins]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct RawPlugins {
     /// Folders searched for plugin files first, in order. Relative paths are
     /// taken from the config file's folder. After them come the built-in
@@ -375,6 +375,30 @@ pub(super) struct RawPlugins {
     /// executable installed in `<prefix>/bin`, `<prefix>/lib/linkwright/plugins`.
     #[serde(default)]
     pub(super) dirs: Vec<PathBuf>,
+    /// The time budget of one plugin call (a template build, a
+    /// description), in milliseconds: a call past it fails naming the
+    /// provider, which is then disabled until restart.
+    #[serde(default = "default_call_timeout_ms")]
+    pub(super) call_timeout_ms: u64,
+    /// Probe each plugin in a child process before loading it (the commands
+    /// that serve or build links do): one that crashes or hangs there is
+    /// refused.
+    #[serde(default = "default_true")]
+    pub(super) probe: bool,
+}
+
+fn default_call_timeout_ms() -> u64 {
+    2_000
+}
+
+impl Default for RawPlugins {
+    fn default() -> Self {
+        RawPlugins {
+            dirs: Vec::new(),
+            call_timeout_ms: default_call_timeout_ms(),
+            probe: true,
+        }
+    }
 }
 
 /// `[click_ids]`
@@ -404,6 +428,11 @@ pub(super) struct RawProvider {
     /// The provider's own settings, handed to the plugin as a JSON object.
     #[serde(default)]
     pub(super) config: toml::Table,
+    /// Hosts (each with its subdomains) this provider's tracked links may
+    /// point at; a template elsewhere is refused. Empty: the hosts the
+    /// plugin declares, if it declares any.
+    #[serde(default)]
+    pub(super) link_hosts: Vec<String>,
 }
 
 fn default_true() -> bool {

@@ -283,9 +283,20 @@ pub(super) fn parse_json(text: &str) -> Result<Report, ImportError> {
     let mut seen = SeenIds::default();
     // Line counting is incremental: `line` is the line of byte `counted`.
     let (mut counted, mut line) = (0usize, 1u64);
+    let mut transactions = 0u64;
     loop {
         line += bytes[counted..i].iter().filter(|b| **b == b'\n').count() as u64;
         counted = i;
+        transactions += 1;
+        if transactions > super::MAX_REPORT_ROWS {
+            return Err(malformed(
+                i,
+                format!(
+                    "a report holds at most {} transactions; split the file",
+                    super::MAX_REPORT_ROWS
+                ),
+            ));
+        }
         let mut stream = serde_json::Deserializer::from_slice(&bytes[i..]).into_iter::<Value>();
         let value = match stream.next() {
             Some(Ok(v)) => v,

@@ -77,6 +77,14 @@ use crate::store::SqliteStore;
 /// Largest report accepted by the API (and a sensible ceiling for files).
 pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most rows (transactions, for Awin's JSON) in one report: a larger file
+/// is refused, naming the first line past the limit; split it.
+pub const MAX_REPORT_ROWS: u64 = 1_000_000;
+
+/// Longest cell of a delimited report: a file with a longer one is
+/// refused, naming its line (a product name is a few hundred bytes).
+pub const MAX_CELL_BYTES: usize = 4 * 1024;
+
 /// At most this many rejections are listed in an answer (all are counted).
 pub const MAX_REJECTIONS_SHOWN: usize = 1_000;
 

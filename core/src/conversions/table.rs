@@ -11,8 +11,8 @@
 
 use csv::StringRecord;
 
-use super::ImportError;
 use super::settings::{Format, FormatSettings};
+use super::{ImportError, MAX_CELL_BYTES, MAX_REPORT_ROWS};
 
 /// How far down the file the header line is looked for.
 pub const HEADER_SCAN_LINES: usize = 50;
@@ -27,6 +27,8 @@ pub(super) struct Table<'a> {
     header_line: u64,
     reader: csv::Reader<&'a [u8]>,
     record: StringRecord,
+    /// Rows read so far.
+    rows: u64,
 }
 
 /// Lower-case letters and digits of a header, without bracketed parts.
@@ -134,6 +136,7 @@ impl<'a> Table<'a> {
                         header_line: i as u64 + 1,
                         reader: builder(delimiter).from_reader(body),
                         record: StringRecord::new(),
+                        rows: 0,
                     });
                 }
             }
@@ -185,11 +188,40 @@ impl<'a> Table<'a> {
         self.header_line
     }
 
-    /// The next row and its 1-based line, or `None` at the end.
+    /// The next row and its 1-based line, or `None` at the end. A row past
+    /// [`MAX_REPORT_ROWS`] or with a cell longer than [`MAX_CELL_BYTES`]
+    /// makes the file malformed at its line.
     pub(super) fn next_row(&mut self) -> Result<Option<(u64, &StringRecord)>, ImportError> {
         match self.reader.read_record(&mut self.record) {
             Ok(true) => {
                 let line = self.header_line + self.record.position().map_or(0, |p| p.line());
+                self.rows += 1;
+                if self.rows > MAX_REPORT_ROWS {
+                    return Err(ImportError::Malformed {
+                        line,
+                        message: format!(
+                            "a report holds at most {MAX_REPORT_ROWS} rows; split the file"
+                        ),
+                    });
+                }
+                if let Some((i, cell)) = self
+                    .record
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| c.len() > MAX_CELL_BYTES)
+                {
+                    let column = self
+                        .headers
+                        .get(i)
+                        .map_or_else(|| format!("{}", i + 1), |h| format!("`{h}`"));
+                    return Err(ImportError::Malformed {
+                        line,
+                        message: format!(
+                            "column {column} holds a cell of {} bytes; a cell holds at most {MAX_CELL_BYTES}",
+                            cell.len()
+                        ),
+                    });
+                }
                 Ok(Some((line, &self.record)))
             }
             Ok(false) => Ok(None),

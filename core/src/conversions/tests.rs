@@ -588,3 +588,32 @@ fn negative_item_count_is_rejected_with_its_line() {
         report.rejections[0].reason
     );
 }
+
+#[test]
+fn a_report_cell_past_its_limit_makes_the_file_malformed_at_its_line() {
+    let long = "x".repeat(MAX_CELL_BYTES + 1);
+    let text = EARNINGS.replacen("\tRust\t", &format!("\t{long}\t"), 1);
+    let (line, message) = malformed(Format::AmazonEarnings, text.as_bytes());
+    assert_eq!(line, 4);
+    assert_eq!(
+        message,
+        format!(
+            "column `Name` holds a cell of {} bytes; a cell holds at most {MAX_CELL_BYTES}",
+            MAX_CELL_BYTES + 1
+        )
+    );
+}
+
+#[test]
+fn a_report_of_more_rows_than_the_limit_is_refused_at_the_first_line_past_it() {
+    // Rows of empty cells are read (and counted) but cost nothing else.
+    let mut text = String::from("Date,Status,Commission Amount,Sale Amount,Transaction ID\n");
+    let rows = usize::try_from(MAX_REPORT_ROWS).unwrap();
+    text.push_str(&",,,,\n".repeat(rows + 1));
+    let (line, message) = malformed(Format::AwinCsv, text.as_bytes());
+    assert_eq!(line, MAX_REPORT_ROWS + 2);
+    assert_eq!(
+        message,
+        format!("a report holds at most {MAX_REPORT_ROWS} rows; split the file")
+    );
+}

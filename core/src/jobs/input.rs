@@ -7,6 +7,14 @@ use serde_json::{Map, Value};
 
 use super::{MAX_ITEMS, MAX_WEBHOOK_URL_LEN, SubmitError};
 
+/// Longest cell of a bulk CSV: a product URL's own limit (8 KiB); no field
+/// of a link is longer.
+pub const MAX_CSV_CELL_BYTES: usize = crate::plugin::MAX_INPUT_LEN;
+
+/// Most columns of a bulk CSV: the eight named ones and `param:` columns
+/// (a link holds at most 20 parameters).
+pub const MAX_CSV_COLUMNS: usize = 32;
+
 /// A column of the input CSV.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Column {
@@ -78,8 +86,9 @@ impl Column {
 /// `marketplace`, `name`, `code`, `campaign`, `tags` (separated by `|`),
 /// `provider`, and `param:<name>` for network parameters. Cells are trimmed;
 /// empty cells are absent. Unknown or repeated columns, a missing input
-/// column, rows of the wrong width, no rows, and more than [`MAX_ITEMS`] rows
-/// are refused.
+/// column, more than [`MAX_CSV_COLUMNS`] columns, rows of the wrong width,
+/// a cell longer than [`MAX_CSV_CELL_BYTES`] (naming its line), no rows,
+/// and more than [`MAX_ITEMS`] rows are refused.
 pub fn parse_csv(data: &[u8]) -> Result<Vec<Value>, SubmitError> {
     let invalid = |m: String| SubmitError::invalid(m, None);
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
@@ -92,6 +101,18 @@ pub fn parse_csv(data: &[u8]) -> Result<Vec<Value>, SubmitError> {
         .headers()
         .map_err(|e| invalid(format!("malformed CSV header: {e}")))?
         .clone();
+    if header.len() > MAX_CSV_COLUMNS {
+        return Err(invalid(format!(
+            "the CSV has {} columns; a bulk CSV has at most {MAX_CSV_COLUMNS}",
+            header.len()
+        )));
+    }
+    if let Some(cell) = header.iter().find(|c| c.len() > MAX_CSV_CELL_BYTES) {
+        return Err(invalid(format!(
+            "line 1: a column name of {} bytes; cells hold at most {MAX_CSV_CELL_BYTES}",
+            cell.len()
+        )));
+    }
     if header.iter().all(str::is_empty) {
         return Err(invalid(
             "the CSV is empty: a header row naming the columns is required (e.g. `url,name`)"
@@ -145,6 +166,18 @@ pub fn parse_csv(data: &[u8]) -> Result<Vec<Value>, SubmitError> {
             Err(e) => return Err(invalid(format!("malformed CSV: {e}"))),
         }
         rows += 1;
+        if let Some((i, cell)) = record
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.len() > MAX_CSV_CELL_BYTES)
+        {
+            let line = record.position().map_or(rows as u64 + 1, |p| p.line());
+            return Err(invalid(format!(
+                "line {line}, column `{}`: a cell of {} bytes; cells hold at most {MAX_CSV_CELL_BYTES}",
+                header.get(i).unwrap_or_default(),
+                cell.len()
+            )));
+        }
         // Past the limit, only count (to say how many were sent).
         if rows <= MAX_ITEMS {
             items.push(row_request(&columns, &record));

@@ -39,7 +39,7 @@ use tracing::error;
 use crate::links::{Created, LinkError};
 use crate::store::StoreError;
 
-pub use input::{parse_csv, validate_webhook_url};
+pub use input::{MAX_CSV_CELL_BYTES, MAX_CSV_COLUMNS, parse_csv, validate_webhook_url};
 pub use result::result_csv;
 pub use run::JobRunner;
 pub use storage::{new_job, summary, unfinished};

@@ -209,3 +209,38 @@ fn result_rows_show_links_errors_and_unprocessed_items() {
         "not_processed: the job failed before this item was processed"
     );
 }
+
+#[test]
+fn a_bulk_csv_cell_past_its_limit_is_refused_naming_the_line_and_column() {
+    let long = "x".repeat(MAX_CSV_CELL_BYTES + 1);
+    let error = parse(&format!(
+        "url,name\nhttps://example.com/a,ok\nhttps://example.com/b,\"{long}\"\n"
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error,
+        format!(
+            "line 3, column `name`: a cell of {} bytes; cells hold at most {MAX_CSV_CELL_BYTES}",
+            MAX_CSV_CELL_BYTES + 1
+        )
+    );
+    // At the limit it is a link's own business (its field limits).
+    let at_limit = "x".repeat(MAX_CSV_CELL_BYTES);
+    assert_eq!(parse(&format!("url\n{at_limit}\n")).unwrap().len(), 1);
+    let columns: Vec<String> = (0..MAX_CSV_COLUMNS)
+        .map(|i| format!("param:p{i}"))
+        .collect();
+    let error = parse(&format!(
+        "url,{}\nx{}\n",
+        columns.join(","),
+        ",".repeat(MAX_CSV_COLUMNS)
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error,
+        format!(
+            "the CSV has {} columns; a bulk CSV has at most {MAX_CSV_COLUMNS}",
+            MAX_CSV_COLUMNS + 1
+        )
+    );
+}

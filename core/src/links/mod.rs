@@ -403,7 +403,7 @@ impl Builder {
             params,
             provider,
         };
-        let result = match self.providers.build(&request(input)) {
+        let result = match build_blocking(&self.providers, &request(input)).await {
             Err(e) if expand && self.wants_expansion(&e, input) => {
                 expand_then_build(&self.providers, &self.expander, &request(input)).await
             }
@@ -435,10 +435,9 @@ impl Builder {
             tasks.push((
                 end - start,
                 tokio::task::spawn_blocking(move || {
-                    items[start..end]
-                        .iter()
-                        .map(|item| providers.build(&item.request()))
-                        .collect::<Vec<_>>()
+                    let requests: Vec<BuildRequest<'_>> =
+                        items[start..end].iter().map(BuildItem::request).collect();
+                    providers.build_many(&requests)
                 }),
             ));
         }
@@ -515,10 +514,33 @@ impl Builder {
     }
 }
 
+/// Builds one template on a blocking thread: a plugin call may take up to
+/// its time budget (`plugins.call_timeout_ms`), never on an async worker.
+async fn build_blocking(
+    providers: &Arc<Providers>,
+    req: &BuildRequest<'_>,
+) -> Result<Template, BuildError> {
+    let providers = Arc::clone(providers);
+    let item = BuildItem {
+        input: req.input.to_owned(),
+        marketplace: req.marketplace.map(str::to_owned),
+        params: req.params.to_vec(),
+        provider: req.provider.map(str::to_owned),
+    };
+    tokio::task::spawn_blocking(move || providers.build(&item.request()))
+        .await
+        .unwrap_or_else(|e| {
+            Err(BuildError::new(
+                ErrorCode::Internal,
+                format!("template build task failed: {e}"),
+            ))
+        })
+}
+
 /// Expands a short link, then builds the template of what it leads to
 /// (the other fields of `req` as they are).
 async fn expand_then_build(
-    providers: &Providers,
+    providers: &Arc<Providers>,
     expander: &Expander,
     req: &BuildRequest<'_>,
 ) -> Result<Template, BuildError> {
@@ -530,10 +552,14 @@ async fn expand_then_build(
         };
         BuildError::new(code, e.to_string()).field("url")
     })?;
-    providers.build(&BuildRequest {
-        input: &expanded,
-        ..*req
-    })
+    build_blocking(
+        providers,
+        &BuildRequest {
+            input: &expanded,
+            ..*req
+        },
+    )
+    .await
 }
 
 /// Counts a provider's refusal in the metrics.

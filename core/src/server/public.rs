@@ -295,14 +295,6 @@ fn respond(
     response
 }
 
-/// The `url` query parameter, decoded.
-fn url_param(req: &Request<Incoming>) -> Option<String> {
-    let query = req.uri().query()?;
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "url")
-        .map(|(_, v)| v.into_owned())
-}
-
 /// Middleware mode: redirect a product URL through its provider. Only URLs a
 /// loaded provider accepts are redirected; the proxy is never an open redirect.
 fn go(app: &PublicHost, peer: IpAddr, req: &Request<Incoming>) -> Step {
@@ -310,7 +302,7 @@ fn go(app: &PublicHost, peer: IpAddr, req: &Request<Incoming>) -> Step {
         app.metrics.failed(Outcome::BadRequest);
         Step::Done(json_error(ErrorCode::InvalidInput, message))
     };
-    let Some(raw) = url_param(req) else {
+    let Some(raw) = super::redirect::url_param(req.uri().query()) else {
         return bad("missing the `url` query parameter: /go?url=<product URL>");
     };
     let key = match super::redirect::middleware_key(&raw) {

@@ -25,6 +25,14 @@ pub enum Resolution {
     },
 }
 
+/// The `url` parameter of a `/go` query string, decoded (the first one).
+/// Public, like [`middleware_key`], for the fuzz targets.
+pub fn url_param(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "url")
+        .map(|(_, v)| v.into_owned())
+}
+
 /// The middleware-mode (`/go?url=`) cache key of a decoded `url`
 /// parameter: the URL trimmed, parsed and re-serialised (the `url` crate's
 /// normal form: lower-case scheme and host, IDNA, default port dropped)

@@ -376,6 +376,9 @@ impl Provider for Amazon {
             "default_marketplace": MARKETPLACES[self.default_marketplace],
             "short_hosts": SHORT_HOSTS,
             "subid_max_len": self.subid_max_len,
+            // Where its tracked links point (the host checks every template
+            // against this): the marketplaces, with their subdomains.
+            "link_hosts": MARKETPLACES,
         })
         .to_string()
     }

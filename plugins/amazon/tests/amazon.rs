@@ -780,7 +780,18 @@ fn describe_lists_configured_marketplaces_and_short_hosts() {
     let amazon = provider(
         r#"{"tags": {"amazon.co.uk": "lw-uk-21", "amazon.com": "lw-us-20"}, "default_marketplace": "amazon.co.uk"}"#,
     );
-    let described: serde_json::Value = serde_json::from_str(&amazon.describe()).unwrap();
+    let mut described: serde_json::Value = serde_json::from_str(&amazon.describe()).unwrap();
+    // Its links may point at any marketplace (a `tag` parameter can stand
+    // in for a configured store ID).
+    let link_hosts = described
+        .as_object_mut()
+        .unwrap()
+        .remove("link_hosts")
+        .unwrap();
+    assert_eq!(
+        link_hosts,
+        serde_json::json!(linkwright_model::amazon::MARKETPLACES)
+    );
     assert_eq!(
         described,
         serde_json::json!({

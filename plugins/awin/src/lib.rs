@@ -212,6 +212,9 @@ impl Provider for Awin {
         serde_json::json!({
             "publisher_id": self.config.publisher_id,
             "advertisers": advertisers,
+            // Where its tracked links point (the host checks every template
+            // against this).
+            "link_hosts": ["www.awin1.com"],
         })
         .to_string()
     }

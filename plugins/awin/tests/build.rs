@@ -396,6 +396,10 @@ fn describe_lists_publisher_and_normalised_advertisers() {
     let described: serde_json::Value = serde_json::from_str(&awin().describe()).unwrap();
     assert_eq!(described["publisher_id"], "123456");
     assert_eq!(
+        described["link_hosts"],
+        serde_json::json!(["www.awin1.com"])
+    );
+    assert_eq!(
         described["advertisers"][0],
         serde_json::json!({
             "id": "1001",

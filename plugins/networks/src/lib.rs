@@ -88,6 +88,30 @@ fn expand_append(parts: &[Part], names: &[String], destination: &Url) -> (String
     (prefix, suffix)
 }
 
+impl Networks {
+    /// Where its tracked links point (the host checks every template
+    /// against this): the template's own host, or, for an appended query
+    /// string (or a template that starts with the destination), the hosts
+    /// it tracks, with their subdomains.
+    fn link_hosts(&self) -> Vec<String> {
+        if let Style::Template { written, .. } = &self.config.style
+            && !written.starts_with("{url")
+        {
+            let sample = written
+                .replace("{url_raw}", "x")
+                .replace("{url}", "x")
+                .replace("{subid}", "x");
+            if let Some(host) = url::Url::parse(&sample)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+            {
+                return vec![host];
+            }
+        }
+        self.config.hosts.clone()
+    }
+}
+
 impl Provider for Networks {
     const NAME: &'static str = "networks";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
@@ -144,6 +168,7 @@ impl Provider for Networks {
             style: pattern,
             "subid_max_len": self.config.subid_max_len,
             "subid_encoding": encoding,
+            "link_hosts": self.link_hosts(),
         })
         .to_string()
     }

@@ -285,6 +285,7 @@ fn describe_reports_network_hosts_and_pattern() {
             "template": "https://go.skimresources.com/?id=12345X678901&xs=1&url={url}&xcust={subid}",
             "subid_max_len": 50,
             "subid_encoding": "alphanumeric",
+            "link_hosts": ["go.skimresources.com"],
         })
     );
     let described: serde_json::Value =
@@ -297,6 +298,8 @@ fn describe_reports_network_hosts_and_pattern() {
         described["hosts"],
         serde_json::json!(["ebay.com", "ebay.co.uk", "ebay.de"])
     );
+    // Appended to the destination: its links point at the hosts it tracks.
+    assert_eq!(described["link_hosts"], described["hosts"]);
 }
 
 /// Wraps a template, append or other keys into an otherwise valid config.
