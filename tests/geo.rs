@@ -621,3 +621,25 @@ fn targets_through_the_api_patch_and_bulk_csv_with_clear_errors() {
         .unwrap();
     assert!(result.contains("unknown country code"), "{result}");
 }
+
+#[test]
+fn with_fallback_own_a_store_that_does_not_sell_the_product_is_not_targeted() {
+    let dir = scratch("creators-own");
+    let mmdb = dir.join("GeoLite2-Country.mmdb");
+    write_mmdb(&mmdb, &[("127.0.0.3/32", "JP")]);
+    let creators = Creators::start(false);
+    let (config, data) = localized_echo(&dir, &mmdb, &creators, "fallback = \"own\"");
+    let by = countries_of(&preview_of(&config, &data, "echo"));
+    assert_eq!(by["DE"]["why"], "exact");
+    assert_eq!(by["JP"]["why"], "own");
+    assert_eq!(
+        by["JP"]["destination"],
+        "https://www.amazon.com/dp/B08N5WRWNW"
+    );
+    let server = TestServer::start(&config, &data);
+    let loc = location(&server, Ipv4Addr::new(127, 0, 0, 3), "echo", BROWSER, None);
+    assert!(
+        loc.starts_with("https://www.amazon.com/dp/B08N5WRWNW?tag=lw-us-20&ascsubtag="),
+        "{loc}"
+    );
+}
