@@ -145,7 +145,10 @@ impl Geo {
     /// for the client's address. `peer`: the socket's remote address.
     #[inline]
     pub fn country(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<[u8; 2]> {
+        // With trusted proxies configured, only they may set the header: a
+        // visitor reaching the server directly cannot pick a country.
         if let Some(h) = &self.header
+            && (self.proxies.is_empty() || peer.is_some_and(|p| self.trusted(p)))
             && let Some(c) = country(headers.get(h).map(HeaderValue::as_bytes))
         {
             return Some(c);
@@ -166,39 +169,56 @@ impl Geo {
     }
 
     /// The client's address: `peer`, or, if `peer` is a trusted proxy, the
-    /// rightmost forwarded address that is not one (`X-Forwarded-For` first,
-    /// then `Forwarded`). Unparsable entries stop the walk at the last
-    /// trusted hop.
+    /// rightmost forwarded address that is not one. `X-Forwarded-For` is
+    /// read if the request has one (every line of it, in order); only a
+    /// request without it is read through `Forwarded: for=`, so a visitor
+    /// cannot slip a `Forwarded` header past a proxy that writes
+    /// `X-Forwarded-For`. An entry that is not an address, or a line that is
+    /// overlong or not text, stops the walk at the last trusted hop.
+    /// Allocates nothing.
     pub fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         let peer = canonical(peer);
         if !self.trusted(peer) {
             return peer;
         }
-        let hops = |name: http::header::HeaderName, parse: fn(&str) -> Vec<Option<IpAddr>>| {
-            let mut hops = Vec::new();
-            for value in headers.get_all(name) {
-                let Ok(text) = value.to_str() else { continue };
-                if text.len() > MAX_FORWARDED_LEN {
-                    continue;
-                }
-                hops.extend(parse(text));
-            }
-            hops
-        };
-        let mut hops = hops(HeaderName::from_static("x-forwarded-for"), parse_xff);
-        if hops.is_empty() {
-            hops = hops_of_forwarded(headers);
-        }
         let mut client = peer;
-        for hop in hops.into_iter().rev() {
-            match hop {
-                Some(ip) => {
-                    client = canonical(ip);
-                    if !self.trusted(client) {
+        // Steps one hop to the left; `false` when the walk ends here.
+        let mut step = |hop: Option<IpAddr>| match hop {
+            Some(ip) => {
+                client = canonical(ip);
+                self.trusted(client)
+            }
+            None => false,
+        };
+        let xff = headers.get_all("x-forwarded-for");
+        if xff.iter().next().is_some() {
+            for value in xff.iter().rev() {
+                let Some(text) = readable(value) else {
+                    return client;
+                };
+                for entry in text.rsplit(',') {
+                    if !step(parse_addr(entry.trim())) {
                         return client;
                     }
                 }
-                None => return client,
+            }
+        } else {
+            for value in headers.get_all(http::header::FORWARDED).iter().rev() {
+                let Some(text) = readable(value) else {
+                    return client;
+                };
+                for element in text.rsplit(',') {
+                    let for_ = element.split(';').find_map(|pair| {
+                        let (k, v) = pair.split_once('=')?;
+                        k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
+                    });
+                    // An element without `for` says nothing about the client.
+                    if let Some(v) = for_
+                        && !step(parse_addr(v))
+                    {
+                        return client;
+                    }
+                }
             }
         }
         client
@@ -253,10 +273,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// `X-Forwarded-For: client, proxy1, proxy2` → its addresses, left to right
-/// (`None` for an entry that is not an address).
-fn parse_xff(text: &str) -> Vec<Option<IpAddr>> {
-    text.split(',').map(|s| parse_addr(s.trim())).collect()
+/// A forwarding header's text, if it is text and not overlong.
+fn readable(value: &HeaderValue) -> Option<&str> {
+    value.to_str().ok().filter(|t| t.len() <= MAX_FORWARDED_LEN)
 }
 
 /// An address as forwarding headers write it: bare, `[v6]`, `v4:port`,
@@ -272,28 +291,6 @@ fn parse_addr(s: &str) -> Option<IpAddr> {
     let (host, port) = s.rsplit_once(':')?;
     port.parse::<u16>().ok()?;
     host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
-}
-
-/// `Forwarded: for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"` (RFC
-/// 7239) → its `for` addresses, left to right.
-fn hops_of_forwarded(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let mut hops = Vec::new();
-    for value in headers.get_all(http::header::FORWARDED) {
-        let Ok(text) = value.to_str() else { continue };
-        if text.len() > MAX_FORWARDED_LEN {
-            continue;
-        }
-        for element in text.split(',') {
-            let for_ = element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then_some(v.trim())
-            });
-            if let Some(v) = for_ {
-                hops.push(parse_addr(v));
-            }
-        }
-    }
-    hops
 }
 
 #[cfg(test)]
@@ -341,6 +338,18 @@ mod tests {
             ("x-forwarded-for", "10.0.0.5"),
         ]);
         assert_eq!(g.client_ip(&split, ip("10.0.0.1")), ip("203.0.113.9"));
+        // A Forwarded header does not count when X-Forwarded-For is there,
+        // and an overlong X-Forwarded-For line stops the walk at the peer.
+        let mut both = xff.clone();
+        both.insert("forwarded", HeaderValue::from_static("for=5.6.7.8"));
+        assert_eq!(g.client_ip(&both, ip("10.0.0.1")), ip("203.0.113.7"));
+        let mut long = HeaderMap::new();
+        long.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(&"1.2.3.4, ".repeat(200)).expect("value"),
+        );
+        long.insert("forwarded", HeaderValue::from_static("for=5.6.7.8"));
+        assert_eq!(g.client_ip(&long, ip("10.0.0.1")), ip("10.0.0.1"));
         // Garbage stops the walk at the last trusted hop.
         let junk = headers(&[("x-forwarded-for", "203.0.113.7, not-an-ip, 10.0.0.3")]);
         assert_eq!(g.client_ip(&junk, ip("10.0.0.1")), ip("10.0.0.3"));
@@ -361,6 +370,14 @@ mod tests {
         assert_eq!(g.client_ip(&h, ip("10.0.0.1")), ip("2001:db8:cafe::17"));
         let h = headers(&[("forwarded", "for=192.0.2.60:8080;by=10.0.0.1")]);
         assert_eq!(g.client_ip(&h, ip("10.0.0.1")), ip("192.0.2.60"));
+    }
+
+    #[test]
+    fn with_trusted_proxies_only_they_may_set_the_country_header() {
+        let g = geo(&["10.0.0.0/8"]);
+        let h = headers(&[("cf-ipcountry", "DE")]);
+        assert_eq!(g.country(&h, Some(ip("10.0.0.1"))), Some(*b"DE"));
+        assert_eq!(g.country(&h, Some(ip("198.51.100.1"))), None);
     }
 
     #[test]

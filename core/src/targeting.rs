@@ -379,6 +379,11 @@ pub struct Targeting {
     /// credentials, or the catalog was unreachable): said in `links get`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub availability_assumed: bool,
+    /// The catalog could not be reached for some marketplace: the
+    /// background refresh asks again at its next pass, not only after
+    /// `localize.refresh_hours`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_availability: bool,
     /// When localization last checked availability (Unix ms; 0: never).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub checked_ms: i64,

@@ -934,6 +934,7 @@ impl LinkService {
             disabled: patch.disabled,
             destination,
             targeting,
+            forget_request: retarget,
         };
         let key = code.to_owned();
         let link = self

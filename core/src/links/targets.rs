@@ -97,8 +97,11 @@ enum Sold {
     Yes,
     /// Not sold there.
     No,
-    /// Unknown: no catalog, or it could not be asked.
+    /// Unknown: no catalog, or it refused (a configuration matter, not
+    /// retried before the next refresh).
     Assumed,
+    /// Unknown: the catalog could not be reached; asked again soon.
+    Unreachable,
 }
 
 impl LinkService {
@@ -193,9 +196,15 @@ impl LinkService {
         } else {
             Default::default()
         };
-        targeting.availability_assumed = wanted
-            .iter()
-            .any(|m| sold.get(m).is_none_or(|s| *s == Sold::Assumed));
+        targeting.availability_assumed = wanted.iter().any(|m| {
+            sold.get(m)
+                .is_none_or(|s| matches!(s, Sold::Assumed | Sold::Unreachable))
+        });
+        targeting.retry_availability = ask
+            && self.localizer.catalog.is_some()
+            && wanted
+                .iter()
+                .any(|m| sold.get(m).is_none_or(|s| *s == Sold::Unreachable));
         targeting.checked_ms = now_ms();
         let title = titles
             .get(own_marketplace)
@@ -205,11 +214,12 @@ impl LinkService {
         for m in &wanted {
             let (params, why) = match sold.get(m).unwrap_or(&Sold::Assumed) {
                 Sold::Yes => (Vec::new(), Why::Exact),
-                Sold::Assumed => (Vec::new(), Why::Assumed),
+                Sold::Assumed | Sold::Unreachable => (Vec::new(), Why::Assumed),
                 Sold::No => match (config.fallback, &title) {
-                    (Fallback::Search, Some(title)) => {
-                        (vec![("search".to_owned(), title.clone())], Why::Search)
-                    }
+                    (Fallback::Search, Some(title)) => (
+                        vec![("search".to_owned(), search_text(title).to_owned())],
+                        Why::Search,
+                    ),
                     // Not sold, and nothing to search for: own store.
                     _ => continue,
                 },
@@ -307,15 +317,17 @@ impl LinkService {
                         });
                     }
                     Err(e) => {
-                        match &e {
+                        let answer = match &e {
                             CatalogError::Rejected(_) => {
-                                warn!(marketplace = %m, error = %e, "catalog refused the lookup; assuming the product is sold there")
+                                warn!(marketplace = %m, error = %e, "catalog refused the lookup; assuming the product is sold there");
+                                Sold::Assumed
                             }
                             CatalogError::Unavailable(_) => {
-                                info!(marketplace = %m, error = %e, "catalog unavailable; assuming the product is sold there, retrying later")
+                                info!(marketplace = %m, error = %e, "catalog unavailable; assuming the product is sold there, retrying later");
+                                Sold::Unreachable
                             }
-                        }
-                        sold.insert(m, Sold::Assumed);
+                        };
+                        sold.insert(m, answer);
                     }
                 }
             }
@@ -363,6 +375,19 @@ impl LinkService {
         let new = self
             .targeting(&old.rules, Some(old.localize), &own, true)
             .await?;
+        // The lookups took a while: if the link was changed meanwhile (new
+        // rules, destination or setting), that change stands and this
+        // refresh is dropped; the next one starts from it.
+        let code = link.code.clone();
+        let now = self.store(move |s| s.link_by_code(&code)).await?;
+        let unchanged = now.as_ref().is_some_and(|n| {
+            n.targeting == link.targeting
+                && n.template_prefix == link.template_prefix
+                && n.template_suffix == link.template_suffix
+        });
+        if !unchanged {
+            return Ok(());
+        }
         let update = LinkUpdate {
             targeting: Some(new),
             ..Default::default()
@@ -372,6 +397,24 @@ impl LinkService {
         self.forget(&link.code);
         Ok(())
     }
+}
+
+/// Longest search text the amazon plugin takes, in bytes.
+const MAX_SEARCH_TEXT: usize = 200;
+
+/// A product title cut to what a store search takes: at most
+/// [`MAX_SEARCH_TEXT`] bytes, at a word boundary where there is one.
+fn search_text(title: &str) -> &str {
+    let title = title.trim();
+    if title.len() <= MAX_SEARCH_TEXT {
+        return title;
+    }
+    let mut end = MAX_SEARCH_TEXT;
+    while !title.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &title[..end];
+    cut.rfind(' ').map_or(cut, |space| cut[..space].trim_end())
 }
 
 /// The ASIN of a link that localization can apply to: an Amazon product
@@ -411,4 +454,23 @@ fn push(targeting: &mut Targeting, t: &Template, why: Why) -> Result<u8, BuildEr
         why,
     });
     Ok(targeting.targets.len() as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_titles_are_cut_for_a_search_at_a_word_or_char_boundary() {
+        assert_eq!(search_text("  Echo Dot  "), "Echo Dot");
+        let long = format!("{} tail", "word ".repeat(50));
+        let cut = search_text(&long);
+        assert!(
+            cut.len() <= MAX_SEARCH_TEXT && cut.ends_with("word"),
+            "{cut}"
+        );
+        let wide = "é".repeat(150);
+        let cut = search_text(&wide);
+        assert!(cut.len() <= MAX_SEARCH_TEXT && cut.chars().all(|c| c == 'é'));
+    }
 }

@@ -190,6 +190,9 @@ pub struct LinkUpdate {
     pub destination: Option<(String, Template)>,
     /// New targeting (`Some(None)` removes it).
     pub targeting: Option<Option<Targeting>>,
+    /// The link no longer answers the request that made it (its rules
+    /// changed): an identical request makes a new link.
+    pub forget_request: bool,
 }
 
 /// Clicks and conversions summed: of a link, or of one of its days.
@@ -365,7 +368,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Stores catalog answers (replacing older ones).
     fn save_availability(&self, answers: &[Availability]) -> Result<(), StoreError>;
     /// Localized links whose availability was checked before
-    /// `checked_before_ms`, or was assumed, oldest check first, at most `limit`.
+    /// `checked_before_ms`, or could not be checked (the catalog was
+    /// unreachable), oldest check first, at most `limit`.
     fn localized_links(
         &self,
         checked_before_ms: i64,

@@ -563,6 +563,14 @@ impl Store for SqliteStore {
                 params![targeting_json(targeting.as_ref()), code],
             )?;
         }
+        if update.forget_request {
+            // Other rules make it another link as far as idempotency goes
+            // (the request key digests the rules it was made with).
+            tx.execute(
+                "UPDATE links SET request_key = NULL WHERE code = ?1",
+                params![code],
+            )?;
+        }
         let link = one_link(&tx, "code", code)?;
         tx.commit()?;
         Ok(link)
@@ -628,7 +636,7 @@ impl Store for SqliteStore {
             "SELECT {LINK_COLUMNS} FROM links WHERE deleted_ms IS NULL \
              AND targeting IS NOT NULL AND json_extract(targeting, '$.localize') = 1 \
              AND (coalesce(json_extract(targeting, '$.checked_ms'), 0) < ?1 \
-                  OR json_extract(targeting, '$.availability_assumed') = 1) \
+                  OR json_extract(targeting, '$.retry_availability') = 1) \
              ORDER BY coalesce(json_extract(targeting, '$.checked_ms'), 0) LIMIT ?2"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
