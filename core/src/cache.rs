@@ -330,7 +330,7 @@ struct Shard {
     dead: usize,
     /// The routes of the shard's routed links, by link id (few links have
     /// targeting; the arena keeps plain bytes).
-    routes: std::collections::HashMap<i64, Arc<Routes>>,
+    routes: std::collections::HashMap<i64, Arc<Routes>, RandomState>,
 }
 
 impl Shard {
@@ -676,12 +676,17 @@ impl Links {
             let mut guard = write(&self.shards[start.wrapping_add(k) & (SHARDS - 1)].0);
             let shard = &mut *guard;
             let before = shard.index.len();
-            let (arena, dead) = (&shard.arena, &mut shard.dead);
+            let (arena, dead, routes) = (&shard.arena, &mut shard.dead, &mut shard.routes);
             shard.index.retain(
                 |&mut loc| {
                     seen += 1;
                     if seen.is_multiple_of(8) {
                         *dead += arena.record_len(loc);
+                        // A shed link's routes go with it, not at the next
+                        // compaction: they are most of a routed link's memory.
+                        if let Some(l) = arena.link(loc).filter(|l| l.routed) {
+                            routes.remove(&l.id);
+                        }
                         false
                     } else {
                         true
@@ -1298,5 +1303,53 @@ mod tests {
             )),
             Some(("code2".to_owned(), link(2)))
         );
+    }
+    #[test]
+    fn routed_links_keep_their_routes_and_shed_ones_drop_them() {
+        use crate::targeting::{BuiltTarget, Targeting, Why};
+        let targeting = Targeting {
+            rules: vec![
+                serde_json::from_str(r#"{"country": "DE", "url": "https://de.test/"}"#)
+                    .expect("rule"),
+            ],
+            rule_targets: vec![1],
+            targets: vec![BuiltTarget {
+                provider: "p".into(),
+                destination: "https://de.test/".into(),
+                marketplace: None,
+                prefix: "https://de.test/?s=".into(),
+                suffix: String::new(),
+                why: Why::Rule,
+            }],
+            ..Default::default()
+        };
+        let routes = Arc::new(Routes::compile(&targeting, &|_, _| 0).expect("routes"));
+        let cache = LinkCache::new(64, 8);
+        for i in 0..256i64 {
+            let link = CachedLink::new(i, "https://own.test/?s=", "", false, 0)
+                .with_routes(Some(Arc::clone(&routes)));
+            cache.insert(&format!("c{i}"), link);
+        }
+        let (mut cached, mut routed) = (0, 0);
+        for shard in cache.links.shards.iter() {
+            let shard = read(&shard.0);
+            cached += shard.index.len();
+            routed += shard.routes.len();
+        }
+        assert_eq!(cached, cache.len());
+        // Every cached link has its routes; shed ones left none behind.
+        assert_eq!(routed, cached, "routes of shed links kept");
+        let mut served = 0;
+        for i in 0..256i64 {
+            if let Lookup::Hit(target) = cache.get(&format!("c{i}"), |l| {
+                l.choose(Device::Desktop, Some(*b"DE"), || 0)
+                    .prefix
+                    .to_owned()
+            }) {
+                assert_eq!(target, "https://de.test/?s=");
+                served += 1;
+            }
+        }
+        assert_eq!(served, cached);
     }
 }

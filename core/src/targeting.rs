@@ -456,7 +456,17 @@ impl Targeting {
     /// Where a shopper from `country` on `device` lands and why; for the
     /// preview. A split is reported as [`Why::Split`] with target 0.
     pub fn explain(&self, device: Option<Device>, country: [u8; 2]) -> (u8, Why) {
-        let router = self.router();
+        self.explain_with(&self.router(), device, country)
+    }
+
+    /// [`Targeting::explain`] with the router compiled once (the preview
+    /// asks for every country).
+    pub fn explain_with(
+        &self,
+        router: &Router,
+        device: Option<Device>,
+        country: [u8; 2],
+    ) -> (u8, Why) {
         if let Some(d) = device
             && router.device[d.index()] != NONE
         {

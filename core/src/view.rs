@@ -190,6 +190,7 @@ impl TargetsPreview {
     /// The preview of a link.
     pub fn new(link: &Link) -> TargetsPreview {
         let t = link.targeting.clone().unwrap_or_default();
+        let router = t.router();
         let landing = |target: u8| -> (Option<String>, String) {
             match t.targets.get(usize::from(target).wrapping_sub(1)) {
                 Some(b) => (b.marketplace.clone(), b.destination.clone()),
@@ -199,7 +200,7 @@ impl TargetsPreview {
         let devices = Device::ALL
             .into_iter()
             .filter_map(|d| {
-                let (target, why) = t.explain(Some(d), *b"ZZ");
+                let (target, why) = t.explain_with(&router, Some(d), *b"ZZ");
                 (why == Why::Rule).then(|| DeviceLanding {
                     device: d,
                     target,
@@ -210,7 +211,7 @@ impl TargetsPreview {
         let countries = targeting::countries()
             .map(|c| {
                 let b = c.as_bytes();
-                let (target, why) = t.explain(None, [b[0], b[1]]);
+                let (target, why) = t.explain_with(&router, None, [b[0], b[1]]);
                 let (marketplace, destination) = landing(target);
                 CountryLanding {
                     country: c.to_owned(),
