@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, create_key, linkwright_on, scratch};
+use common::{BROWSER, TestServer, create_key, linkwright_on, scratch};
 
 /// Writes a GeoLite2-Country-shaped database mapping each network to a
 /// country, to `out` (through a temporary file and a rename, as
@@ -60,7 +60,6 @@ fn client_from(from: Ipv4Addr) -> reqwest::blocking::Client {
         .unwrap()
 }
 
-const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
 
 /// The `Location` of a redirect of `code` for a client at `from`.

@@ -399,6 +399,16 @@ impl Targeting {
         self.targets.is_empty() && self.rule_targets.iter().all(|t| *t == OWN)
     }
 
+    /// For a localized link, whether availability was `confirmed` by the
+    /// catalog or `assumed`; `None` when localization is off.
+    pub fn availability(&self) -> Option<&'static str> {
+        self.localize.then_some(if self.availability_assumed {
+            "assumed"
+        } else {
+            "confirmed"
+        })
+    }
+
     /// The compiled table the redirect reads.
     pub fn router(&self) -> Router {
         let mut device = [NONE; 4];

@@ -123,11 +123,7 @@ impl TargetingView {
         TargetingView {
             rules: t.rules.clone(),
             localize: t.localize,
-            availability: t.localize.then_some(if t.availability_assumed {
-                "assumed"
-            } else {
-                "confirmed"
-            }),
+            availability: t.availability(),
             destinations: t
                 .targets
                 .iter()
@@ -224,11 +220,7 @@ impl TargetsPreview {
             .collect();
         TargetsPreview {
             code: link.code.clone(),
-            availability: t.localize.then_some(if t.availability_assumed {
-                "assumed"
-            } else {
-                "confirmed"
-            }),
+            availability: t.availability(),
             devices,
             countries,
         }
