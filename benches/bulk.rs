@@ -37,9 +37,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use linkwright_core::backend::SqliteStore;
 use linkwright_core::config::Config;
 use linkwright_core::links::CreateLinkRequest;
-use linkwright_core::store::{SqliteStore, generate_code};
+use linkwright_core::store::generate_code;
 use linkwright_core::{BuildRequest, Providers};
 use serde_json::Value;
 

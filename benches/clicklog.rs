@@ -18,8 +18,9 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use linkwright_core::ClickIdGenerator;
+use linkwright_core::backend::SqliteStore;
 use linkwright_core::classify::UaClass;
-use linkwright_core::store::{ClickEvent, SqliteStore, Store};
+use linkwright_core::store::{ClickEvent, ClickStore};
 
 const BATCH: usize = 10_000;
 

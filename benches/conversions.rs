@@ -27,8 +27,8 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use linkwright_core::backend::SqliteStore;
 use linkwright_core::conversions::{self, Conversion, ConversionsConfig, Format};
-use linkwright_core::store::SqliteStore;
 
 const CLICKS: usize = 10_000;
 /// The old absolute budget of a first import of 100,000 rows, printed for

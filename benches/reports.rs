@@ -26,9 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use linkwright_core::ClickIdGenerator;
+use linkwright_core::backend::SqliteStore;
 use linkwright_core::classify::UaClass;
-use linkwright_core::reports::{self, GroupBy, MS_PER_DAY, ReportQuery};
-use linkwright_core::store::{ClickEvent, SqliteStore, Store};
+use linkwright_core::reports::ReportStore;
+use linkwright_core::reports::{GroupBy, MS_PER_DAY, ReportQuery};
+use linkwright_core::store::{ClickEvent, ClickStore, LinkStore};
 use rusqlite::params;
 
 const LINKS: i64 = 10_000;
@@ -455,7 +457,7 @@ fn measure(dir: &Path) {
     };
 
     // Warm up (page cache), and show what the report holds.
-    let report = reports::run(&store, &query(GroupBy::Link)).unwrap();
+    let report = store.report(&query(GroupBy::Link)).unwrap();
     println!(
         "30-day report by link, {} to {}: {} rows; totals: {} clicks, {} bot hits, \
          {} conversions, revenue {}, commission {}, EPC {}",
@@ -475,7 +477,7 @@ fn measure(dir: &Path) {
     let (mut samples, mut floors, mut ratios) = (vec![], vec![], vec![]);
     for _ in 0..runs {
         let t = Instant::now();
-        std::hint::black_box(reports::run(&store, &query(GroupBy::Link)).unwrap());
+        std::hint::black_box(store.report(&query(GroupBy::Link)).unwrap());
         let report = t.elapsed();
         let t = Instant::now();
         std::hint::black_box(floor(&store, from, from + 29));
@@ -519,7 +521,7 @@ fn measure(dir: &Path) {
         let samples: Vec<Duration> = (0..5)
             .map(|_| {
                 let t = Instant::now();
-                std::hint::black_box(reports::run(&store, &query(group_by)).unwrap());
+                std::hint::black_box(store.report(&query(group_by)).unwrap());
                 t.elapsed()
             })
             .collect();
@@ -530,15 +532,13 @@ fn measure(dir: &Path) {
         .map(|_| {
             let t = Instant::now();
             std::hint::black_box(
-                reports::run(
-                    &store,
-                    &ReportQuery {
+                store
+                    .report(&ReportQuery {
                         from_day: FIRST_DAY,
                         to_day: FIRST_DAY + 365,
                         group_by: GroupBy::Link,
-                    },
-                )
-                .unwrap(),
+                    })
+                    .unwrap(),
             );
             t.elapsed()
         })

@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use linkwright_core::conversions::ConversionStore;
 
 use crate::{ConfigArg, DataDirArg, open_store};
 
@@ -98,7 +100,7 @@ pub(crate) fn conversions_command(command: ConversionsCommand) -> Result<ExitCod
             } else {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
             };
-            match conversions::import(&store, &config.conversions, format, &bytes) {
+            match conversions::import(&*store, &config.conversions, format, &bytes) {
                 Ok(summary) => {
                     if json {
                         println!("{}", serde_json::to_string(&summary)?);
@@ -129,7 +131,13 @@ pub(crate) fn conversions_command(command: ConversionsCommand) -> Result<ExitCod
                 .build()
                 .context("cannot start the async runtime")?;
             let outcome = pull::token_from_env(awin).map(|token| {
-                runtime.block_on(pull::pull_awin(store.path(), awin, &token, from, to))
+                runtime.block_on(pull::pull_awin(
+                    &(store as Arc<dyn ConversionStore>),
+                    awin,
+                    &token,
+                    from,
+                    to,
+                ))
             });
             match outcome.and_then(|r| r) {
                 Ok(summary) => {

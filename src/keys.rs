@@ -59,7 +59,7 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
             } else {
                 scopes
             };
-            let (key, secret) = keys::create_key(&store, &name, &scopes)?;
+            let (key, secret) = keys::create_key(&*store, &name, &scopes)?;
             eprintln!(
                 "created key {} ({}) with scopes {}; store it now, it is not shown again:",
                 key.id,
@@ -70,7 +70,7 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::List { config, data } => {
             let (_, store) = open_store(&config, &data)?;
-            for key in keys::list_keys(&store)? {
+            for key in keys::list_keys(&*store)? {
                 println!(
                     "{}\t{}\t{}\t{}",
                     key.id,
@@ -82,7 +82,7 @@ pub(crate) fn keys_command(command: KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Revoke { config, data, id } => {
             let (_, store) = open_store(&config, &data)?;
-            keys::revoke_key(&store, &id)?;
+            keys::revoke_key(&*store, &id)?;
             println!("{id} revoked");
         }
     }

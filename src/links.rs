@@ -9,10 +9,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use linkwright_core::app::link_service;
+use linkwright_core::backend::{self, Store};
 use linkwright_core::config::Config;
 use linkwright_core::jobs::{self, JobRunner};
 use linkwright_core::links::{CreateLinkRequest, LinkError, LinkService, Source};
-use linkwright_core::store::{LinkFilter, SqliteStore, Store};
+use linkwright_core::store::LinkFilter;
 use linkwright_core::targeting::TargetRule;
 use linkwright_core::view::{LinkView, ShortUrls, TargetsPreview};
 
@@ -137,7 +138,7 @@ pub(crate) enum LinksCommand {
 /// store's journal), and a runtime to drive it.
 struct Links {
     config: Config,
-    db: Arc<SqliteStore>,
+    db: Arc<dyn Store>,
     service: Arc<LinkService>,
     short_urls: ShortUrls,
     runtime: tokio::runtime::Runtime,
@@ -147,13 +148,12 @@ impl Links {
     fn open(config: &ConfigArg, data: &DataDirArg) -> Result<Links> {
         let mut config = config.load()?;
         data.apply(&mut config);
-        let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
+        let db = backend::open(&config)?;
         let providers = Arc::new(config.load_providers());
         for r in providers.refused() {
             eprintln!("warning: provider `{}` refused: {}", r.name, r.error);
         }
-        let store: Arc<dyn Store> = Arc::clone(&db) as Arc<dyn Store>;
-        let service = Arc::new(link_service(&config, providers, store, None)?);
+        let service = Arc::new(link_service(&config, providers, Arc::clone(&db), None)?);
         let short_urls = ShortUrls::new(
             config.server.public_base_url.as_deref(),
             config.server.public_addr,
@@ -384,7 +384,7 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
     }
     let items = jobs::parse_csv(&csv).with_context(|| file.display().to_string())?;
     let runner = Arc::new(JobRunner::new(
-        Arc::clone(&links.db),
+        Arc::clone(&links.db) as Arc<dyn linkwright_core::jobs::JobStore>,
         Arc::clone(&links.service),
         Source::Cli,
     ));
@@ -401,7 +401,7 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
     );
     let outcome = links.runtime.block_on(async {
         let db = Arc::clone(&links.db);
-        let job = tokio::task::spawn_blocking(move || jobs::new_job(&db, &items, None)).await??;
+        let job = tokio::task::spawn_blocking(move || jobs::new_job(&*db, &items, None)).await??;
         let progress = |done: u64, _total: u64| bar.set_position(done);
         let summary = runner.run(&job.job_id, &progress).await?;
         let db = Arc::clone(&links.db);
@@ -411,7 +411,7 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
         );
         let job_id = summary.job_id.clone();
         let result = tokio::task::spawn_blocking(move || {
-            jobs::result_csv(&db, &job_id, &|code| short_urls.of(code))
+            jobs::result_csv(&*db, &job_id, &|code| short_urls.of(code))
         })
         .await??;
         anyhow::Ok((summary, result))

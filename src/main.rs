@@ -13,12 +13,13 @@ mod serve;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use linkwright_core::backend::{self, Store};
 use linkwright_core::config::{Config, DEFAULT_CONFIG_FILE};
 use linkwright_core::links::CreateLinkRequest;
-use linkwright_core::store::SqliteStore;
 
 use conversions::ConversionsCommand;
 use keys::KeysCommand;
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let (_, store) = open_store(&config, &data)?;
             println!(
                 "{}: schema version {}",
-                store.path().display(),
+                store.location(),
                 store.schema_version()?
             );
             Ok(ExitCode::SUCCESS)
@@ -309,9 +310,12 @@ pub(crate) fn probe_command() -> Option<linkwright_core::plugin::ProbeCommand> {
 }
 
 /// The config (with `--data-dir` applied) and its store.
-pub(crate) fn open_store(config: &ConfigArg, data: &DataDirArg) -> Result<(Config, SqliteStore)> {
+pub(crate) fn open_store(
+    config: &ConfigArg,
+    data: &DataDirArg,
+) -> Result<(Config, Arc<dyn Store>)> {
     let mut config = config.load()?;
     data.apply(&mut config);
-    let store = SqliteStore::open(&config.server.data_dir)?;
+    let store = backend::open(&config)?;
     Ok((config, store))
 }

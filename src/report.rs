@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use linkwright_core::reports::{self, Format, ReportQuery};
+use linkwright_core::reports::{Format, ReportQuery};
 
 use crate::{ConfigArg, DataDirArg, open_store};
 
@@ -21,7 +21,7 @@ pub(crate) fn report(
         .parse()
         .map_err(|e| anyhow::anyhow!("--format: {e}"))?;
     let (_, store) = open_store(config, data)?;
-    let report = reports::run(&store, &query)?;
+    let report = store.report(&query)?;
     print!("{}", report.render(format)?);
     Ok(ExitCode::SUCCESS)
 }

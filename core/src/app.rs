@@ -10,6 +10,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tracing::error;
 
+use crate::backend::{self, Store};
 use crate::cache::Caches;
 use crate::click::ClickIdGenerator;
 use crate::clicklog::{self, ClickLog};
@@ -24,7 +25,7 @@ use crate::keys::RateLimiter;
 use crate::links::{Builder, LinkService, Localizer, RegionalCatalog, Source};
 use crate::metrics::{self, Metrics, ScrapeState};
 use crate::plugin::Providers;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{ClickStore, StoreError};
 use crate::view::ShortUrls;
 
 /// Why an instance could not start.
@@ -49,10 +50,8 @@ pub enum AppError {
 pub struct App {
     /// The loaded providers.
     pub providers: Arc<Providers>,
-    /// The store.
+    /// The store: links, clicks, keys, jobs, conversions, reports.
     pub store: Arc<dyn Store>,
-    /// The same store, typed: API keys, jobs and conversions keep tables in it.
-    pub db: Arc<SqliteStore>,
     /// Creating, changing and deleting links.
     pub links: Arc<LinkService>,
     /// Bulk jobs.
@@ -96,12 +95,11 @@ pub struct App {
 impl App {
     /// Opens the store, restores the click ID state and starts the click log.
     pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, AppError> {
-        let db = Arc::new(SqliteStore::open(&config.server.data_dir)?);
-        let interrupted_jobs = crate::jobs::unfinished(&db).unwrap_or_else(|e| {
+        let store = backend::open(config)?;
+        let interrupted_jobs = crate::jobs::unfinished(&*store).unwrap_or_else(|e| {
             error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
             Vec::new()
         });
-        let store: Arc<dyn Store> = Arc::new(crate::store::Timed(Arc::clone(&db)));
         let link_changes_seen = store.last_link_change()?;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
@@ -113,7 +111,7 @@ impl App {
         let floor = store.load_click_state()?;
         let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
         let clicklog = ClickLog::start(
-            Arc::clone(&store),
+            Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::clone(&ids),
             config.click_log,
             Arc::clone(&metrics),
@@ -129,7 +127,7 @@ impl App {
             Some(Arc::clone(&caches)),
         )?);
         let jobs = Arc::new(JobRunner::new(
-            Arc::clone(&db),
+            Arc::clone(&store) as Arc<dyn crate::jobs::JobStore>,
             Arc::clone(&links),
             Source::Api,
         ));
@@ -146,7 +144,6 @@ impl App {
             geo_check: config.geoip.as_ref().map(|g| g.check_interval),
             providers,
             store,
-            db,
             links,
             jobs,
             caches,
@@ -205,7 +202,7 @@ impl App {
                 .map(|p| (p.name.clone(), p.is_poisoned()))
                 .collect(),
             plugins_refused: self.providers.refused().len(),
-            jobs_unfinished: crate::jobs::unfinished(&self.db).ok().map(|j| j.len()),
+            jobs_unfinished: crate::jobs::unfinished(&*self.store).ok().map(|j| j.len()),
         };
         self.metrics.render(&self.prometheus, &state)
     }

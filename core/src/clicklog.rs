@@ -69,7 +69,7 @@ use crate::click::{ClickId, ClickIdGenerator};
 use crate::config::ClickLogConfig;
 use crate::metrics::Metrics;
 use crate::shard::Sharded;
-use crate::store::{ClickEvent, Store, StoreError};
+use crate::store::{ClickEvent, ClickStore, StoreError};
 
 /// The producer side of the click log, shared by every request.
 #[derive(Debug)]
@@ -344,7 +344,7 @@ impl ClickLog {
     /// `journal` (created if missing); run [`replay`] over that folder
     /// first. None: not journaled (a crash loses the last flush interval).
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn ClickStore>,
         ids: Arc<ClickIdGenerator>,
         config: ClickLogConfig,
         metrics: Arc<Metrics>,
@@ -481,7 +481,11 @@ pub struct Replayed {
 /// and removes the segments. Run it before [`ClickLog::start`]. A segment
 /// that cannot be read is logged and left in place; a store error stops the
 /// replay (the segments not yet removed stay for the next try).
-pub fn replay(dir: &Path, store: &dyn Store, batch_size: usize) -> Result<Replayed, StoreError> {
+pub fn replay(
+    dir: &Path,
+    store: &dyn ClickStore,
+    batch_size: usize,
+) -> Result<Replayed, StoreError> {
     let mut done = Replayed::default();
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -555,7 +559,7 @@ pub fn replay(dir: &Path, store: &dyn Store, batch_size: usize) -> Result<Replay
 /// The writer thread's state.
 struct Writer {
     shared: Arc<Shared>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ClickStore>,
     ids: Arc<ClickIdGenerator>,
     batch_size: usize,
     /// Events taken from the shards and not yet written, each take merged
@@ -820,11 +824,9 @@ mod tests {
 
     use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+    use crate::backend::SqliteStore;
     use crate::classify::UaClass;
-    use crate::store::{
-        Availability, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate, NewLink, SqliteStore,
-        StoreError, StoredClick,
-    };
+    use crate::store::{LinkStore, StoreError, StoredClick};
 
     /// Metrics in a recorder of their own, so that tests running in parallel
     /// do not share counters.
@@ -883,7 +885,7 @@ mod tests {
     ) -> Writer {
         Writer {
             shared,
-            store: Arc::clone(store) as Arc<dyn Store>,
+            store: Arc::clone(store) as Arc<dyn ClickStore>,
             saved: ids.state(),
             ids,
             batch_size,
@@ -898,7 +900,7 @@ mod tests {
     /// generator of its own.
     fn start(store: &Arc<MemStore>, config: ClickLogConfig, metrics: Arc<Metrics>) -> ClickLog {
         ClickLog::start(
-            Arc::clone(store) as Arc<dyn Store>,
+            Arc::clone(store) as Arc<dyn ClickStore>,
             Arc::new(ClickIdGenerator::new(0)),
             config,
             metrics,
@@ -952,7 +954,7 @@ mod tests {
         }
     }
 
-    impl Store for MemStore {
+    impl ClickStore for MemStore {
         fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
             let failing = self
                 .fail
@@ -987,66 +989,7 @@ mod tests {
             lock(&self.saved).push(state);
             Ok(())
         }
-        fn create_link(&self, _: NewLink) -> Result<Link, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn create_links(
-            &self,
-            _: Vec<NewLink>,
-        ) -> Result<Vec<Result<Link, StoreError>>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn link_by_code(&self, _: &str) -> Result<Option<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn link_by_source_key(&self, _: &str) -> Result<Option<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn list_links(&self, _: &LinkFilter) -> Result<Vec<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn link_by_request_key(&self, _: &str) -> Result<Option<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn set_disabled(&self, _: &str, _: bool) -> Result<bool, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn update_link(&self, _: &str, _: &LinkUpdate) -> Result<Option<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn delete_link(&self, _: &str) -> Result<bool, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn availability(&self, _: &str) -> Result<Vec<Availability>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn save_availability(&self, _: &[Availability]) -> Result<(), StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn localized_links(&self, _: i64, _: usize) -> Result<Vec<Link>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn link_stats(&self, _: i64) -> Result<LinkStats, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn click_breakdown(
-            &self,
-            _: Option<i64>,
-            _: i64,
-            _: usize,
-        ) -> Result<crate::store::ClickBreakdown, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
         fn clicks(&self, _: usize) -> Result<Vec<StoredClick>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn last_link_change(&self) -> Result<i64, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn link_changes(&self, _: i64, _: usize) -> Result<Vec<LinkChange>, StoreError> {
-            unreachable!("the click log writes clicks only")
-        }
-        fn prune_link_changes(&self, _: usize, _: usize) -> Result<usize, StoreError> {
             unreachable!("the click log writes clicks only")
         }
     }
@@ -1072,7 +1015,7 @@ mod tests {
         // Small shards, small batches and a short interval: some events are
         // dropped, the rest go through many passes and transactions.
         let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::clone(&ids),
             config(crate::shard::SHARDS * 1024, 50, Duration::from_millis(1)),
             metrics,
@@ -1471,7 +1414,7 @@ mod tests {
         let ids = ClickIdGenerator::new(0);
         let (metrics, handle) = local_metrics();
         let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::new(ClickIdGenerator::new(0)),
             config(1024, 100, NEVER),
             metrics,
@@ -1500,7 +1443,7 @@ mod tests {
         let mut cfg = config(1 << 16, 100, NEVER);
         cfg.segment_bytes = 4096;
         let log = ClickLog::start(
-            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::new(ClickIdGenerator::new(0)),
             cfg,
             metrics,

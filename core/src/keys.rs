@@ -19,12 +19,11 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use rusqlite::OptionalExtension;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::clock::now_ms;
-use crate::store::SqliteStore;
+use crate::store::StoreError;
 
 /// The prefix of every key.
 pub const KEY_PREFIX: &str = "lwk_";
@@ -117,9 +116,9 @@ impl ApiKey {
 /// Why creating, listing or revoking keys failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    /// The database failed (internal; a retry may help if it was busy).
+    /// The store failed (internal; a retry may help if it was busy).
     #[error("API key store: {0}")]
-    Database(#[from] rusqlite::Error),
+    Store(#[from] StoreError),
     /// No key has this id (client error).
     #[error("no API key with id `{0}`")]
     NotFound(String),
@@ -201,9 +200,9 @@ pub enum AuthError {
     /// The key was refused.
     #[error(transparent)]
     Refused(#[from] AuthFailure),
-    /// The key could not be checked because the database failed.
+    /// The key could not be checked because the store failed.
     #[error("could not check API key: {0}")]
-    Database(#[from] rusqlite::Error),
+    Store(#[from] StoreError),
 }
 
 impl AuthError {
@@ -211,9 +210,23 @@ impl AuthError {
     pub fn failure(&self) -> Option<AuthFailure> {
         match self {
             AuthError::Refused(failure) => Some(*failure),
-            AuthError::Database(_) => None,
+            AuthError::Store(_) => None,
         }
     }
+}
+
+/// API key storage. The domain rules (names, scopes, secrets, constant-time
+/// comparison) live in this module; a backend only keeps rows.
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// Stores a new key with the SHA-256 hash of its secret.
+    fn insert_key(&self, key: &ApiKey, secret_hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// Every key, revoked ones included, oldest first (then by id).
+    fn keys(&self) -> Result<Vec<ApiKey>, StoreError>;
+    /// The key with this id and its stored secret hash.
+    fn key_by_id(&self, id: &str) -> Result<Option<(ApiKey, Vec<u8>)>, StoreError>;
+    /// Marks the key revoked at `now_ms`, keeping an earlier revocation
+    /// time; false if no key has this id.
+    fn revoke_key(&self, id: &str, now_ms: i64) -> Result<bool, StoreError>;
 }
 
 /// Creates a key named `name` (trimmed; 1–64 characters, no control
@@ -221,7 +234,7 @@ impl AuthError {
 /// duplicates). Returns its facts and the full key, which is shown once and
 /// cannot be recovered later.
 pub fn create_key(
-    store: &SqliteStore,
+    store: &dyn KeyStore,
     name: &str,
     scopes: &[Scope],
 ) -> Result<(ApiKey, String), KeyError> {
@@ -234,69 +247,37 @@ pub fn create_key(
     }
     let id = random_base62(ID_LEN)?;
     let secret = random_base62(SECRET_LEN)?;
-    let hash = hash_secret(&secret);
-    let scopes_json = scopes_to_json(&scopes);
-    let created_ms = now_ms();
-    // 62^12 ≈ 2^71 ids: a collision is astronomically unlikely and would
-    // surface as a primary-key constraint error rather than a silent overwrite.
-    store.with_conn(|conn| {
-        conn.execute(
-            "INSERT INTO api_keys (id, name, secret_hash, scopes, created_ms, revoked_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL)",
-            rusqlite::params![id, name, &hash[..], scopes_json, created_ms],
-        )
-    })?;
-    let full = format!("{KEY_PREFIX}{id}_{secret}");
-    tracing::info!(key_id = %id, name = %name, scopes = %scopes_json, "API key created");
     let key = ApiKey {
         id,
         name,
         scopes,
-        created_ms,
+        created_ms: now_ms(),
         revoked: false,
     };
+    store.insert_key(&key, &hash_secret(&secret))?;
+    let full = format!("{KEY_PREFIX}{}_{secret}", key.id);
+    let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+    tracing::info!(key_id = %key.id, name = %key.name, scopes = ?scopes, "API key created");
     Ok((key, full))
 }
 
 /// Every key, revoked ones included, oldest first.
-pub fn list_keys(store: &SqliteStore) -> Result<Vec<ApiKey>, KeyError> {
-    let keys = store.with_conn(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT id, name, scopes, created_ms, revoked_ms
-             FROM api_keys ORDER BY created_ms, id",
-        )?;
-        let rows = stmt.query_map([], key_from_row)?;
-        rows.collect::<Result<Vec<_>, _>>()
-    })?;
-    Ok(keys)
+pub fn list_keys(store: &dyn KeyStore) -> Result<Vec<ApiKey>, KeyError> {
+    Ok(store.keys()?)
 }
 
 /// The key with this id, revoked or not; `None` if there is none. For a
 /// console session, which holds a key's id (never its secret) and checks
 /// on every request that the key still stands.
-pub fn key_by_id(store: &SqliteStore, id: &str) -> Result<Option<ApiKey>, KeyError> {
-    let key = store.with_conn(|conn| {
-        conn.query_row(
-            "SELECT id, name, scopes, created_ms, revoked_ms FROM api_keys WHERE id = ?1",
-            [id],
-            key_from_row,
-        )
-        .optional()
-    })?;
-    Ok(key)
+pub fn key_by_id(store: &dyn KeyStore, id: &str) -> Result<Option<ApiKey>, KeyError> {
+    Ok(store.key_by_id(id)?.map(|(key, _)| key))
 }
 
 /// Revokes the key with this id; it is refused from the next request on.
 /// Revoking an already revoked key succeeds and keeps the first revocation
 /// time. [`KeyError::NotFound`] if no key has this id.
-pub fn revoke_key(store: &SqliteStore, id: &str) -> Result<(), KeyError> {
-    let changed = store.with_conn(|conn| {
-        conn.execute(
-            "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?1) WHERE id = ?2",
-            rusqlite::params![now_ms(), id],
-        )
-    })?;
-    if changed == 0 {
+pub fn revoke_key(store: &dyn KeyStore, id: &str) -> Result<(), KeyError> {
+    if !store.revoke_key(id, now_ms())? {
         return Err(KeyError::NotFound(id.to_owned()));
     }
     tracing::info!(key_id = %id, "API key revoked");
@@ -308,24 +289,15 @@ pub fn revoke_key(store: &SqliteStore, id: &str) -> Result<(), KeyError> {
 ///
 /// A missing or blank header is [`AuthFailure::Missing`]; anything that is
 /// not `Bearer lwk_<12 base62>_<32 base62>` (including non-UTF-8 bytes) is
-/// [`AuthFailure::Malformed`] and never reaches the database. The database
-/// failing is [`AuthError::Database`], not a refusal.
+/// [`AuthFailure::Malformed`] and never reaches the store. The store
+/// failing is [`AuthError::Store`], not a refusal.
 pub fn authenticate(
-    store: &SqliteStore,
+    store: &dyn KeyStore,
     authorization: Option<&[u8]>,
 ) -> Result<ApiKey, AuthError> {
     let (id, secret) = parse_authorization(authorization)?;
     let presented = hash_secret(secret);
-    let found = store.with_conn(|conn| {
-        conn.query_row(
-            "SELECT id, name, scopes, created_ms, revoked_ms, secret_hash
-             FROM api_keys WHERE id = ?1",
-            [id],
-            |row| Ok((key_from_row(row)?, row.get::<_, Vec<u8>>(5)?)),
-        )
-        .optional()
-    })?;
-    let Some((key, stored)) = found else {
+    let Some((key, stored)) = store.key_by_id(id)? else {
         // Do the same constant-time comparison as for a real key, so the
         // comparison itself does not set unknown ids apart. (The database
         // lookup may still take slightly different times; ids are public
@@ -424,27 +396,6 @@ fn validate_name(name: &str) -> Result<String, KeyError> {
         ));
     }
     Ok(name.to_owned())
-}
-
-fn scopes_to_json(scopes: &[Scope]) -> String {
-    let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    // A list of plain strings always serialises.
-    serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned())
-}
-
-/// Reads columns 0–4 (`id, name, scopes, created_ms, revoked_ms`).
-fn key_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKey> {
-    let scopes_json: String = row.get(2)?;
-    let scopes: Vec<Scope> = serde_json::from_str(&scopes_json).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-    })?;
-    Ok(ApiKey {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        scopes,
-        created_ms: row.get(3)?,
-        revoked: row.get::<_, Option<i64>>(4)?.is_some(),
-    })
 }
 
 /// Nanoseconds in a minute: one token is this many units, so a bucket
@@ -560,6 +511,7 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::SqliteStore;
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -956,7 +908,7 @@ mod tests {
             })
             .expect("update");
         let got = authenticate(t.store(), Some(&bearer(&full)));
-        assert!(matches!(got, Err(AuthError::Database(_))), "{got:?}");
+        assert!(matches!(got, Err(AuthError::Store(_))), "{got:?}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod app;
+pub mod backend;
 pub mod cache;
 pub mod classify;
 pub mod clicklog;

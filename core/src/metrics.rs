@@ -842,7 +842,7 @@ pub fn rate_limited() {
     counter!("linkwright_api_rate_limited_total").increment(1);
 }
 
-/// The store operations that are timed (the [`crate::store::Store`]
+/// The store operations that are timed (the [`crate::backend::Store`]
 /// methods).
 pub const STORE_OPERATIONS: [&str; 18] = [
     "create_link",

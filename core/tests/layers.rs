@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["targeting"],
     // Metric handles.
     &["metrics"],
-    // Storage and outbound HTTP.
+    // What is stored about links and clicks, and outbound HTTP.
     &["store", "expand", "geo", "creators"],
     // What is read from the config and kept in the store.
     &["conversions", "keys", "reports", "cache"],
@@ -29,6 +29,8 @@ const LAYERS: &[&[&str]] = &[
     // Domain services, and how their results are shown.
     &["links", "view"],
     &["jobs"],
+    // The storage backends: every concern's store trait over one database.
+    &["backend"],
     // One running instance.
     &["app"],
     // The servers: the admin API and the web console side by side.

@@ -79,7 +79,7 @@ pub(super) async fn import_conversions(
     let body = body.map_err(|e| ApiError::from_body(&e, MAX_IMPORT_BYTES))?;
     let task_app = Arc::clone(&app);
     let outcome = tokio::task::spawn_blocking(move || {
-        conversions::import(&task_app.db, &task_app.conversions, format, &body)
+        conversions::import(&*task_app.store, &task_app.conversions, format, &body)
     })
     .await
     .map_err(|e| ApiError::internal("conversion import task", &e))?;
@@ -88,7 +88,7 @@ pub(super) async fn import_conversions(
         Err(e @ ImportError::Malformed { line, .. }) => {
             Err(ApiError::invalid(e.to_string()).field("body").line(line))
         }
-        Err(e @ ImportError::Database(_)) => {
+        Err(e @ ImportError::Store(_)) => {
             Err(ApiError::internal("conversion import", &e).retryable())
         }
     }

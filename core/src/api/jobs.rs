@@ -168,9 +168,9 @@ pub(super) async fn status(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
 ) -> Result<Json<JobSummary>, ApiError> {
-    let db = Arc::clone(&app.db);
+    let db = Arc::clone(&app.store);
     let shown = id.clone();
-    tokio::task::spawn_blocking(move || jobs::summary(&db, &id))
+    tokio::task::spawn_blocking(move || jobs::summary(&*db, &id))
         .await
         .map_err(|e| ApiError::internal("job store task", &e))??
         .map(Json)
@@ -187,7 +187,7 @@ pub(super) async fn result_csv(State(app): State<Arc<App>>, Path(id): Path<Strin
     let task_app = Arc::clone(&app);
     let task_id = id.clone();
     let csv = tokio::task::spawn_blocking(move || {
-        jobs::result_csv(&task_app.db, &task_id, &|code| task_app.short_url(code))
+        jobs::result_csv(&*task_app.store, &task_id, &|code| task_app.short_url(code))
     })
     .await;
     let csv = match csv {

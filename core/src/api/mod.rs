@@ -200,8 +200,8 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    let db = Arc::clone(&app.db);
-    let key = match tokio::task::spawn_blocking(move || keys::authenticate(&db, header.as_deref()))
+    let db = Arc::clone(&app.store);
+    let key = match tokio::task::spawn_blocking(move || keys::authenticate(&*db, header.as_deref()))
         .await
     {
         Ok(Ok(key)) => key,

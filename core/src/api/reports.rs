@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::ApiError;
 use crate::app::App;
-use crate::reports::{self, Format, GroupBy, Report, ReportQuery};
+use crate::reports::{Format, GroupBy, Report, ReportQuery};
 
 /// The report's query parameters; any other parameter is refused.
 #[derive(Debug, Default, IntoParams)]
@@ -99,8 +99,8 @@ pub(super) async fn report(
         }
         Some(format) => format?,
     };
-    let db = Arc::clone(&app.db);
-    let report = tokio::task::spawn_blocking(move || reports::run(&db, &query))
+    let db = Arc::clone(&app.store);
+    let report = tokio::task::spawn_blocking(move || db.report(&query))
         .await
         .map_err(|e| ApiError::internal("report task", &e))??;
     if format == Format::Json {

@@ -90,9 +90,9 @@ impl FromRequestParts<Arc<Console>> for Signed {
         let to_sign_in = || Redirect::to("/sign-in").into_response();
         let token = session::cookie(&parts.headers, SESSION_COOKIE).ok_or_else(to_sign_in)?;
         let session = console.sessions.get(token).ok_or_else(to_sign_in)?;
-        let db = Arc::clone(&console.app.db);
+        let db = Arc::clone(&console.app.store);
         let id = session.key_id.clone();
-        let key = match tokio::task::spawn_blocking(move || keys::key_by_id(&db, &id)).await {
+        let key = match tokio::task::spawn_blocking(move || keys::key_by_id(&*db, &id)).await {
             Ok(Ok(Some(key))) => key,
             Ok(Ok(None)) => return Err(to_sign_in()),
             Ok(Err(e)) => return Err(layout::internal("key lookup", &e)),
@@ -179,9 +179,9 @@ pub(super) async fn sign_in(
         return csrf_refused();
     }
     let presented = format!("Bearer {}", form.key.as_deref().unwrap_or("").trim());
-    let db = Arc::clone(&console.app.db);
+    let db = Arc::clone(&console.app.store);
     let outcome =
-        tokio::task::spawn_blocking(move || keys::authenticate(&db, Some(presented.as_bytes())))
+        tokio::task::spawn_blocking(move || keys::authenticate(&*db, Some(presented.as_bytes())))
             .await;
     let key = match outcome {
         Ok(Ok(key)) if key.allows(Scope::Read) => key,

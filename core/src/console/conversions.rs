@@ -145,7 +145,7 @@ pub(super) async fn upload(
     };
     let app = Arc::clone(&console.app);
     let outcome = tokio::task::spawn_blocking(move || {
-        conversions::import(&app.db, &app.conversions, fmt, &body)
+        conversions::import(&*app.store, &app.conversions, fmt, &body)
     })
     .await;
     match outcome {

@@ -18,8 +18,8 @@ use crate::keys::{self, ApiKey, KeyError, Scope};
 use crate::view::ProviderView;
 
 async fn all_keys(console: &Console) -> Result<Vec<ApiKey>, Response> {
-    let db = Arc::clone(&console.app.db);
-    match tokio::task::spawn_blocking(move || keys::list_keys(&db)).await {
+    let db = Arc::clone(&console.app.store);
+    match tokio::task::spawn_blocking(move || keys::list_keys(&*db)).await {
         Ok(Ok(k)) => Ok(k),
         Ok(Err(e)) => Err(layout::internal("keys", &e)),
         Err(e) => Err(layout::internal("keys task", &e)),
@@ -132,9 +132,9 @@ pub(super) async fn create(
             .await;
         }
     };
-    let db = Arc::clone(&console.app.db);
+    let db = Arc::clone(&console.app.store);
     let name = form.name.unwrap_or_default();
-    match tokio::task::spawn_blocking(move || keys::create_key(&db, &name, &scopes)).await {
+    match tokio::task::spawn_blocking(move || keys::create_key(&*db, &name, &scopes)).await {
         Ok(Ok((_, secret))) => {
             render(&console, &signed, Some(&secret), None, StatusCode::CREATED).await
         }
@@ -164,9 +164,9 @@ pub(super) async fn revoke(
     if let Err(refused) = signed.may_change(form.csrf.as_deref()) {
         return *refused;
     }
-    let db = Arc::clone(&console.app.db);
+    let db = Arc::clone(&console.app.store);
     let task_id = id.clone();
-    match tokio::task::spawn_blocking(move || keys::revoke_key(&db, &task_id)).await {
+    match tokio::task::spawn_blocking(move || keys::revoke_key(&*db, &task_id)).await {
         Ok(Ok(())) => Redirect::to("/keys").into_response(),
         Ok(Err(KeyError::NotFound(_))) => {
             error_page(StatusCode::NOT_FOUND, "No such key", "No key has this id.")

@@ -913,8 +913,8 @@ fn bad_upload(signed: &Signed, message: &str) -> Response {
 }
 
 async fn job(console: &Console, id: String) -> Result<JobSummary, Response> {
-    let db = Arc::clone(&console.app.db);
-    match tokio::task::spawn_blocking(move || jobs::summary(&db, &id)).await {
+    let db = Arc::clone(&console.app.store);
+    match tokio::task::spawn_blocking(move || jobs::summary(&*db, &id)).await {
         Ok(Ok(Some(s))) => Ok(s),
         Ok(Ok(None)) => Err(error_page(
             StatusCode::NOT_FOUND,
@@ -980,7 +980,7 @@ pub(super) async fn job_result(
     let app = Arc::clone(&console.app);
     let task_id = id.clone();
     let csv = tokio::task::spawn_blocking(move || {
-        jobs::result_csv(&app.db, &task_id, &|code| app.short_url(code))
+        jobs::result_csv(&*app.store, &task_id, &|code| app.short_url(code))
     })
     .await;
     match csv {

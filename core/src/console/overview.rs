@@ -31,8 +31,8 @@ pub(super) async fn last_days(
         to_day: today,
         group_by,
     };
-    let db = Arc::clone(&console.app.db);
-    match tokio::task::spawn_blocking(move || reports::run(&db, &query)).await {
+    let db = Arc::clone(&console.app.store);
+    match tokio::task::spawn_blocking(move || db.report(&query)).await {
         Ok(Ok(report)) => Ok(report),
         Ok(Err(e)) => Err(layout::internal("overview report", &e)),
         Err(e) => Err(layout::internal("overview report task", &e)),

@@ -45,8 +45,8 @@ impl ReportForm {
 }
 
 async fn run(console: &Console, query: ReportQuery) -> Result<Report, Response> {
-    let db = Arc::clone(&console.app.db);
-    match tokio::task::spawn_blocking(move || reports::run(&db, &query)).await {
+    let db = Arc::clone(&console.app.store);
+    match tokio::task::spawn_blocking(move || db.report(&query)).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(layout::internal("report", &e)),
         Err(e) => Err(layout::internal("report task", &e)),

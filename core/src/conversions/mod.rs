@@ -59,10 +59,9 @@ pub mod dates;
 pub mod money;
 pub mod pull;
 mod settings;
+mod store;
 mod table;
 mod upsert;
-
-use std::path::Path;
 
 use metrics::counter;
 use serde::{Deserialize, Serialize};
@@ -72,7 +71,9 @@ pub use settings::{
 };
 
 use crate::clock::now_ms;
-use crate::store::SqliteStore;
+use crate::store::StoreError;
+pub use store::{ConversionRows, ConversionStore};
+pub use upsert::{StoredConversion, Written, merge};
 
 /// Largest report accepted by the API (and a sensible ceiling for files).
 pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
@@ -212,9 +213,9 @@ pub enum ImportError {
         /// What is wrong.
         message: String,
     },
-    /// The database failed (internal; a retry may help).
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The store failed (internal; a retry may help).
+    #[error("{0}")]
+    Store(#[from] StoreError),
 }
 
 impl ImportError {
@@ -222,7 +223,7 @@ impl ImportError {
     pub fn line(&self) -> Option<u64> {
         match self {
             ImportError::Malformed { line, .. } => Some(*line),
-            ImportError::Database(_) => None,
+            ImportError::Store(_) => None,
         }
     }
 }
@@ -319,13 +320,13 @@ pub fn parse(
 /// Imports a report into the store: parses it, then stores every usable row
 /// in one transaction. Counts the outcome in the metrics (`source="file"`).
 pub fn import(
-    store: &SqliteStore,
+    store: &dyn ConversionStore,
     config: &ConversionsConfig,
     format: Format,
     bytes: &[u8],
 ) -> Result<ImportSummary, ImportError> {
-    let result = parse(format, config.format(format), bytes)
-        .and_then(|report| store_report(store.path(), &report));
+    let result =
+        parse(format, config.format(format), bytes).and_then(|report| store_report(store, &report));
     if result.is_err() {
         import_failed("file", format.provider());
     }
@@ -334,7 +335,10 @@ pub fn import(
 
 /// Stores a parsed report in one transaction and counts the stored rows in
 /// the metrics.
-pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportError> {
+pub fn store_report(
+    db: &dyn ConversionStore,
+    report: &Report,
+) -> Result<ImportSummary, ImportError> {
     let mut summary = ImportSummary::empty(report.format);
     summary.rows = (report.rows.len() + report.rejections.len()) as u64;
     summary.rejected = report.rejections.len() as u64;
@@ -362,8 +366,7 @@ pub fn store_report(db: &Path, report: &Report) -> Result<ImportSummary, ImportE
         );
         return Ok(summary);
     }
-    let mut conn = upsert::open(db)?;
-    let written = upsert::write(&mut conn, &report.rows, now_ms())?;
+    let written = db.upsert_conversions(&report.rows, now_ms())?;
     summary.inserted = written.inserted;
     summary.updated = written.updated;
     summary.unchanged = written.unchanged;

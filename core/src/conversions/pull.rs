@@ -16,7 +16,7 @@
 //!   followed only on the API's own host; an answer is read up to
 //!   `max_response_bytes`.
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -24,6 +24,7 @@ use reqwest::header::{ACCEPT, RETRY_AFTER};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::ConversionStore;
 use super::dates::Day;
 use super::settings::{AwinPullConfig, Format, FormatSettings, Provider};
 use super::{ImportError, ImportSummary, import_failed, parse, store_report};
@@ -120,7 +121,7 @@ impl PullError {
             self,
             PullError::Unavailable { .. }
                 | PullError::Import {
-                    source: ImportError::Database(_),
+                    source: ImportError::Store(_),
                     ..
                 }
         )
@@ -165,7 +166,7 @@ enum Failure {
 /// Pulls the publisher's transactions of `[from, to]` and imports them into
 /// the store at `db` (window by window).
 pub async fn pull_awin(
-    db: &Path,
+    db: &Arc<dyn ConversionStore>,
     config: &AwinPullConfig,
     token: &str,
     from: Day,
@@ -179,7 +180,7 @@ pub async fn pull_awin(
 }
 
 async fn pull(
-    db: &Path,
+    db: &Arc<dyn ConversionStore>,
     config: &AwinPullConfig,
     token: &str,
     from: Day,
@@ -231,11 +232,11 @@ async fn pull(
                     message,
                 },
             })?;
-        let path: PathBuf = db.to_owned();
+        let db = Arc::clone(db);
         let imported = tokio::task::spawn_blocking(move || {
             let settings = FormatSettings::defaults(Format::AwinJson);
             let report = parse(Format::AwinJson, &settings, &body)?;
-            store_report(&path, &report)
+            store_report(&*db, &report)
         })
         .await
         .map_err(|e| PullError::Import {

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::store::SqliteStore;
+use crate::backend::SqliteStore;
 
 fn settings(format: Format) -> FormatSettings {
     FormatSettings::defaults(format)
@@ -528,7 +528,7 @@ fn lookups_use_their_indexes() {
                 .join("; ")
         })
     };
-    let clicks = plan(upsert::CLICK_SQL);
+    let clicks = plan(crate::backend::sqlite_conversions::CLICK_SQL);
     // Through the `clicks` view: a primary key search of `clicks_by_id`.
     assert!(
         clicks.contains("SEARCH clicks_by_id USING PRIMARY KEY (click_id=?)"),
@@ -547,12 +547,14 @@ fn lookups_use_their_indexes() {
             )
             .unwrap();
         }
-        let mut s = c.prepare(upsert::CLICK_SQL).unwrap();
+        let mut s = c
+            .prepare(crate::backend::sqlite_conversions::CLICK_SQL)
+            .unwrap();
         let found: i64 = s.query_row(["CLICK1"], |r| r.get(0)).unwrap();
         assert_eq!(found, link);
         assert_eq!(s.get_status(rusqlite::StatementStatus::FullscanStep), 0);
     });
-    let rows = plan(upsert::EXISTING_SQL);
+    let rows = plan(crate::backend::sqlite_conversions::EXISTING_SQL);
     assert!(
         rows.contains("USING INDEX sqlite_autoindex_conversions_1"),
         "{rows}"

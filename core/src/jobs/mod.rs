@@ -28,6 +28,7 @@ mod input;
 mod result;
 mod run;
 mod storage;
+mod store;
 mod webhook;
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub use input::{MAX_CSV_CELL_BYTES, MAX_CSV_COLUMNS, parse_csv, validate_webhook
 pub use result::result_csv;
 pub use run::JobRunner;
 pub use storage::{new_job, summary, unfinished};
+pub use store::{JobItem, JobStart, JobStore};
 
 /// Most items in one bulk job.
 pub const MAX_ITEMS: usize = 5_000;
@@ -101,7 +103,7 @@ impl JobStatus {
         }
     }
 
-    fn parse(s: &str) -> Option<JobStatus> {
+    pub(crate) fn parse(s: &str) -> Option<JobStatus> {
         Some(match s {
             "queued" => JobStatus::Queued,
             "running" => JobStatus::Running,

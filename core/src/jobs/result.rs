@@ -3,9 +3,8 @@
 
 use serde_json::Value;
 
-use super::storage::summary_in;
+use super::JobStore;
 use super::{ItemOutcome, RESULT_COLUMNS, ResultError};
-use crate::store::{SqliteStore, StoreError};
 
 /// A cell a spreadsheet will not run as a formula: text starting with `=`,
 /// `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (the OWASP
@@ -26,27 +25,16 @@ pub(super) fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
 /// Error is `code: message`. Items a `failed` job never reached are `error`
 /// with the code `not_processed`.
 pub fn result_csv(
-    db: &SqliteStore,
+    db: &dyn JobStore,
     id: &str,
     short_url: &dyn Fn(&str) -> String,
 ) -> Result<Vec<u8>, ResultError> {
-    let rows = db.with_conn(|conn| -> Result<_, ResultError> {
-        let summary = summary_in(conn, id)?.ok_or_else(|| ResultError::NotFound(id.to_owned()))?;
-        if !summary.status.is_finished() {
-            return Err(ResultError::NotFinished(summary));
-        }
-        let mut stmt = conn
-            .prepare("SELECT request, result FROM job_items WHERE job_id = ?1 ORDER BY seq")
-            .map_err(StoreError::from)?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
-            })
-            .map_err(StoreError::from)?;
-        Ok(rows
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(StoreError::from)?)
-    })?;
+    let (summary, rows) = db
+        .job_items(id)?
+        .ok_or_else(|| ResultError::NotFound(id.to_owned()))?;
+    if !summary.status.is_finished() {
+        return Err(ResultError::NotFinished(summary));
+    }
     let mut out = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 160 + 64));
     out.write_record(RESULT_COLUMNS)?;
     for (request, result) in &rows {

@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use tracing::{error, info};
 
+use super::JobStore;
 use super::storage::{Start, finish, record, start, summary};
 use super::webhook::notify;
 use super::{CHUNK, ItemOutcome, JobError, JobStatus, JobSummary, SubmitError};
 use crate::error::{BuildError, ErrorCode};
 use crate::links::{CreateLinkRequest, LinkError, LinkService, Source};
-use crate::store::SqliteStore;
 
 /// Jobs a runner of this process is working on: a job is never run twice at
 /// once (e.g. resumed at start-up while its submitter already started it).
@@ -45,7 +45,7 @@ impl Drop for Claim {
 /// their progress and outcomes in the store.
 #[derive(Debug)]
 pub struct JobRunner {
-    db: Arc<SqliteStore>,
+    db: Arc<dyn JobStore>,
     links: Arc<LinkService>,
     source: Source,
 }
@@ -53,17 +53,17 @@ pub struct JobRunner {
 impl JobRunner {
     /// A runner over this store and link service; `source` labels the links
     /// it makes (`api` for API jobs, `cli` for `links import`).
-    pub fn new(db: Arc<SqliteStore>, links: Arc<LinkService>, source: Source) -> JobRunner {
+    pub fn new(db: Arc<dyn JobStore>, links: Arc<LinkService>, source: Source) -> JobRunner {
         JobRunner { db, links, source }
     }
 
     /// Runs a store call off the async workers.
     async fn blocking<R: Send + 'static, E: From<tokio::task::JoinError> + Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore) -> Result<R, E> + Send + 'static,
+        f: impl FnOnce(&dyn JobStore) -> Result<R, E> + Send + 'static,
     ) -> Result<R, E> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db)).await?
+        tokio::task::spawn_blocking(move || f(&*db)).await?
     }
 
     /// Makes a chunk of items, each exactly as `POST /api/v1/links` would

@@ -23,7 +23,7 @@ use crate::expand::Expander;
 use crate::metrics;
 use crate::plugin::{BuildRequest, Providers};
 use crate::store::{
-    ClickBreakdown, Link, LinkFilter, LinkStats, LinkUpdate, NewLink, Store, StoreError,
+    ClickBreakdown, Link, LinkFilter, LinkStats, LinkStore, LinkUpdate, NewLink, StoreError,
 };
 use crate::targeting::{TargetRule, Targeting};
 use crate::template::Template;
@@ -575,7 +575,7 @@ pub struct LinkService {
     builder: Builder,
     /// Amazon localization's settings and catalog.
     localizer: Localizer,
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     /// This instance's caches, if it serves redirects.
     caches: Option<Arc<Caches>>,
     /// Bound on the public host's store calls (`/go`): a visitor waits no
@@ -589,7 +589,7 @@ impl LinkService {
     /// changes from the store's journal.
     pub fn new(
         builder: Builder,
-        store: Arc<dyn Store>,
+        store: Arc<dyn LinkStore>,
         caches: Option<Arc<Caches>>,
         store_timeout: Duration,
     ) -> LinkService {
@@ -618,7 +618,7 @@ impl LinkService {
     /// report a failure for a write that may still commit).
     async fn store<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn LinkStore) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let store = Arc::clone(&self.store);
         match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
@@ -633,7 +633,7 @@ impl LinkService {
     /// visitor finds that link.)
     async fn store_bounded<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&dyn Store) -> Result<R, StoreError> + Send + 'static,
+        f: impl FnOnce(&dyn LinkStore) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         match tokio::time::timeout(self.store_timeout, self.store(f)).await {
             Ok(result) => result,
@@ -691,7 +691,7 @@ impl LinkService {
     /// answer; a custom code goes to the first request that asks for it.
     /// The earlier requests are looked up in one store call, the templates
     /// built with bounded parallelism ([`Builder::build_many`]), and the new
-    /// links written in one transaction ([`Store::create_links`]). An error
+    /// links written in one transaction ([`LinkStore::create_links`]). An error
     /// here is the store failing for the whole batch: no link of it is made.
     pub async fn create_many(
         &self,

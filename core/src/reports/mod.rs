@@ -2,8 +2,8 @@
 //! commission, conversion rate and earnings per click, grouped by link,
 //! campaign, provider, marketplace or UTC day over an inclusive range of
 //! days. The API (`GET /api/v1/reports`) and the CLI (`linkwright report`)
-//! both parse with [`ReportQuery::parse`], query with [`run`] and render with
-//! [`Report::render`]; a link's own totals (`store::stats::link_stats`) come from the
+//! both parse with [`ReportQuery::parse`], query with [`ReportStore::report`] and render with
+//! [`Report::render`]; a link's own totals (`LinkStore::link_stats`) come from the
 //! same tables.
 //!
 //! Where the numbers come from:
@@ -28,8 +28,8 @@
 //! (a number rounded to 6 decimals); earnings per click are commission per
 //! human click, to the micro-unit; both are 0 without clicks.
 
-mod query;
 mod render;
+mod store;
 
 use std::fmt;
 use std::str::FromStr;
@@ -41,7 +41,7 @@ use crate::clock::Day;
 use crate::store::Totals;
 
 pub use crate::clock::MS_PER_DAY;
-pub use query::{report, run};
+pub use store::ReportStore;
 
 /// Longest report range, in days (both ends included).
 pub const MAX_DAYS: i64 = 366;

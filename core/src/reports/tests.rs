@@ -9,7 +9,9 @@ use crate::classify::UaClass;
 use crate::money::Micros;
 use rusqlite::params;
 
-use crate::store::{ClickEvent, NewLink, SqliteStore, Store};
+use super::ReportStore;
+use crate::backend::SqliteStore;
+use crate::store::{ClickEvent, ClickStore, LinkStore, NewLink};
 use crate::template::Template;
 
 /// 2024-10-04.
@@ -118,15 +120,13 @@ impl Fixture {
     }
 
     fn report(&self, from: i64, to: i64, group_by: GroupBy) -> Report {
-        run(
-            &self.store,
-            &ReportQuery {
+        self.store
+            .report(&ReportQuery {
                 from_day: from,
                 to_day: to,
                 group_by,
-            },
-        )
-        .expect("report")
+            })
+            .expect("report")
     }
 
     fn rollup(&self) -> Vec<(i64, i64, i64, i64)> {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use tracing::{debug, error, warn};
 
 use crate::cache::Caches;
-use crate::store::{LinkChange, Store, StoreError};
+use crate::store::{LinkChange, LinkStore, StoreError};
 
 /// Changes read at a time.
 const READ_LIMIT: usize = 10_000;
@@ -39,7 +39,7 @@ const PRUNE_AT_ONCE: usize = 10_000;
 /// empty) every `every`, for as long as the server runs.
 pub(super) async fn follow(
     caches: Arc<Caches>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn LinkStore>,
     mut after: i64,
     every: Duration,
 ) {
@@ -144,8 +144,8 @@ pub(super) fn apply(caches: &Caches, after: i64, changes: &[LinkChange]) -> i64 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::SqliteStore;
     use crate::cache::{CachedLink, Lookup};
-    use crate::store::SqliteStore;
     use std::collections::HashSet;
 
     fn change(seq: i64, code: &str, created: bool) -> LinkChange {
@@ -197,7 +197,7 @@ mod tests {
     #[tokio::test]
     async fn a_journal_that_went_back_forgets_everything() {
         let dir = crate::testing::scratch("follow-back");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir).expect("store"));
+        let store: Arc<dyn LinkStore> = Arc::new(SqliteStore::open(&dir).expect("store"));
         let app = Arc::new(caches());
         app.links.insert("x", link(1));
         // This instance had read up to change 50; the journal (restored from

@@ -234,7 +234,7 @@ impl Server {
 
         let follower = tokio::spawn(follow::follow(
             Arc::clone(&app.caches),
-            Arc::clone(&app.store),
+            Arc::clone(&app.store) as Arc<dyn crate::store::LinkStore>,
             app.link_changes_seen,
             app.link_refresh,
         ));

@@ -1,13 +1,13 @@
-//! The link store and click log storage, behind a trait so that a shared
-//! database can replace the embedded one for several proxy instances.
+//! What is stored about links and clicks, and the traits a backend
+//! implements for them ([`LinkStore`], [`ClickStore`]). The other concerns
+//! keep their traits beside their rules (`keys::KeyStore`,
+//! `jobs::JobStore`, `conversions::ConversionStore`,
+//! `reports::ReportStore`); [`crate::backend`] has the backends.
 //!
-//! The embedded default is SQLite in WAL mode ([`SqliteStore`]). Links are
-//! committed before a call returns; clicks arrive in batches from the click
-//! log's background writer.
+//! Links are committed before a call returns; clicks arrive in batches from
+//! the click log's background writer.
 
-mod sqlite;
 pub(crate) mod stats;
-mod timed;
 
 use std::fmt;
 
@@ -19,8 +19,6 @@ use crate::click::ClickId;
 use crate::money::Micros;
 pub use crate::targeting::Targeting;
 use crate::template::Template;
-pub use sqlite::SqliteStore;
-pub use timed::Timed;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -330,8 +328,9 @@ pub struct LinkFilter {
     pub disabled: Option<bool>,
 }
 
-/// Link and click storage.
-pub trait Store: Send + Sync + fmt::Debug {
+/// Links, the journal of their changes, and the catalog's answers about
+/// their products.
+pub trait LinkStore: Send + Sync + fmt::Debug {
     /// Creates a link, generating a code if none is given. Fails with
     /// [`StoreError::Conflict`] if a custom code is taken,
     /// [`StoreError::Duplicate`] with the existing link if its request key or
@@ -361,8 +360,6 @@ pub trait Store: Send + Sync + fmt::Debug {
     fn update_link(&self, code: &str, update: &LinkUpdate) -> Result<Option<Link>, StoreError>;
     /// Deletes a link (its clicks stay for reports); false if there is none.
     fn delete_link(&self, code: &str) -> Result<bool, StoreError>;
-    /// Clicks, bot hits and conversions of a link, total and by day.
-    fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
     /// The catalog's stored answers for an ASIN, one per marketplace asked.
     fn availability(&self, asin: &str) -> Result<Vec<Availability>, StoreError>;
     /// Stores catalog answers (replacing older ones).
@@ -375,6 +372,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         checked_before_ms: i64,
         limit: usize,
     ) -> Result<Vec<Link>, StoreError>;
+    /// Clicks, bot hits and conversions of a link, total and by day.
+    fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError>;
     /// Human clicks at or after `since_ms` (of one link, or of all), by
     /// country, device class and referrer, at most `top` groups each.
     fn click_breakdown(
@@ -383,16 +382,6 @@ pub trait Store: Send + Sync + fmt::Debug {
         since_ms: i64,
         top: usize,
     ) -> Result<ClickBreakdown, StoreError>;
-    /// Records a batch of clicks in one transaction.
-    fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
-    /// Records, in one transaction, those of `clicks` not stored yet: a
-    /// click with a click ID that is already there is skipped (and not
-    /// counted again in the rollup), so a replay of the same clicks adds
-    /// nothing. Clicks without an ID are always added. How many were new.
-    fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError>;
-    /// Clicks in time order (at the same millisecond, those without a click
-    /// ID first, then by click ID), at most `limit`.
-    fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;
     /// The number of the newest link change (0 if none): where a cache
     /// that starts empty now begins following [`Store::link_changes`].
     fn last_link_change(&self) -> Result<i64, StoreError>;
@@ -403,6 +392,21 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Forgets the oldest link changes but the newest `keep` (at least one
     /// stays), at most `limit` of them; how many it forgot.
     fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError>;
+}
+
+/// Clicks as the click writer records them, and the click ID generator's
+/// saved state.
+pub trait ClickStore: Send + Sync + fmt::Debug {
+    /// Records a batch of clicks in one transaction.
+    fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError>;
+    /// Records, in one transaction, those of `clicks` not stored yet: a
+    /// click with a click ID that is already there is skipped (and not
+    /// counted again in the rollup), so a replay of the same clicks adds
+    /// nothing. Clicks without an ID are always added. How many were new.
+    fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError>;
+    /// Clicks in time order (at the same millisecond, those without a click
+    /// ID first, then by click ID), at most `limit`.
+    fn clicks(&self, limit: usize) -> Result<Vec<StoredClick>, StoreError>;
     /// The click ID generator state saved by the last run (0 if none).
     fn load_click_state(&self) -> Result<u64, StoreError>;
     /// Saves the click ID generator state.

@@ -14,15 +14,23 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Statement, ToSql, params};
 
 use self::schema::MIGRATIONS;
-use super::{
-    Availability, ClickBreakdown, ClickEvent, Link, LinkChange, LinkFilter, LinkStats, LinkUpdate,
-    NewLink, Store, StoreError, StoredClick, generate_code,
-};
+use super::Backend;
 use crate::clock::MS_PER_DAY;
 use crate::clock::now_ms;
+use crate::store::{
+    Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
+    LinkStore, LinkUpdate, NewLink, StoreError, StoredClick, generate_code,
+};
 use crate::targeting::Targeting;
 
+mod conversions;
+mod jobs;
+mod keys;
+mod reports;
 mod schema;
+mod stats;
+#[cfg(test)]
+pub(crate) use conversions::{CLICK_SQL, EXISTING_SQL};
 
 /// The database file's name inside the data folder.
 pub const DB_FILE: &str = "linkwright.db";
@@ -115,6 +123,11 @@ impl SqliteStore {
     /// tables in this database (API keys, jobs). Do not call it re-entrantly.
     pub fn with_conn<R>(&self, f: impl FnOnce(&Connection) -> R) -> R {
         f(&lock(&self.links))
+    }
+
+    /// The click writer's connection (the rollup's readers use it too).
+    fn click_conn(&self) -> MutexGuard<'_, Connection> {
+        lock(&self.clicks)
     }
 }
 
@@ -424,7 +437,17 @@ fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link,
     Err(StoreError::Conflict("(generated)".into()))
 }
 
-impl Store for SqliteStore {
+impl Backend for SqliteStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        SqliteStore::schema_version(self)
+    }
+}
+
+impl LinkStore for SqliteStore {
     fn create_link(&self, new: NewLink) -> Result<Link, StoreError> {
         insert_link(&lock(&self.links), new, now_ms())
     }
@@ -649,7 +672,7 @@ impl Store for SqliteStore {
     }
 
     fn link_stats(&self, link_id: i64) -> Result<LinkStats, StoreError> {
-        super::stats::link_stats(&lock(&self.clicks), link_id)
+        stats::link_stats(&self.click_conn(), link_id)
     }
 
     fn click_breakdown(
@@ -658,9 +681,42 @@ impl Store for SqliteStore {
         since_ms: i64,
         top: usize,
     ) -> Result<ClickBreakdown, StoreError> {
-        super::stats::click_breakdown(&lock(&self.clicks), link_id, since_ms, top)
+        stats::click_breakdown(&self.click_conn(), link_id, since_ms, top)
     }
 
+    fn last_link_change(&self) -> Result<i64, StoreError> {
+        Ok(lock(&self.links).query_row(
+            "SELECT coalesce(max(seq), 0) FROM link_changes",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn link_changes(&self, after: i64, limit: usize) -> Result<Vec<LinkChange>, StoreError> {
+        let conn = lock(&self.links);
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, code, created FROM link_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok(LinkChange {
+                seq: r.get(0)?,
+                code: r.get(1)?,
+                created: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError> {
+        Ok(lock(&self.links).execute(
+            "DELETE FROM link_changes WHERE seq IN (SELECT seq FROM link_changes \
+             WHERE seq <= (SELECT max(seq) FROM link_changes) - ?1 ORDER BY seq LIMIT ?2)",
+            params![keep.max(1) as i64, limit as i64],
+        )?)
+    }
+}
+
+impl ClickStore for SqliteStore {
     fn insert_clicks(&self, clicks: &[ClickEvent]) -> Result<(), StoreError> {
         // Clicks with a click ID (humans) and without (bots, HEAD requests)
         // go in their own tables (migration 6).
@@ -765,37 +821,6 @@ impl Store for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn last_link_change(&self) -> Result<i64, StoreError> {
-        Ok(lock(&self.links).query_row(
-            "SELECT coalesce(max(seq), 0) FROM link_changes",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    fn link_changes(&self, after: i64, limit: usize) -> Result<Vec<LinkChange>, StoreError> {
-        let conn = lock(&self.links);
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, code, created FROM link_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
-            Ok(LinkChange {
-                seq: r.get(0)?,
-                code: r.get(1)?,
-                created: r.get(2)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError> {
-        Ok(lock(&self.links).execute(
-            "DELETE FROM link_changes WHERE seq IN (SELECT seq FROM link_changes \
-             WHERE seq <= (SELECT max(seq) FROM link_changes) - ?1 ORDER BY seq LIMIT ?2)",
-            params![keep.max(1) as i64, limit as i64],
-        )?)
     }
 
     fn load_click_state(&self) -> Result<u64, StoreError> {

@@ -1,20 +1,30 @@
-//! The report query: clicks from the rollup and counted conversions, summed
-//! per group in one read transaction.
+//! [`ReportStore`] on SQLite: clicks from the rollup and counted
+//! conversions, summed per group in one read transaction.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::*;
+use super::SqliteStore;
+use crate::reports::ReportStore;
+use crate::reports::{
+    GroupBy, MS_PER_DAY, NONE, Report, ReportQuery, ReportRow, TOTAL, UNATTRIBUTED, day_string,
+};
 use crate::store::stats::{COUNTED, Sums};
-use crate::store::{SqliteStore, StoreError, Targeting};
+use crate::store::{StoreError, Targeting};
+
+impl ReportStore for SqliteStore {
+    fn report(&self, query: &ReportQuery) -> Result<Report, StoreError> {
+        run(self, query)
+    }
+}
 
 /// Runs a report on its own read-only connection to the store's file, so
 /// that a long report holds up neither link lookups nor the click writer
 /// (WAL readers do not block writers). Clicks and conversions are read in
 /// one transaction: one consistent snapshot.
-pub fn run(store: &SqliteStore, query: &ReportQuery) -> Result<Report, StoreError> {
+fn run(store: &SqliteStore, query: &ReportQuery) -> Result<Report, StoreError> {
     let conn = Connection::open_with_flags(
         store.path(),
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -26,7 +36,7 @@ pub fn run(store: &SqliteStore, query: &ReportQuery) -> Result<Report, StoreErro
 
 /// The report over `conn` (a connection to the store's database, with no
 /// transaction open: the report reads in a transaction of its own).
-pub fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreError> {
+fn report(conn: &Connection, query: &ReportQuery) -> Result<Report, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let (from, to) = (query.from_day, query.to_day);
     let (from_ms, end_ms) = (from * MS_PER_DAY, (to + 1) * MS_PER_DAY);

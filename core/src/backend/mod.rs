@@ -1,0 +1,61 @@
+//! The storage backends: every concern's trait implemented over one
+//! database. The embedded default is SQLite in WAL mode ([`SqliteStore`]).
+//! [`App`](crate::app::App) holds one [`Store`]; callers take the narrowest
+//! trait they need, and no caller names a backend.
+
+mod sqlite;
+mod timed;
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::conversions::ConversionStore;
+use crate::jobs::JobStore;
+use crate::keys::KeyStore;
+use crate::reports::ReportStore;
+use crate::store::{ClickStore, LinkStore, StoreError};
+
+pub use sqlite::SqliteStore;
+pub use timed::Timed;
+
+/// What every backend tells about itself.
+pub trait Backend: Send + Sync {
+    /// Where the data is, for people: a file path, or a database URL
+    /// without its password.
+    fn location(&self) -> String;
+    /// The schema version the store is at (the number of migrations applied).
+    fn schema_version(&self) -> Result<i64, StoreError>;
+}
+
+/// Everything linkwright keeps, in one backend.
+pub trait Store:
+    Backend + LinkStore + ClickStore + ReportStore + KeyStore + JobStore + ConversionStore + fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: Backend
+        + LinkStore
+        + ClickStore
+        + ReportStore
+        + KeyStore
+        + JobStore
+        + ConversionStore
+        + fmt::Debug
+{
+}
+
+/// Opens the store a config names (the embedded SQLite file under
+/// `server.data_dir`), migrated and with every operation timed.
+pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let sqlite = SqliteStore::open(&config.server.data_dir)?;
+    Ok(Arc::new(Timed(Arc::new(sqlite))))
+}
+
+/// The SQL of the SQLite backend's conversion lookups, for tests of their
+/// query plans.
+#[cfg(test)]
+pub(crate) mod sqlite_conversions {
+    pub(crate) use super::sqlite::{CLICK_SQL, EXISTING_SQL};
+}
