@@ -1,10 +1,12 @@
 //! The link store and click log storage, behind a trait so that a shared
 //! database can replace the embedded one for several proxy instances.
 //!
-//! The embedded default is SQLite in WAL mode ([`SqliteStore`]). Links are
-//! committed before a call returns; clicks arrive in batches from the click
-//! log's background writer.
+//! The embedded default is SQLite in WAL mode ([`SqliteStore`]); several
+//! instances share PostgreSQL ([`PgStore`]). Links are committed before a
+//! call returns; clicks arrive in batches from the click log's background
+//! writer.
 
+mod postgres;
 mod sqlite;
 pub(crate) mod stats;
 mod timed;
@@ -19,6 +21,7 @@ use crate::click::ClickId;
 use crate::money::Micros;
 pub use crate::targeting::Targeting;
 use crate::template::Template;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
 
@@ -36,6 +39,16 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL refused a statement, or the connection to it failed. The
+    /// message carries the driver's cause (and the server's message), so the
+    /// error has no separate source: a printed chain says it once.
+    #[error("PostgreSQL: {}", postgres::describe(.0))]
+    Postgres(tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had: the server is unreachable,
+    /// refused the login, or every pooled connection stayed busy too long.
+    /// Retrying later can help. No separate source either, as above.
+    #[error("no connection to PostgreSQL: {}", postgres::describe_pool(.0))]
+    PostgresPool(deadpool_postgres::PoolError),
     /// The data folder or file could not be used.
     #[error("cannot use the data folder {path}: {source}")]
     Io {
@@ -68,6 +81,18 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::PostgresPool(e)
+    }
 }
 
 /// A stored link.
