@@ -6,6 +6,8 @@
 //! call returns; clicks arrive in batches from the click log's background
 //! writer.
 
+#[cfg(test)]
+mod conformance;
 mod postgres;
 mod sqlite;
 pub(crate) mod stats;
