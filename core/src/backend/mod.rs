@@ -3,6 +3,9 @@
 //! [`App`](crate::app::App) holds one [`Store`]; callers take the narrowest
 //! trait they need, and no caller names a backend.
 
+#[cfg(test)]
+mod conformance;
+mod postgres;
 mod sqlite;
 mod timed;
 
@@ -16,6 +19,7 @@ use crate::keys::KeyStore;
 use crate::reports::ReportStore;
 use crate::store::{ClickStore, LinkStore, StoreError};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use timed::Timed;
 
@@ -46,11 +50,14 @@ impl<T> Store for T where
 {
 }
 
-/// Opens the store a config names (the embedded SQLite file under
-/// `server.data_dir`), migrated and with every operation timed.
+/// Opens the store a config names (`store.url`: PostgreSQL; none: the
+/// embedded SQLite file under `server.data_dir`), migrated and with every
+/// operation timed.
 pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let sqlite = SqliteStore::open(&config.server.data_dir)?;
-    Ok(Arc::new(Timed(Arc::new(sqlite))))
+    Ok(match &config.store.url {
+        Some(url) => Arc::new(Timed(Arc::new(PgStore::connect(url)?))),
+        None => Arc::new(Timed(Arc::new(SqliteStore::open(&config.server.data_dir)?))),
+    })
 }
 
 /// The SQL of the SQLite backend's conversion lookups, for tests of their

@@ -33,6 +33,7 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
         upstream: compile_upstream(&raw.upstream, &mut problems),
         conversions: compile_conversions(&raw.conversions, &mut problems),
         geoip: compile_geoip(&raw.geoip, base, &mut problems),
+        store: compile_store(&raw.store, &mut problems),
         localize: compile_localize(&raw.localize, &raw.providers, &mut problems),
         providers: compile_providers(raw.providers, base, &mut problems),
     };
@@ -443,6 +444,25 @@ fn compile_geoip(
             problems,
         )),
     })
+}
+
+/// Validates `[store]`: a URL, if given, is PostgreSQL's.
+fn compile_store(raw: &RawStore, problems: &mut Vec<ConfigProblem>) -> StoreConfig {
+    let url = raw.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+    if let Some(url) = url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+        problems.push(ConfigProblem {
+            path: "store.url".to_owned(),
+            message: format!(
+                "`{scheme}` is not a store linkwright knows: use postgres://user:password@host:port/database, or leave store.url out for the embedded SQLite store"
+            ),
+        });
+    }
+    StoreConfig {
+        url: url.map(str::to_owned),
+    }
 }
 
 /// Validates `[localize]` and collects the providers that localize.

@@ -50,6 +50,16 @@ pub struct Config {
     pub geoip: Option<GeoIpConfig>,
     /// Amazon localization.
     pub localize: LocalizeConfig,
+    /// Where links, clicks and the rest are kept (`[store]`).
+    pub store: StoreConfig,
+}
+
+/// `[store]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct StoreConfig {
+    /// A PostgreSQL URL shared by several instances; `None`: the embedded
+    /// SQLite file under `server.data_dir`.
+    pub url: Option<String>,
 }
 
 /// `[geoip]`, validated.

@@ -44,6 +44,18 @@ pub(super) struct RawConfig {
     /// Amazon localization.
     #[serde(default)]
     pub(super) localize: RawLocalize,
+    /// Where links, clicks and the rest are kept.
+    #[serde(default)]
+    pub(super) store: RawStore,
+}
+
+/// `[store]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct RawStore {
+    /// `postgres://…` to share a PostgreSQL database between instances;
+    /// unset: the embedded SQLite file under `server.data_dir`.
+    pub(super) url: Option<String>,
 }
 
 /// `[geoip]`

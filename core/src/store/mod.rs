@@ -34,6 +34,16 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// PostgreSQL refused a statement, or the connection to it failed. The
+    /// message carries the driver's cause (and the server's message), so the
+    /// error has no separate source: a printed chain says it once.
+    #[error("PostgreSQL: {}", describe_postgres(.0))]
+    Postgres(tokio_postgres::Error),
+    /// No connection to PostgreSQL could be had: the server is unreachable,
+    /// refused the login, or every pooled connection stayed busy too long.
+    /// Retrying later can help. No separate source either, as above.
+    #[error("no connection to PostgreSQL: {}", describe_pool(.0))]
+    PostgresPool(deadpool_postgres::PoolError),
     /// The data folder or file could not be used.
     #[error("cannot use the data folder {path}: {source}")]
     Io {
@@ -58,6 +68,9 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// This backend cannot answer this yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// A stored row could not be read back.
     #[error("corrupt row in {table}: {message}")]
     Corrupt {
@@ -66,6 +79,50 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::PostgresPool(e)
+    }
+}
+
+/// A driver error and its causes, each once: the driver's own message
+/// names only the kind of failure (`db error`, `error connecting to
+/// server`); the cause says what happened (the server's message, the
+/// socket's error).
+fn describe_postgres(e: &tokio_postgres::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        let part = err.to_string();
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Why the pool gave no connection, in words an operator can act on.
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    use deadpool_postgres::{PoolError, TimeoutType};
+    match e {
+        PoolError::Backend(e) => describe_postgres(e),
+        PoolError::Timeout(TimeoutType::Wait) => {
+            "every pooled connection stayed busy past the wait timeout".into()
+        }
+        PoolError::Timeout(TimeoutType::Create) => "connecting timed out".into(),
+        PoolError::Timeout(TimeoutType::Recycle) => "checking a pooled connection timed out".into(),
+        PoolError::Closed => "the store is closed".into(),
+        other => other.to_string(),
+    }
 }
 
 /// A stored link.
