@@ -321,3 +321,69 @@ pub fn stand_in_with_body(
     });
     StandIn { base, seen }
 }
+
+/// A fresh PostgreSQL database on the server `LINKWRIGHT_TEST_DATABASE_URL`
+/// names (scripts/test starts a throwaway cluster and sets it), made and
+/// dropped with `psql`. Panics when the variable is unset: a test that
+/// needs PostgreSQL is never skipped.
+pub struct PgDatabase {
+    /// The new database's URL.
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates the database.
+    pub fn create() -> PgDatabase {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let server = std::env::var("LINKWRIGHT_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "set LINKWRIGHT_TEST_DATABASE_URL to a PostgreSQL server URL, or run scripts/test, \
+                 which starts a cluster"
+            )
+        });
+        let name = format!(
+            "lw_it_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        psql(&server, &format!("CREATE DATABASE {name}"));
+        let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            server,
+            name,
+        }
+    }
+
+    /// The first column of the first row of a query, as text.
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url, sql)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                self.server.as_str(),
+                "-qtAc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql (Debian's postgresql-client): {e}"));
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
