@@ -2,6 +2,7 @@
 //! a link created on one is served by the other, a link disabled on one is
 //! refused by the other once it follows the journal, and click IDs stay
 //! unique across instances.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
