@@ -5,6 +5,11 @@
 
 #[cfg(test)]
 mod conformance;
+/// A link to create in tests, the same for every backend.
+#[cfg(test)]
+pub(crate) fn conformance_link(code: &str) -> crate::store::NewLink {
+    conformance::new_link(Some(code))
+}
 mod postgres;
 mod sqlite;
 mod timed;
@@ -55,7 +60,10 @@ impl<T> Store for T where
 /// operation timed.
 pub fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(match &config.store.url {
-        Some(url) => Arc::new(Timed(Arc::new(PgStore::connect(url)?))),
+        Some(url) => Arc::new(Timed(Arc::new(PgStore::connect_with(
+            url,
+            config.store.click_retention_months,
+        )?))),
         None => Arc::new(Timed(Arc::new(SqliteStore::open(&config.server.data_dir)?))),
     })
 }

@@ -460,8 +460,16 @@ fn compile_store(raw: &RawStore, problems: &mut Vec<ConfigProblem>) -> StoreConf
             ),
         });
     }
+    if raw.click_retention_months > 0 && url.is_none() {
+        problems.push(ConfigProblem {
+            path: "store.click_retention_months".to_owned(),
+            message: "raw click retention applies to the PostgreSQL store (set store.url)"
+                .to_owned(),
+        });
+    }
     StoreConfig {
         url: url.map(str::to_owned),
+        click_retention_months: raw.click_retention_months,
     }
 }
 

@@ -60,6 +60,8 @@ pub struct StoreConfig {
     /// A PostgreSQL URL shared by several instances; `None`: the embedded
     /// SQLite file under `server.data_dir`.
     pub url: Option<String>,
+    /// Months of raw clicks kept on PostgreSQL (0: all).
+    pub click_retention_months: u32,
 }
 
 /// `[geoip]`, validated.

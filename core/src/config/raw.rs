@@ -56,6 +56,10 @@ pub(super) struct RawStore {
     /// `postgres://…` to share a PostgreSQL database between instances;
     /// unset: the embedded SQLite file under `server.data_dir`.
     pub(super) url: Option<String>,
+    /// PostgreSQL: months of raw clicks kept, the current one included
+    /// (older monthly partitions are dropped; the rollup keeps their sums).
+    /// 0: all.
+    pub(super) click_retention_months: u32,
 }
 
 /// `[geoip]`

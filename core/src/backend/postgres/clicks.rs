@@ -2,12 +2,18 @@
 //! with the per-link, per-day rollup updated in the same transaction, the
 //! clicks read back, and the click ID generator's saved state.
 //!
-//! A batch goes in as one `INSERT … SELECT FROM unnest(…)` per table, its
-//! columns bound as arrays: one statement whatever the batch's size.
+//! The click writer's batches go in by binary `COPY`, one per table (the
+//! least work per row PostgreSQL offers: no statement to plan, no text to
+//! parse); a replay, which must skip clicks stored already, goes in as one
+//! `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING`, its columns
+//! bound as arrays.
 
 use std::collections::{HashMap, HashSet};
 
 use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::bigint;
 use crate::clock::MS_PER_DAY;
@@ -56,6 +62,45 @@ impl Columns {
 
     fn is_empty(&self) -> bool {
         self.link_id.is_empty()
+    }
+
+    /// `COPY`s them into `clicks_by_id` (with their IDs) or
+    /// `clicks_without_id`, in binary.
+    async fn copy_in(&self, tx: &Transaction<'_>, by_id: bool) -> Result<(), StoreError> {
+        let mut types = vec![
+            Type::INT8,
+            Type::INT8,
+            Type::BOOL,
+            Type::TEXT,
+            Type::INT2,
+            Type::TEXT,
+            Type::INT2,
+        ];
+        let sql = if by_id {
+            types.push(Type::TEXT);
+            format!("COPY clicks_by_id ({COLUMNS}, click_id) FROM STDIN BINARY")
+        } else {
+            format!("COPY clicks_without_id ({COLUMNS}) FROM STDIN BINARY")
+        };
+        let sink = tx.copy_in(&sql).await?;
+        let mut writer = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for i in 0..self.link_id.len() {
+            let mut row: Vec<&(dyn ToSql + Sync)> = vec![
+                &self.link_id[i],
+                &self.at_ms[i],
+                &self.bot[i],
+                &self.referrer_host[i],
+                &self.ua[i],
+                &self.country[i],
+                &self.target[i],
+            ];
+            if by_id {
+                row.push(&self.click_id[i]);
+            }
+            writer.as_mut().write(&row).await?;
+        }
+        writer.finish().await?;
+        Ok(())
     }
 
     /// `INSERT`s them into `clicks_by_id` (with their IDs) or
@@ -182,10 +227,10 @@ pub(super) async fn insert_clicks(pool: &Pool, batch: Batch) -> Result<(), Store
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     if !batch.by_id.is_empty() {
-        batch.by_id.insert(&tx, true, "").await?;
+        batch.by_id.copy_in(&tx, true).await?;
     }
     if !batch.without_id.is_empty() {
-        batch.without_id.insert(&tx, false, "").await?;
+        batch.without_id.copy_in(&tx, false).await?;
     }
     batch.rollup.add(&tx).await?;
     tx.commit().await?;

@@ -33,6 +33,7 @@ mod jobs;
 mod journal;
 mod keys;
 mod links;
+mod partitions;
 mod schema;
 mod stats;
 #[cfg(test)]
@@ -52,6 +53,8 @@ pub struct PgStore {
     pool: Pool,
     /// The database, for people: the URL without its password.
     location: String,
+    /// The raw click tables' monthly partitions.
+    partitions: std::sync::Arc<partitions::Partitions>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -81,6 +84,13 @@ impl PgStore {
     /// Fails with [`StoreError::SchemaTooNew`] if a newer linkwright
     /// migrated it.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url, 0)
+    }
+
+    /// [`PgStore::connect`], keeping raw clicks for `click_retention_months`
+    /// months, the current one included (0: all); older months' partitions
+    /// are dropped.
+    pub fn connect_with(url: &str, click_retention_months: u32) -> Result<PgStore, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
@@ -113,8 +123,10 @@ impl PgStore {
             runtime: Some(runtime),
             pool,
             location,
+            partitions: std::sync::Arc::new(partitions::Partitions::new(click_retention_months)),
         };
         store.run(|pool| async move { schema::migrate(&pool).await })?;
+        store.ensure_partitions()?;
         Ok(store)
     }
 
@@ -122,6 +134,17 @@ impl PgStore {
     /// that this build knows.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
         self.run(|pool| async move { schema::version(&pool).await })
+    }
+
+    /// Makes this month's and the next month's click partitions (and drops
+    /// those past the retention) if that was not done this month.
+    fn ensure_partitions(&self) -> Result<(), StoreError> {
+        let now = crate::clock::now_ms();
+        if self.partitions.ready_for(now) {
+            return Ok(());
+        }
+        let partitions = std::sync::Arc::clone(&self.partitions);
+        self.run(|pool| async move { partitions.maintain(&pool, now).await })
     }
 
     /// Runs `task` on the store's runtime and waits for its answer.
@@ -263,11 +286,13 @@ impl LinkStore for PgStore {
 
 impl ClickStore for PgStore {
     fn insert_clicks(&self, events: &[ClickEvent]) -> Result<(), StoreError> {
+        self.ensure_partitions()?;
         let batch = clicks::Batch::new(events);
         self.run(|pool| async move { clicks::insert_clicks(&pool, batch).await })
     }
 
     fn insert_new_clicks(&self, events: &[ClickEvent]) -> Result<usize, StoreError> {
+        self.ensure_partitions()?;
         let events = events.to_vec();
         self.run(|pool| async move { clicks::insert_new_clicks(&pool, events).await })
     }

@@ -111,3 +111,99 @@ async fn a_store_works_from_a_runtimes_blocking_pool_and_drops_inside_it() {
         .await
         .expect("dropped without panicking");
 }
+
+#[test]
+fn clicks_go_by_copy_into_monthly_partitions_and_old_months_are_dropped_whole() {
+    use crate::classify::UaClass;
+    use crate::click::ClickIdGenerator;
+    use crate::store::{ClickEvent, ClickStore, LinkStore};
+    let db = PgDatabase::create();
+    let store = PgStore::connect_with(&db.url, 2).expect("connect");
+    let link = store
+        .create_link(crate::backend::conformance_link("parts"))
+        .expect("create");
+    let now = crate::clock::now_ms();
+    let month = partitions::month_of(now);
+    // Partitions for this month and the next are there from the start.
+    let parts = |store: &PgStore| {
+        store
+            .query_integers(
+                "SELECT substring(c.relname from '_([0-9]{6})$')::BIGINT FROM pg_inherits i \
+                 JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+                 WHERE p.relname = 'clicks_by_id' AND c.relname <> 'clicks_by_id_default' \
+                 ORDER BY 1",
+            )
+            .expect("partitions")
+    };
+    let yyyymm = |m: i64| (m.div_euclid(12)) * 100 + m.rem_euclid(12) + 1;
+    assert_eq!(parts(&store), vec![yyyymm(month), yyyymm(month + 1)]);
+    // Three months ago, as a store running then would have made it.
+    let old = partitions::month_start_ms(month - 3) + 1_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let past = partitions::Partitions::new(0);
+    let pool = store.pool.clone();
+    rt.block_on(async { past.maintain(&pool, old).await })
+        .expect("old partitions");
+    let click = |at_ms: i64, id| ClickEvent {
+        click_id: Some(id),
+        link_id: link.id,
+        at_ms,
+        bot: false,
+        referrer_host: None,
+        ua_class: UaClass::Desktop,
+        country: Some(*b"DE"),
+        target: 0,
+    };
+    let ids = ClickIdGenerator::new(0);
+    let old_id = crate::click::ClickId::first_at(old);
+    store
+        .insert_clicks(&[
+            click(old, old_id),
+            click(now, ids.next_id()),
+            click(now, ids.next_id()),
+        ])
+        .expect("insert by COPY");
+    let count = |store: &PgStore, sql: &str| store.query_integers(sql).expect("count")[0];
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT count(*) FROM clicks_by_id_{}", yyyymm(month - 3))
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &store,
+            &format!("SELECT count(*) FROM clicks_by_id_{}", yyyymm(month))
+        ),
+        2
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM clicks_by_id_default"),
+        0
+    );
+    // The next start keeps 2 months: the old one's partitions go, its sums stay.
+    drop(store);
+    let store = PgStore::connect_with(&db.url, 2).expect("reconnect");
+    assert_eq!(parts(&store), vec![yyyymm(month), yyyymm(month + 1)]);
+    assert_eq!(count(&store, "SELECT count(*) FROM clicks_by_id"), 2);
+    assert_eq!(
+        count(&store, "SELECT sum(clicks)::BIGINT FROM click_rollup"),
+        3
+    );
+    assert_eq!(store.link_stats(link.id).expect("stats").total.clicks, 3);
+    // A replay of a click from a dropped month lands in the default partition.
+    assert_eq!(
+        store
+            .insert_new_clicks(&[click(old, crate::click::ClickId::first_at(old + 5))])
+            .expect("replay"),
+        1
+    );
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM clicks_by_id_default"),
+        1
+    );
+}
