@@ -70,6 +70,11 @@ enum Command {
         #[command(flatten)]
         data: DataDirArg,
     },
+    /// Move the data of an embedded (SQLite) store into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Probe one plugin in this (child) process for a server about to load
     /// it: load it, describe it, build the probe inputs, report each step
     /// on stdout. The provider's settings (JSON) come on stdin. Internal.
@@ -256,6 +261,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
+        Command::Store {
+            command: StoreCommand::Copy { from, to },
+        } => store_copy(&from, &to),
         Command::Migrate { config, data } => {
             let (_, store) = open_store(&config, &data)?;
             println!(
@@ -307,6 +315,56 @@ pub(crate) fn probe_command() -> Option<linkwright_core::plugin::ProbeCommand> {
         program,
         args: vec!["plugin-probe".into()],
     })
+}
+
+/// `linkwright store …`.
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy every link, click, rollup, conversion, key, job and catalog
+    /// answer of an embedded store into an empty PostgreSQL database, in
+    /// one transaction; then count and digest each table on both sides
+    /// and print them. Stop the instances using the source first.
+    Copy {
+        /// The embedded store's data folder (its `server.data_dir`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database: `postgres://user:password@host:port/db`.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+}
+
+fn store_copy(from: &std::path::Path, to: &str) -> Result<ExitCode> {
+    use linkwright_core::backend::{Backend, PgStore, SqliteStore, copy};
+    anyhow::ensure!(
+        from.join(linkwright_core::backend::SQLITE_FILE).is_file(),
+        "{} holds no linkwright store ({} is missing)",
+        from.display(),
+        linkwright_core::backend::SQLITE_FILE
+    );
+    let source = SqliteStore::open(from)?;
+    let target = PgStore::connect(to)?;
+    let tables = copy::copy(&source, &target)?;
+    println!("{:<18} {:>10} {:>10}  digest", "table", "source", "target");
+    let mut all = true;
+    for t in &tables {
+        let verdict = if t.matches() { "match" } else { "DIFFER" };
+        all &= t.matches();
+        println!(
+            "{:<18} {:>10} {:>10}  {} {verdict}",
+            t.table, t.source_rows, t.target_rows, t.target_digest
+        );
+        if !t.matches() {
+            println!("{:<18} source digest {}", "", t.source_digest);
+        }
+    }
+    if all {
+        println!("copied into {}: every table matches", target.location());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: some tables differ after the copy (see above)");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 /// The config (with `--data-dir` applied) and its store.

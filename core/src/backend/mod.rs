@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 /// A link to create in tests, the same for every backend.
 #[cfg(test)]
 pub(crate) fn conformance_link(code: &str) -> crate::store::NewLink {
@@ -25,7 +26,7 @@ use crate::reports::ReportStore;
 use crate::store::{ClickStore, LinkStore, StoreError};
 
 pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{DB_FILE as SQLITE_FILE, SqliteStore};
 pub use timed::Timed;
 
 /// What every backend tells about itself.

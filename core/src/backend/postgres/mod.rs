@@ -29,6 +29,7 @@ use crate::store::{
 mod availability;
 mod clicks;
 mod conversions;
+mod copy;
 mod jobs;
 mod journal;
 mod keys;

@@ -57,6 +57,18 @@ impl Partitions {
         self.ensured.load(Ordering::Relaxed) == month_of(now_ms)
     }
 
+    /// Makes the partitions of `at_ms`'s month and the next (for copied
+    /// clicks of past months), without dropping anything.
+    pub(super) async fn make_month(&self, pool: &Pool, at_ms: i64) -> Result<(), StoreError> {
+        let mut client = pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
+            .await?;
+        make(&tx, month_of(at_ms)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Makes the partitions of `now_ms`'s month and the next, and drops
     /// those older than the retention.
     pub(super) async fn maintain(&self, pool: &Pool, now_ms: i64) -> Result<(), StoreError> {
@@ -65,20 +77,7 @@ impl Partitions {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .await?;
-        for m in [month, month + 1] {
-            let (start, end) = (month_start_ms(m), month_start_ms(m + 1));
-            let (first, next) = (ClickId::first_at(start), ClickId::first_at(end));
-            tx.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS clicks_by_id_{s} PARTITION OF clicks_by_id \
-                 FOR VALUES FROM ('{}') TO ('{}'); \
-                 CREATE TABLE IF NOT EXISTS clicks_without_id_{s} PARTITION OF clicks_without_id \
-                 FOR VALUES FROM ({start}) TO ({end});",
-                first.as_str(),
-                next.as_str(),
-                s = suffix(m),
-            ))
-            .await?;
-        }
+        make(&tx, month).await?;
         if self.retention_months > 0 {
             let oldest_kept = month - i64::from(self.retention_months) + 1;
             let rows = tx
@@ -105,6 +104,25 @@ impl Partitions {
         self.ensured.store(month, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Makes the partitions of `month` and the next, if not there.
+async fn make(tx: &tokio_postgres::Transaction<'_>, month: i64) -> Result<(), StoreError> {
+    for m in [month, month + 1] {
+        let (start, end) = (month_start_ms(m), month_start_ms(m + 1));
+        let (first, next) = (ClickId::first_at(start), ClickId::first_at(end));
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS clicks_by_id_{s} PARTITION OF clicks_by_id \
+             FOR VALUES FROM ('{}') TO ('{}'); \
+             CREATE TABLE IF NOT EXISTS clicks_without_id_{s} PARTITION OF clicks_without_id \
+             FOR VALUES FROM ({start}) TO ({end});",
+            first.as_str(),
+            next.as_str(),
+            s = suffix(m),
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// The month of a partition named `…_YYYYMM`.
