@@ -1259,6 +1259,7 @@ conformance!(
     api_keys_are_created_checked_listed_and_revoked,
     a_job_keeps_its_items_and_counts_each_outcome_once,
     conversion_imports_attribute_by_click_and_update_by_identity,
+    reports_group_clicks_and_counted_conversions_alike_by_every_grouping,
 );
 
 fn api_keys_are_created_checked_listed_and_revoked(h: &dyn Harness) {
@@ -1416,4 +1417,336 @@ fn conversion_imports_attribute_by_click_and_update_by_identity(h: &dyn Harness)
         h.integers("SELECT count(*) FROM conversions WHERE link_id IS NULL"),
         vec![1]
     );
+}
+
+/// A report row: group, name, then clicks, bot hits, conversions, items,
+/// revenue and commission (micro-units).
+#[allow(clippy::too_many_arguments)]
+fn report_row(
+    group: &str,
+    name: Option<&str>,
+    clicks: u64,
+    bot_hits: u64,
+    conversions: u64,
+    items: i64,
+    revenue: i64,
+    commission: i64,
+) -> crate::reports::ReportRow {
+    let conversion_rate = if clicks == 0 {
+        0.0
+    } else {
+        (conversions as f64 / clicks as f64 * 1e6).round() / 1e6
+    };
+    crate::reports::ReportRow {
+        group: group.into(),
+        name: name.map(str::to_owned),
+        sums: Totals {
+            clicks,
+            bot_hits,
+            conversions,
+            items,
+            revenue: Micros(revenue),
+            commission: Micros(commission),
+            earnings_per_click: Micros(commission).per(clicks),
+        },
+        conversion_rate,
+    }
+}
+
+fn reports_group_clicks_and_counted_conversions_alike_by_every_grouping(h: &dyn Harness) {
+    use crate::reports::{GroupBy, ReportQuery, ReportRow};
+    let store = h.store();
+    let link = |code: &str,
+                provider: &str,
+                marketplace: Option<&str>,
+                campaign: Option<&str>,
+                name: Option<&str>,
+                targeting: Option<Targeting>| {
+        let mut new = new_link(Some(code));
+        new.template.provider = provider.into();
+        new.template.built.marketplace = marketplace.map(str::to_owned);
+        new.template.built.destination = format!("https://shop.example/{code}");
+        new.campaign = campaign.map(str::to_owned);
+        new.name = name.map(str::to_owned);
+        new.targeting = targeting;
+        store.create_link(new).expect("create")
+    };
+    // `a`: amazon.com, spring. `b`: another network, no marketplace or
+    // campaign. `t`: amazon.com, spring, with a target serving amazon.de.
+    let a = link(
+        "a",
+        "amazon",
+        Some("amazon.com"),
+        Some("spring"),
+        Some("Echo video"),
+        None,
+    );
+    let b = link("b", "awin", None, None, None, None);
+    let t = link(
+        "t",
+        "amazon",
+        Some("amazon.com"),
+        Some("spring"),
+        Some("Targeted"),
+        Some(Targeting {
+            rule_targets: vec![1],
+            targets: vec![BuiltTarget {
+                provider: "amazon".into(),
+                destination: "https://www.amazon.de/dp/B08N5WRWNW".into(),
+                marketplace: Some("amazon.de".into()),
+                prefix: "https://www.amazon.de/dp/B08N5WRWNW?tag=t-21&ascsubtag=".into(),
+                suffix: String::new(),
+                why: Why::Rule,
+            }],
+            ..Default::default()
+        }),
+    );
+
+    let ids = ClickIdGenerator::new(0);
+    let day = crate::clock::MS_PER_DAY;
+    let hour = 3_600_000;
+    // 2026-01-01 (day 20454) and 2026-01-02 are the report's days.
+    let d0 = 20_454 * day;
+    let d1 = d0 + day;
+    let at = |event: ClickEvent, country: Option<&[u8; 2]>, target: u8| ClickEvent {
+        country: country.copied(),
+        target,
+        ..event
+    };
+    let (a_us, t_de, b_us) = (ids.next_id(), ids.next_id(), ids.next_id());
+    store
+        .insert_clicks(&[
+            // Before the range: not counted.
+            at(human(ids.next_id(), a.id, d0 - hour), Some(b"US"), 0),
+            at(human(a_us, a.id, d0 + hour), Some(b"US"), 0),
+            at(human(ids.next_id(), a.id, d0 + 2 * hour), Some(b"US"), 0),
+            bot(a.id, d0 + 3 * hour),
+            at(human(t_de, t.id, d0 + 4 * hour), Some(b"DE"), 1),
+            at(human(ids.next_id(), t.id, d0 + 5 * hour), Some(b"DE"), 1),
+            at(human(ids.next_id(), a.id, d1 + hour), Some(b"GB"), 0),
+            at(human(b_us, b.id, d1 + 2 * hour), Some(b"US"), 0),
+            at(bot(b.id, d1 + 3 * hour), Some(b"US"), 0),
+            at(human(ids.next_id(), t.id, d1 + 4 * hour), Some(b"US"), 0),
+            // After the range: not counted.
+            at(human(ids.next_id(), b.id, d1 + day), Some(b"US"), 0),
+        ])
+        .expect("insert");
+
+    // (provider, kind, row key, click, link, time, quantity, returns,
+    // revenue, commission, status, currency)
+    type Conv<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Option<&'a ClickId>,
+        Option<i64>,
+        i64,
+        (i64, i64),
+        (i64, i64),
+        &'a str,
+        &'a str,
+    );
+    let conversions: [Conv<'_>; 7] = [
+        // Counted.
+        (
+            "amazon",
+            "earnings",
+            "1",
+            Some(&a_us),
+            Some(a.id),
+            d0 + 6 * hour,
+            (2, 0),
+            (20_000_000, 1_000_000),
+            "shipped",
+            "USD",
+        ),
+        (
+            "amazon",
+            "earnings",
+            "2",
+            Some(&t_de),
+            Some(t.id),
+            d1 + 6 * hour,
+            (1, 0),
+            (50_000_000, 2_500_000),
+            "Pending",
+            "EUR",
+        ),
+        (
+            "awin",
+            "sale",
+            "3",
+            Some(&b_us),
+            Some(b.id),
+            d1 + 6 * hour,
+            (3, 1),
+            (30_000_000, 3_000_000),
+            "approved",
+            "USD",
+        ),
+        // Unattributed: no click, no link.
+        (
+            "awin",
+            "sale",
+            "4",
+            None,
+            None,
+            d0 + 7 * hour,
+            (1, 0),
+            (10_000_000, 500_000),
+            "approved",
+            "EUR",
+        ),
+        // Not counted: declined, Amazon's Orders row, after the range.
+        (
+            "awin",
+            "sale",
+            "5",
+            Some(&b_us),
+            Some(b.id),
+            d1 + 7 * hour,
+            (1, 0),
+            (9_000_000, 900_000),
+            "DECLINED",
+            "GBP",
+        ),
+        (
+            "amazon",
+            "orders",
+            "6",
+            Some(&a_us),
+            Some(a.id),
+            d0 + 6 * hour,
+            (2, 0),
+            (20_000_000, 1_000_000),
+            "shipped",
+            "USD",
+        ),
+        (
+            "awin",
+            "sale",
+            "7",
+            Some(&b_us),
+            Some(b.id),
+            d1 + day,
+            (1, 0),
+            (9_000_000, 900_000),
+            "approved",
+            "GBP",
+        ),
+    ];
+    let sql: String = conversions
+        .iter()
+        .map(|(provider, kind, key, click, link_id, event_ms, (q, r), (rev, com), status, currency)| {
+            let click = click.map_or("NULL".to_owned(), |c| format!("'{}'", c.as_str()));
+            let link_id = link_id.map_or("NULL".to_owned(), |l| l.to_string());
+            format!(
+                "INSERT INTO conversions (provider, kind, row_key, click_id, link_id, event_ms, \
+                 quantity, returns, revenue_micros, commission_micros, status, currency, \
+                 imported_ms, updated_ms) VALUES ('{provider}', '{kind}', '{key}', {click}, \
+                 {link_id}, {event_ms}, {q}, {r}, {rev}, {com}, '{status}', '{currency}', 0, 0);"
+            )
+        })
+        .collect();
+    h.exec(&sql);
+
+    let report = |group_by: GroupBy| {
+        store
+            .report(&ReportQuery {
+                from_day: 20_454,
+                to_day: 20_455,
+                group_by,
+            })
+            .unwrap_or_else(|e| panic!("{group_by}: {e}"))
+    };
+    let r = report_row;
+    let expected: [(GroupBy, Vec<ReportRow>); 7] = [
+        (
+            GroupBy::Day,
+            vec![
+                r("2026-01-01", None, 4, 1, 2, 3, 30_000_000, 1_500_000),
+                r("2026-01-02", None, 3, 1, 2, 3, 80_000_000, 5_500_000),
+            ],
+        ),
+        (
+            GroupBy::Link,
+            vec![
+                r("a", Some("Echo video"), 3, 1, 1, 2, 20_000_000, 1_000_000),
+                r("b", None, 1, 1, 1, 2, 30_000_000, 3_000_000),
+                r("t", Some("Targeted"), 3, 0, 1, 1, 50_000_000, 2_500_000),
+                r("unattributed", None, 0, 0, 1, 1, 10_000_000, 500_000),
+            ],
+        ),
+        (
+            GroupBy::Campaign,
+            vec![
+                r("(none)", None, 1, 1, 1, 2, 30_000_000, 3_000_000),
+                r("spring", None, 6, 1, 2, 3, 70_000_000, 3_500_000),
+                r("unattributed", None, 0, 0, 1, 1, 10_000_000, 500_000),
+            ],
+        ),
+        (
+            // The unattributed conversion under the network that reported it.
+            GroupBy::Provider,
+            vec![
+                r("amazon", None, 6, 1, 2, 3, 70_000_000, 3_500_000),
+                r("awin", None, 1, 1, 2, 3, 40_000_000, 3_500_000),
+            ],
+        ),
+        (
+            // A targeted click (and its conversion) under the marketplace
+            // its target served.
+            GroupBy::Marketplace,
+            vec![
+                r("(none)", None, 1, 1, 1, 2, 30_000_000, 3_000_000),
+                r("amazon.com", None, 4, 1, 1, 2, 20_000_000, 1_000_000),
+                r("amazon.de", None, 2, 0, 1, 1, 50_000_000, 2_500_000),
+                r("unattributed", None, 0, 0, 1, 1, 10_000_000, 500_000),
+            ],
+        ),
+        (
+            // Conversions under their click's country; without a click
+            // (or a country), `(none)`.
+            GroupBy::Country,
+            vec![
+                r("(none)", None, 0, 1, 1, 1, 10_000_000, 500_000),
+                r("DE", None, 2, 0, 1, 1, 50_000_000, 2_500_000),
+                r("GB", None, 1, 0, 0, 0, 0, 0),
+                r("US", None, 4, 1, 2, 4, 50_000_000, 4_000_000),
+            ],
+        ),
+        (
+            GroupBy::Target,
+            vec![
+                r("a#0", Some("amazon.com"), 3, 1, 1, 2, 20_000_000, 1_000_000),
+                r(
+                    "b#0",
+                    Some("https://shop.example/b"),
+                    1,
+                    1,
+                    1,
+                    2,
+                    30_000_000,
+                    3_000_000,
+                ),
+                r("t#0", Some("amazon.com"), 1, 0, 0, 0, 0, 0),
+                r("t#1", Some("amazon.de"), 2, 0, 1, 1, 50_000_000, 2_500_000),
+                r("unattributed", None, 0, 0, 1, 1, 10_000_000, 500_000),
+            ],
+        ),
+    ];
+    for (group_by, rows) in expected {
+        let report = report(group_by);
+        assert_eq!(
+            (report.from.as_str(), report.to.as_str(), report.group_by),
+            ("2026-01-01", "2026-01-02", group_by)
+        );
+        assert_eq!(report.rows, rows, "{group_by}");
+        assert_eq!(
+            report.totals,
+            r("total", None, 7, 2, 4, 6, 110_000_000, 7_000_000),
+            "{group_by}"
+        );
+        assert_eq!(report.currencies, ["EUR", "USD"], "{group_by}");
+    }
 }

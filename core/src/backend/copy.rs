@@ -308,7 +308,8 @@ fn read_sqlite(store: &SqliteStore, table: &Table) -> Result<Vec<Vec<Cell>>, Cop
                             .map_err(|e| value_error(column, e.to_string()))?,
                     ),
                     (ValueRef::Text(t), Json) => Cell::Json(
-                        serde_json::from_slice(t).map_err(|e| value_error(column, e.to_string()))?,
+                        serde_json::from_slice(t)
+                            .map_err(|e| value_error(column, e.to_string()))?,
                     ),
                     (ValueRef::Blob(b), Bytes) => Cell::Bytes(b.to_vec()),
                     (other, kind) => {
@@ -403,7 +404,13 @@ mod tests {
         let c = vec![row(2, "[]"), row(1, r#"{"b":[3],"a":1}"#)];
         assert_ne!(digest(&a), digest(&c));
         // A boolean and the integer SQLite stores for it are the same.
-        assert_eq!(digest(&[vec![Cell::Bool(true)]]), digest(&[vec![Cell::Int(1)]]));
-        assert_ne!(digest(&[vec![Cell::Null]]), digest(&[vec![Cell::Text("N".into())]]));
+        assert_eq!(
+            digest(&[vec![Cell::Bool(true)]]),
+            digest(&[vec![Cell::Int(1)]])
+        );
+        assert_ne!(
+            digest(&[vec![Cell::Null]]),
+            digest(&[vec![Cell::Text("N".into())]])
+        );
     }
 }

@@ -28,6 +28,7 @@
 //! (a number rounded to 6 decimals); earnings per click are commission per
 //! human click, to the micro-unit; both are 0 without clicks.
 
+pub(crate) mod assemble;
 mod render;
 mod store;
 

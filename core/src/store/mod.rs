@@ -68,9 +68,6 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),
-    /// This backend cannot answer this yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// A stored row could not be read back.
     #[error("corrupt row in {table}: {message}")]
     Corrupt {

@@ -7,7 +7,7 @@
 //! call runs its queries there while the calling thread waits for the
 //! answer. That works from any thread, inside another runtime's blocking
 //! pool or outside any runtime. The SQL is organised by concern, one module
-//! each: links, availability, the link journal, clicks, stats.
+//! each: links, availability, the link journal, clicks, stats, reports.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -35,6 +35,7 @@ mod journal;
 mod keys;
 mod links;
 mod partitions;
+mod reports;
 mod schema;
 mod stats;
 #[cfg(test)]
@@ -406,10 +407,9 @@ impl ConversionStore for PgStore {
 }
 
 impl ReportStore for PgStore {
-    fn report(&self, _query: &ReportQuery) -> Result<Report, StoreError> {
-        Err(StoreError::Unsupported(
-            "reports are not yet answered by the PostgreSQL store",
-        ))
+    fn report(&self, query: &ReportQuery) -> Result<Report, StoreError> {
+        let query = *query;
+        self.run(|pool| async move { reports::report(&pool, query).await })
     }
 }
 
