@@ -174,7 +174,7 @@ conformance!(
     click_state_only_moves_forward,
 );
 
-fn new_link(code: Option<&str>) -> NewLink {
+pub(super) fn new_link(code: Option<&str>) -> NewLink {
     NewLink {
         code: code.map(str::to_owned),
         input: "https://www.amazon.com/x/dp/B08N5WRWNW".into(),

@@ -16,7 +16,7 @@ use crate::reports::ReportStore;
 use crate::reports::{Report, ReportQuery};
 use crate::store::{
     Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
-    LinkStore, LinkUpdate, NewLink, StoreError, StoredClick,
+    LinkStore, LinkUpdate, NewLink, OnLinkChange, StoreError, StoredClick,
 };
 
 /// The wrapped store, timed.
@@ -101,6 +101,10 @@ impl<S: LinkStore> LinkStore for Timed<S> {
         timed("prune_link_changes", || {
             self.0.prune_link_changes(keep, limit)
         })
+    }
+    fn push_link_changes(&self, on_change: OnLinkChange) -> bool {
+        // Not timed: it only starts a listener.
+        self.0.push_link_changes(on_change)
     }
 }
 

@@ -23,7 +23,7 @@ use crate::keys::{ApiKey, KeyStore};
 use crate::reports::{Report, ReportQuery, ReportStore};
 use crate::store::{
     Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
-    LinkStore, LinkUpdate, NewLink, StoreError, StoredClick,
+    LinkStore, LinkUpdate, NewLink, OnLinkChange, StoreError, StoredClick,
 };
 
 mod availability;
@@ -33,6 +33,7 @@ mod jobs;
 mod journal;
 mod keys;
 mod links;
+mod listen;
 mod schema;
 mod stats;
 #[cfg(test)]
@@ -50,6 +51,9 @@ pub struct PgStore {
     /// `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// How to connect, for connections outside the pool (the link change
+    /// listener's). Holds the password: never printed.
+    config: tokio_postgres::Config,
     /// The database, for people: the URL without its password.
     location: String,
 }
@@ -112,6 +116,7 @@ impl PgStore {
         let store = PgStore {
             runtime: Some(runtime),
             pool,
+            config,
             location,
         };
         store.run(|pool| async move { schema::migrate(&pool).await })?;
@@ -258,6 +263,15 @@ impl LinkStore for PgStore {
 
     fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError> {
         self.run(|pool| async move { journal::prune_link_changes(&pool, keep, limit).await })
+    }
+
+    fn push_link_changes(&self, on_change: OnLinkChange) -> bool {
+        let Some(runtime) = &self.runtime else {
+            return false;
+        };
+        // Ends with the store's runtime.
+        runtime.spawn(listen::listen(self.config.clone(), on_change));
+        true
     }
 }
 
