@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::conversions::ConversionStore;
 use crate::jobs::JobStore;
 use crate::keys::KeyStore;
+use crate::nodes::NodeStore;
 use crate::reports::ReportStore;
 use crate::store::{ClickStore, LinkStore, StoreError};
 
@@ -34,7 +35,15 @@ pub trait Backend: Send + Sync {
 
 /// Everything linkwright keeps, in one backend.
 pub trait Store:
-    Backend + LinkStore + ClickStore + ReportStore + KeyStore + JobStore + ConversionStore + fmt::Debug
+    Backend
+    + LinkStore
+    + ClickStore
+    + ReportStore
+    + KeyStore
+    + JobStore
+    + ConversionStore
+    + NodeStore
+    + fmt::Debug
 {
 }
 
@@ -46,6 +55,7 @@ impl<T> Store for T where
         + KeyStore
         + JobStore
         + ConversionStore
+        + NodeStore
         + fmt::Debug
 {
 }

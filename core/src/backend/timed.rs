@@ -12,6 +12,7 @@ use crate::jobs::{JobStatus, JobSummary};
 use crate::keys::ApiKey;
 use crate::keys::KeyStore;
 use crate::metrics::store_operation as timed;
+use crate::nodes::{Leased, NodeStore};
 use crate::reports::ReportStore;
 use crate::reports::{Report, ReportQuery};
 use crate::store::{
@@ -197,5 +198,25 @@ impl<S: ConversionStore> ConversionStore for Timed<S> {
         timed("upsert_conversions", || {
             self.0.upsert_conversions(rows, now_ms)
         })
+    }
+}
+
+impl<S: NodeStore> NodeStore for Timed<S> {
+    fn lease_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Leased, StoreError> {
+        timed("lease_node", || {
+            self.0.lease_node(owner, wanted, now_ms, until_ms)
+        })
+    }
+    fn renew_node(&self, node: u16, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        timed("renew_node", || self.0.renew_node(node, owner, until_ms))
+    }
+    fn release_node(&self, node: u16, owner: &str) -> Result<bool, StoreError> {
+        timed("release_node", || self.0.release_node(node, owner))
     }
 }

@@ -20,6 +20,7 @@ use super::Backend;
 use crate::conversions::{Conversion, ConversionStore, Written};
 use crate::jobs::{JobItem, JobStart, JobStatus, JobStore, JobSummary};
 use crate::keys::{ApiKey, KeyStore};
+use crate::nodes::{Leased, NodeStore};
 use crate::reports::{Report, ReportQuery, ReportStore};
 use crate::store::{
     Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
@@ -34,6 +35,7 @@ mod journal;
 mod keys;
 mod links;
 mod listen;
+mod nodes;
 mod schema;
 mod stats;
 #[cfg(test)]
@@ -390,6 +392,31 @@ impl ConversionStore for PgStore {
     ) -> Result<Written, StoreError> {
         let rows = rows.to_vec();
         self.run(|pool| async move { conversions::upsert_conversions(&pool, rows, now_ms).await })
+    }
+}
+
+impl NodeStore for PgStore {
+    fn lease_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Leased, StoreError> {
+        let owner = owner.to_owned();
+        self.run(
+            |pool| async move { nodes::lease_node(&pool, owner, wanted, now_ms, until_ms).await },
+        )
+    }
+
+    fn renew_node(&self, node: u16, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.run(|pool| async move { nodes::renew_node(&pool, node, owner, until_ms).await })
+    }
+
+    fn release_node(&self, node: u16, owner: &str) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.run(|pool| async move { nodes::release_node(&pool, node, owner).await })
     }
 }
 

@@ -231,6 +231,15 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER link_changes_notify AFTER INSERT ON link_changes
         FOR EACH ROW EXECUTE FUNCTION link_changes_notify();
     "#,
+    // 3: node ID leases (`nodes`): who mints click IDs with which node
+    // ID, until when.
+    r#"
+    CREATE TABLE node_leases (
+        node_id    INTEGER PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Applies the migrations not applied yet, all in one transaction under an
