@@ -136,7 +136,9 @@ pub fn owner_for(data_dir: &Path) -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
-    let dir = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    // Absolute, not canonical: the same whether or not the folder exists
+    // yet, so a first start and a restart are the same owner.
+    let dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_owned());
     format!("{host}:{}", dir.display())
 }
 
