@@ -27,7 +27,9 @@ pub(crate) fn rewrite(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let ids = ClickIdGenerator::new(config.node_id);
+    // These IDs are printed, not recorded as clicks: no node ID is leased
+    // for them.
+    let ids = ClickIdGenerator::new(config.click_ids.node_id.unwrap_or(0));
     let mut failed = false;
     for input in inputs {
         let req = build.request(input.clone());

@@ -24,6 +24,7 @@ use crate::jobs::JobRunner;
 use crate::keys::RateLimiter;
 use crate::links::{Builder, LinkService, Localizer, RegionalCatalog, Source};
 use crate::metrics::{self, Metrics, ScrapeState};
+use crate::nodes::{NodeError, NodeLease, NodeStore};
 use crate::plugin::Providers;
 use crate::store::{ClickStore, StoreError};
 use crate::view::ShortUrls;
@@ -43,6 +44,9 @@ pub enum AppError {
     /// The geo database could not be read.
     #[error("cannot read the geo database: {0}")]
     Geo(#[from] crate::geo::GeoError),
+    /// No node ID for click IDs could be leased.
+    #[error("{0}")]
+    Node(#[from] NodeError),
 }
 
 /// Everything the listeners of one instance share.
@@ -64,6 +68,9 @@ pub struct App {
     pub limiter: RateLimiter,
     /// Click ID generator.
     pub ids: Arc<ClickIdGenerator>,
+    /// The node ID lease the generator mints with: the server renews it
+    /// while it runs and releases it once the click log is flushed.
+    pub node: Arc<NodeLease>,
     /// The visitor's country: trusted header, geo database.
     pub geo: Arc<Geo>,
     /// How often the geo database file is checked for a new version.
@@ -108,8 +115,14 @@ impl App {
         // Clicks a crashed run answered and left in its journal go in first.
         let journal = config.server.data_dir.join("journal");
         clicklog::replay(&journal, &*store, config.click_log.batch_size)?;
+        let node = Arc::new(NodeLease::acquire(
+            Arc::clone(&store) as Arc<dyn NodeStore>,
+            config.click_ids.node_id,
+            crate::nodes::owner_for(&config.server.data_dir),
+            config.click_ids.lease,
+        )?);
         let floor = store.load_click_state()?;
-        let ids = Arc::new(ClickIdGenerator::with_floor(config.node_id, floor));
+        let ids = Arc::new(ClickIdGenerator::with_floor(node.node(), floor));
         let clicklog = ClickLog::start(
             Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::clone(&ids),
@@ -153,6 +166,7 @@ impl App {
                 config.api.rate_limit_burst,
             ),
             ids,
+            node,
             clicklog,
             metrics,
             conversions: Arc::new(config.conversions.clone()),

@@ -29,6 +29,7 @@ pub mod keys;
 pub mod links;
 pub mod metrics;
 pub mod money;
+pub mod nodes;
 pub mod reports;
 pub mod retry;
 pub mod server;

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     // What is stored about links and clicks, and outbound HTTP.
     &["store", "expand", "geo", "creators"],
     // What is read from the config and kept in the store.
-    &["conversions", "keys", "reports", "cache"],
+    &["conversions", "keys", "reports", "cache", "nodes"],
     &["config"],
     // The click writer.
     &["clicklog"],

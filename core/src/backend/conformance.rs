@@ -115,6 +115,24 @@ impl Harness for Postgres {
 
 /// Each test once per backend.
 macro_rules! conformance {
+    (@in $sqlite:ident, $postgres:ident: $($test:ident),* $(,)?) => {
+        mod $sqlite {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::Sqlite::new(stringify!($test)));
+                }
+            )*
+        }
+        mod $postgres {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(&super::Postgres::new());
+                }
+            )*
+        }
+    };
     (@more $($test:ident),* $(,)?) => {
         mod more_sqlite {
             $(
@@ -1749,4 +1767,95 @@ fn reports_group_clicks_and_counted_conversions_alike_by_every_grouping(h: &dyn 
         );
         assert_eq!(report.currencies, ["EUR", "USD"], "{group_by}");
     }
+}
+
+conformance!(
+    @in nodes_sqlite, nodes_postgres:
+    two_owners_lease_different_nodes_and_a_restart_finds_its_own,
+    an_expired_lease_is_taken_over_and_its_old_owner_cannot_renew_it,
+    a_released_node_is_free_and_only_its_owner_releases_it,
+);
+
+fn two_owners_lease_different_nodes_and_a_restart_finds_its_own(h: &dyn Harness) {
+    use crate::nodes::Leased;
+    let s = h.store();
+    assert_eq!(
+        s.lease_node("a", None, 0, 100).expect("a"),
+        Leased::Granted(0)
+    );
+    // Another process on the same database.
+    let other = h.reopen();
+    assert_eq!(
+        other.lease_node("b", None, 0, 100).expect("b"),
+        Leased::Granted(1)
+    );
+    assert_eq!(
+        s.lease_node("a", None, 10, 110).expect("a again"),
+        Leased::Granted(0)
+    );
+    assert_eq!(
+        other.lease_node("c", Some(1), 10, 110).expect("c"),
+        Leased::Taken {
+            node: 1,
+            owner: "b".into(),
+            expires_ms: 100
+        }
+    );
+    assert_eq!(
+        other.lease_node("c", Some(9), 10, 110).expect("c"),
+        Leased::Granted(9)
+    );
+    assert_eq!(
+        other.lease_node("d", None, 10, 110).expect("d"),
+        Leased::Granted(2)
+    );
+    assert_eq!(
+        h.integers("SELECT expires_ms FROM node_leases ORDER BY node_id"),
+        vec![110, 100, 110, 110]
+    );
+}
+
+fn an_expired_lease_is_taken_over_and_its_old_owner_cannot_renew_it(h: &dyn Harness) {
+    use crate::nodes::Leased;
+    let s = h.store();
+    assert_eq!(
+        s.lease_node("a", None, 0, 100).expect("a"),
+        Leased::Granted(0)
+    );
+    assert!(s.renew_node(0, "a", 200).expect("renew"));
+    assert!(matches!(
+        s.lease_node("b", Some(0), 199, 300).expect("b early"),
+        Leased::Taken {
+            expires_ms: 200,
+            ..
+        }
+    ));
+    // Expired at 200: the lowest free node is 0 again.
+    assert_eq!(
+        s.lease_node("b", None, 200, 300).expect("b"),
+        Leased::Granted(0)
+    );
+    assert!(!s.renew_node(0, "a", 400).expect("a lost it"));
+    assert!(s.renew_node(0, "b", 400).expect("b renews"));
+    assert_eq!(
+        h.integers("SELECT expires_ms FROM node_leases WHERE node_id = 0"),
+        vec![400]
+    );
+}
+
+fn a_released_node_is_free_and_only_its_owner_releases_it(h: &dyn Harness) {
+    use crate::nodes::Leased;
+    let s = h.store();
+    assert_eq!(
+        s.lease_node("a", Some(5), 0, 100).expect("a"),
+        Leased::Granted(5)
+    );
+    assert!(!s.release_node(5, "b").expect("not b's"));
+    assert!(s.release_node(5, "a").expect("a's"));
+    assert!(!s.release_node(5, "a").expect("gone"));
+    assert_eq!(
+        s.lease_node("b", Some(5), 1, 100).expect("b"),
+        Leased::Granted(5)
+    );
+    assert_eq!(h.integers("SELECT count(*) FROM node_leases"), vec![1]);
 }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::conversions::ConversionStore;
 use crate::jobs::JobStore;
 use crate::keys::KeyStore;
+use crate::nodes::NodeStore;
 use crate::reports::ReportStore;
 use crate::store::{ClickStore, LinkStore, StoreError};
 
@@ -40,7 +41,15 @@ pub trait Backend: Send + Sync {
 
 /// Everything linkwright keeps, in one backend.
 pub trait Store:
-    Backend + LinkStore + ClickStore + ReportStore + KeyStore + JobStore + ConversionStore + fmt::Debug
+    Backend
+    + LinkStore
+    + ClickStore
+    + ReportStore
+    + KeyStore
+    + JobStore
+    + ConversionStore
+    + NodeStore
+    + fmt::Debug
 {
 }
 
@@ -52,6 +61,7 @@ impl<T> Store for T where
         + KeyStore
         + JobStore
         + ConversionStore
+        + NodeStore
         + fmt::Debug
 {
 }

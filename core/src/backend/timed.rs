@@ -12,11 +12,12 @@ use crate::jobs::{JobStatus, JobSummary};
 use crate::keys::ApiKey;
 use crate::keys::KeyStore;
 use crate::metrics::store_operation as timed;
+use crate::nodes::{Leased, NodeStore};
 use crate::reports::ReportStore;
 use crate::reports::{Report, ReportQuery};
 use crate::store::{
     Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
-    LinkStore, LinkUpdate, NewLink, StoreError, StoredClick,
+    LinkStore, LinkUpdate, NewLink, OnLinkChange, StoreError, StoredClick,
 };
 
 /// The wrapped store, timed.
@@ -101,6 +102,10 @@ impl<S: LinkStore> LinkStore for Timed<S> {
         timed("prune_link_changes", || {
             self.0.prune_link_changes(keep, limit)
         })
+    }
+    fn push_link_changes(&self, on_change: OnLinkChange) -> bool {
+        // Not timed: it only starts a listener.
+        self.0.push_link_changes(on_change)
     }
 }
 
@@ -193,5 +198,25 @@ impl<S: ConversionStore> ConversionStore for Timed<S> {
         timed("upsert_conversions", || {
             self.0.upsert_conversions(rows, now_ms)
         })
+    }
+}
+
+impl<S: NodeStore> NodeStore for Timed<S> {
+    fn lease_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Leased, StoreError> {
+        timed("lease_node", || {
+            self.0.lease_node(owner, wanted, now_ms, until_ms)
+        })
+    }
+    fn renew_node(&self, node: u16, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        timed("renew_node", || self.0.renew_node(node, owner, until_ms))
+    }
+    fn release_node(&self, node: u16, owner: &str) -> Result<bool, StoreError> {
+        timed("release_node", || self.0.release_node(node, owner))
     }
 }

@@ -24,7 +24,7 @@ pub(super) fn compile(text: &str, origin: &str, base: &Path) -> Result<Config, C
     let config = Config {
         plugin_dirs: compile_plugin_dirs(&raw.plugins, base),
         plugins: compile_plugins(&raw.plugins, &mut problems),
-        node_id: compile_node_id(&raw.click_ids, &mut problems),
+        click_ids: compile_click_ids(&raw.click_ids, &mut problems),
         console: compile_console(&raw.console, &server, &mut problems),
         server,
         cache: compile_cache(&raw.cache, &mut problems),
@@ -69,16 +69,25 @@ fn parse(text: &str, problems: &mut Vec<ConfigProblem>) -> Result<RawConfig, Con
     Ok(raw)
 }
 
-fn compile_node_id(raw: &RawClickIds, problems: &mut Vec<ConfigProblem>) -> u16 {
-    match u16::try_from(raw.node_id) {
+fn compile_click_ids(raw: &RawClickIds, problems: &mut Vec<ConfigProblem>) -> ClickIdsConfig {
+    let node_id = raw.node_id.map(|id| match u16::try_from(id) {
         Ok(n) if n <= MAX_NODE_ID => n,
         _ => {
             problems.push(ConfigProblem {
                 path: "click_ids.node_id".to_owned(),
-                message: format!("must be between 0 and {MAX_NODE_ID}, got {}", raw.node_id),
+                message: format!("must be between 0 and {MAX_NODE_ID}, got {id}"),
             });
             0
         }
+    });
+    ClickIdsConfig {
+        node_id,
+        lease: Duration::from_millis(at_least(
+            raw.lease_ms,
+            1_000,
+            "click_ids.lease_ms",
+            problems,
+        )),
     }
 }
 

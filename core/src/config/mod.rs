@@ -28,8 +28,8 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// How plugins are called and loaded.
     pub plugins: PluginsConfig,
-    /// This instance's node id for click IDs.
-    pub node_id: u16,
+    /// How this instance gets its node ID for click IDs.
+    pub click_ids: ClickIdsConfig,
     /// Enabled providers, in config order (the routing order).
     pub providers: Vec<ProviderConfig>,
     /// The HTTP listeners.
@@ -198,6 +198,17 @@ pub struct CacheConfig {
     pub max_go_urls: usize,
     /// How often the server reads link changes made by other processes.
     pub link_refresh: Duration,
+}
+
+/// `[click_ids]`, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct ClickIdsConfig {
+    /// A node ID this instance must have; `None`: lease a free one from
+    /// the store (see `nodes`).
+    pub node_id: Option<u16>,
+    /// How long a node ID lease lasts without renewal (renewed every third
+    /// of it): how long a crashed instance's node ID stays unavailable.
+    pub lease: Duration,
 }
 
 /// `[plugins]`, validated (the folders are [`Config::plugin_dirs`]).
@@ -371,7 +382,8 @@ mod tests {
     #[test]
     fn empty_config_is_valid_with_defaults() {
         let c = Config::from_toml_str("").expect("empty config");
-        assert_eq!(c.node_id, 0);
+        assert_eq!(c.click_ids.node_id, None, "leased");
+        assert_eq!(c.click_ids.lease, Duration::from_secs(30));
         assert!(c.providers.is_empty());
         assert_eq!(c.plugin_dirs, default_plugin_dirs());
     }
@@ -404,6 +416,7 @@ mod tests {
             colour = "blue"
             [click_ids]
             node_id = 5000
+            lease_ms = 10
             [plugins]
             dris = ["x"]
             [[providers]]
@@ -424,6 +437,7 @@ mod tests {
                 "plugins.dris: unknown key",
                 "providers[2].nmae: unknown key",
                 "click_ids.node_id: must be between 0 and 4095, got 5000",
+                "click_ids.lease_ms: must be at least 1000, got 10",
                 "providers[1].name: duplicate provider name `amazon`",
                 "providers[1].plugin: `Bad Name` is neither a plugin name (lowercase letters, digits, `-`, `_`) nor a path",
                 "providers[2].name: missing: every provider needs a name",

@@ -418,12 +418,32 @@ impl Default for RawPlugins {
 }
 
 /// `[click_ids]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub(super) struct RawClickIds {
-    /// This instance's node id, 0..=4095; unique per instance that shares a
-    /// store, so click IDs never collide without coordination.
+    /// This instance's node ID, 0..=4095, if it must have this one: another
+    /// live instance holding it is a start-up error. Left out, the instance
+    /// leases a free one from the store, so instances sharing a store never
+    /// mint the same click ID.
     #[serde(default)]
-    pub(super) node_id: u64,
+    pub(super) node_id: Option<u64>,
+    /// How long a node ID lease lasts without renewal; the instance renews
+    /// it every third of that, and a crashed instance's node ID is free
+    /// again after it.
+    #[serde(default = "default_lease_ms")]
+    pub(super) lease_ms: u64,
+}
+
+fn default_lease_ms() -> u64 {
+    30_000
+}
+
+impl Default for RawClickIds {
+    fn default() -> Self {
+        RawClickIds {
+            node_id: None,
+            lease_ms: default_lease_ms(),
+        }
+    }
 }
 
 /// `[[providers]]`

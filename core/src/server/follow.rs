@@ -7,7 +7,10 @@
 //! every `cache.link_refresh_ms` the server reads the store's journal of
 //! link changes (written by triggers, whoever changes `links`) from where it
 //! stopped, and forgets each code changed or deleted from every cache; a
-//! created code only leaves the negative cache. (A row replaced in place,
+//! created code only leaves the negative cache. A store that pushes changes
+//! (PostgreSQL's LISTEN/NOTIFY) wakes the reader at once, so a change made
+//! on another instance is served here within milliseconds; the schedule
+//! stays as the fallback, and the journal as the source of truth. (A row replaced in place,
 //! `INSERT OR REPLACE`, is journaled as changed, then created: migration 9.)
 //! If the journal was pruned past where this instance stopped, or
 //! starts again below it (emptied, or restored from a backup), it cannot
@@ -19,6 +22,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tracing::{debug, error, warn};
 
 use crate::cache::Caches;
@@ -36,18 +40,34 @@ const PRUNE_EVERY: u64 = 600;
 const PRUNE_AT_ONCE: usize = 10_000;
 
 /// Follows the journal from `after` (the newest change when the caches were
-/// empty) every `every`, for as long as the server runs.
+/// empty) every `every`, and at once whenever the store pushes a change
+/// (PostgreSQL does), for as long as the server runs.
 pub(super) async fn follow(
     caches: Arc<Caches>,
     store: Arc<dyn LinkStore>,
     mut after: i64,
     every: Duration,
 ) {
+    // Pushes arriving while a read runs are kept as one permit: the next
+    // read takes them all from the journal.
+    let pushed = Arc::new(Notify::new());
+    let pushes = {
+        let pushed = Arc::clone(&pushed);
+        store.push_link_changes(Arc::new(move |_| pushed.notify_one()))
+    };
+    debug!(
+        pushes,
+        every_ms = every.as_millis() as u64,
+        "following link changes"
+    );
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prune_more = false;
     for reads in 0u64.. {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = pushed.notified() => {}
+        }
         if prune_more || reads % PRUNE_EVERY == PRUNE_EVERY - 1 {
             let pruner = Arc::clone(&store);
             match tokio::task::spawn_blocking(move || {

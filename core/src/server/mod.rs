@@ -238,6 +238,7 @@ impl Server {
             app.link_changes_seen,
             app.link_refresh,
         ));
+        let node_lease = tokio::spawn(Arc::clone(&app.node).keep());
         // Bulk jobs interrupted by a restart carry on.
         app.jobs.resume(app.take_interrupted_jobs());
         let host = Arc::new(PublicHost::new(Arc::clone(&app), s));
@@ -344,6 +345,16 @@ impl Server {
             .is_err()
         {
             error!("click log shutdown panicked");
+        }
+        // No click ID is minted any more: the node ID is free for another
+        // instance.
+        node_lease.abort();
+        let node = Arc::clone(&app.node);
+        if tokio::task::spawn_blocking(move || node.release())
+            .await
+            .is_err()
+        {
+            error!("node ID release panicked");
         }
         info!("stopped");
     }

@@ -339,6 +339,22 @@ pub struct LinkChange {
     pub created: bool,
 }
 
+/// What a store that pushes link changes tells whoever follows them
+/// ([`LinkStore::push_link_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkChangePush {
+    /// The store is listening for changes, first or again after it lost
+    /// its connection: changes made meanwhile were not pushed, so read the
+    /// journal now.
+    Listening,
+    /// The change with this number was committed.
+    Made(i64),
+}
+
+/// Called by a store with each [`LinkChangePush`], on the store's own
+/// threads: it must return at once (wake a task, send on a channel).
+pub type OnLinkChange = std::sync::Arc<dyn Fn(LinkChangePush) + Send + Sync>;
+
 /// A stored click, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredClick {
@@ -446,6 +462,16 @@ pub trait LinkStore: Send + Sync + fmt::Debug {
     /// Forgets the oldest link changes but the newest `keep` (at least one
     /// stays), at most `limit` of them; how many it forgot.
     fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError>;
+    /// Starts telling `on_change` of link changes as they are committed,
+    /// by anyone, for as long as the store is open; false if this store
+    /// cannot (the default: its followers read the journal on their own
+    /// schedule). A push only says when to read the journal, which stays
+    /// the source of truth: pushes can be late, merged or, while the store
+    /// reconnects, missing (it then says [`LinkChangePush::Listening`]).
+    fn push_link_changes(&self, on_change: OnLinkChange) -> bool {
+        let _ = on_change;
+        false
+    }
 }
 
 /// Clicks as the click writer records them, and the click ID generator's

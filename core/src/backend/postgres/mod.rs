@@ -20,10 +20,11 @@ use super::Backend;
 use crate::conversions::{Conversion, ConversionStore, Written};
 use crate::jobs::{JobItem, JobStart, JobStatus, JobStore, JobSummary};
 use crate::keys::{ApiKey, KeyStore};
+use crate::nodes::{Leased, NodeStore};
 use crate::reports::{Report, ReportQuery, ReportStore};
 use crate::store::{
     Availability, ClickBreakdown, ClickEvent, ClickStore, Link, LinkChange, LinkFilter, LinkStats,
-    LinkStore, LinkUpdate, NewLink, StoreError, StoredClick,
+    LinkStore, LinkUpdate, NewLink, OnLinkChange, StoreError, StoredClick,
 };
 
 mod availability;
@@ -34,6 +35,8 @@ mod jobs;
 mod journal;
 mod keys;
 mod links;
+mod listen;
+mod nodes;
 mod partitions;
 mod reports;
 mod schema;
@@ -53,6 +56,9 @@ pub struct PgStore {
     /// `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// How to connect, for connections outside the pool (the link change
+    /// listener's). Holds the password: never printed.
+    config: tokio_postgres::Config,
     /// The database, for people: the URL without its password.
     location: String,
     /// The raw click tables' monthly partitions.
@@ -124,6 +130,7 @@ impl PgStore {
         let store = PgStore {
             runtime: Some(runtime),
             pool,
+            config,
             location,
             partitions: std::sync::Arc::new(partitions::Partitions::new(click_retention_months)),
         };
@@ -284,6 +291,15 @@ impl LinkStore for PgStore {
     fn prune_link_changes(&self, keep: usize, limit: usize) -> Result<usize, StoreError> {
         self.run(|pool| async move { journal::prune_link_changes(&pool, keep, limit).await })
     }
+
+    fn push_link_changes(&self, on_change: OnLinkChange) -> bool {
+        let Some(runtime) = &self.runtime else {
+            return false;
+        };
+        // Ends with the store's runtime.
+        runtime.spawn(listen::listen(self.config.clone(), on_change));
+        true
+    }
 }
 
 impl ClickStore for PgStore {
@@ -403,6 +419,31 @@ impl ConversionStore for PgStore {
     ) -> Result<Written, StoreError> {
         let rows = rows.to_vec();
         self.run(|pool| async move { conversions::upsert_conversions(&pool, rows, now_ms).await })
+    }
+}
+
+impl NodeStore for PgStore {
+    fn lease_node(
+        &self,
+        owner: &str,
+        wanted: Option<u16>,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Leased, StoreError> {
+        let owner = owner.to_owned();
+        self.run(
+            |pool| async move { nodes::lease_node(&pool, owner, wanted, now_ms, until_ms).await },
+        )
+    }
+
+    fn renew_node(&self, node: u16, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.run(|pool| async move { nodes::renew_node(&pool, node, owner, until_ms).await })
+    }
+
+    fn release_node(&self, node: u16, owner: &str) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.run(|pool| async move { nodes::release_node(&pool, node, owner).await })
     }
 }
 

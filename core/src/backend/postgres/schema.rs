@@ -226,6 +226,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job_id, seq)
     );
     "#,
+    // 2: every change journaled is announced on the channel instances
+    // LISTEN on (`listen::CHANNEL`), its number as the payload. PostgreSQL
+    // delivers a notification when the writer's transaction commits, in
+    // commit order, and never one of a rolled-back change; the journal
+    // stays the source of truth (a listener that was disconnected reads
+    // what it missed there).
+    r#"
+    CREATE FUNCTION link_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('linkwright_link_changes', NEW.seq::text);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER link_changes_notify AFTER INSERT ON link_changes
+        FOR EACH ROW EXECUTE FUNCTION link_changes_notify();
+    "#,
+    // 3: node ID leases (`nodes`): who mints click IDs with which node
+    // ID, until when.
+    r#"
+    CREATE TABLE node_leases (
+        node_id    INTEGER PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        expires_ms BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// Applies the migrations not applied yet, all in one transaction under an

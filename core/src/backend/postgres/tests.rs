@@ -207,3 +207,62 @@ fn clicks_go_by_copy_into_monthly_partitions_and_old_months_are_dropped_whole() 
         1
     );
 }
+
+/// The listener tells of each change once it is committed, and when its
+/// connection is cut (its backend terminated, as a restart of the server
+/// or a network failure would) it connects again, says it is listening
+/// (changes made meanwhile are read from the journal), and pushes again.
+#[test]
+fn the_link_change_listener_pushes_each_change_and_listens_again_after_losing_its_connection() {
+    use crate::store::{LinkChangePush, LinkStore};
+    let db = PgDatabase::create();
+    let store = PgStore::connect(&db.url).expect("connect");
+    let other = PgStore::connect(&db.url).expect("connect");
+    let (tx, rx) = std::sync::mpsc::channel();
+    assert!(store.push_link_changes(std::sync::Arc::new(move |push| {
+        let _ = tx.send(push);
+    })));
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("a push within 10 s")
+    };
+    assert_eq!(next(), LinkChangePush::Listening);
+    other
+        .create_link(crate::backend::conformance::new_link(Some("one")))
+        .expect("create");
+    assert_eq!(next(), LinkChangePush::Made(1));
+
+    let terminated = other
+        .query_integers(&format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) AS ended \
+             FROM pg_stat_activity WHERE datname = current_database() \
+             AND application_name = '{}') AS listeners WHERE ended",
+            listen::APPLICATION_NAME
+        ))
+        .expect("terminate");
+    assert_eq!(terminated, vec![1], "the listener's one connection");
+    // Made while the listener is away or coming back: pushed or not, it is
+    // in the journal when the listener says it listens again.
+    assert!(other.set_disabled("one", true).expect("disable"));
+    let mut pushes = Vec::new();
+    while pushes.last() != Some(&LinkChangePush::Listening) {
+        pushes.push(next());
+    }
+    assert!(
+        pushes[..pushes.len() - 1]
+            .iter()
+            .all(|p| *p == LinkChangePush::Made(2)),
+        "{pushes:?}"
+    );
+    assert_eq!(other.last_link_change().expect("journal"), 2);
+    assert!(other.set_disabled("one", false).expect("enable"));
+    let after = next();
+    let after = match after {
+        // Pushed after the listener was back: the one before comes first.
+        LinkChangePush::Made(2) => next(),
+        other => other,
+    };
+    assert_eq!(after, LinkChangePush::Made(3));
+    drop(store);
+    drop(other);
+}

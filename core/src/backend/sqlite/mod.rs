@@ -26,6 +26,7 @@ use crate::targeting::Targeting;
 mod conversions;
 mod jobs;
 mod keys;
+mod nodes;
 mod reports;
 mod schema;
 mod stats;

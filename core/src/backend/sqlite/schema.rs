@@ -288,4 +288,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
             country, target
         FROM clicks_without_id;
     "#,
+    // 11: node ID leases (`nodes`): who mints click IDs with which node
+    // ID, until when.
+    r#"
+    CREATE TABLE node_leases (
+        node_id    INTEGER PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );
+    "#,
 ];
