@@ -44,7 +44,7 @@ pub use input::{MAX_CSV_CELL_BYTES, MAX_CSV_COLUMNS, parse_csv, validate_webhook
 pub use result::result_csv;
 pub use run::JobRunner;
 pub use storage::{new_job, summary, unfinished};
-pub use store::{JobItem, JobStart, JobStore};
+pub use store::{Claimed, JobItem, JobStart, JobStore, Lease};
 
 /// Most items in one bulk job.
 pub const MAX_ITEMS: usize = 5_000;
