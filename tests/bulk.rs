@@ -860,3 +860,81 @@ fn an_asin_column_that_is_not_an_asin_is_invalid_asin_in_the_result() {
     assert_eq!(rows[2][1], "amazon.de");
     assert_eq!(rows[2][5], "ok");
 }
+
+/// SIGTERM in the middle of a job: the server waits for the chunk it is
+/// making until the shutdown grace runs out, then hands the job back, so
+/// the next start goes on with it at once, although a claim here lives 10
+/// minutes.
+#[test]
+fn a_job_cut_off_by_sigterm_is_handed_back_and_taken_at_the_next_start() {
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let amzn = {
+        let gate = std::sync::Arc::clone(&gate);
+        common::StandIn::start(move |_| {
+            let (open, opened) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            (
+                "301 Moved Permanently",
+                "location: https://www.amazon.com/dp/B0GATED000\r\n".into(),
+            )
+        })
+    };
+    let dir = scratch("bulk-term");
+    let config = config_with(
+        &dir,
+        &format!(
+            "[api]\nrate_limit_per_minute = 0\njob_claim_interval_ms = 60000\n\n\
+             [server]\nshutdown_grace_ms = 200\n\n\
+             [upstream]\nretries = 0\ntimeout_ms = 60000\n\
+             short_link_override = {{ \"amzn.to\" = \"{}\" }}\n",
+            amzn.base
+        ),
+    );
+    let data = dir.join("data");
+    let key = create_key(&config, &data, &[]);
+    let server = TestServer::start(&config, &data);
+    // Chunk 2 waits at the gate for its short link.
+    let items: Vec<Value> = (0..600)
+        .map(|i| match i {
+            300 => json!({"url": "https://amzn.to/gated"}),
+            i => json!({"url": format!("https://www.amazon.com/dp/B1{i:08}")}),
+        })
+        .collect();
+    let id = accepted(post_json(&server, &key, &json!({ "items": items })), 600);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&server, &key, &format!("/api/v1/jobs/{id}"))
+        .json::<Value>()
+        .unwrap()["processed"]
+        != 250
+        || amzn.seen.lock().unwrap().is_empty()
+    {
+        assert!(Instant::now() < deadline, "chunk 2 never reached the gate");
+        // Backoff between polls only; nothing depends on its length.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("bulk job handed back"), "{log}");
+    let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
+    let (state, processed, holder): (String, i64, Option<String>) = db
+        .query_row(
+            "SELECT status, processed, claimed_by FROM jobs WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), processed, holder), ("running", 250, None));
+
+    let (open, opened) = &*gate;
+    *open.lock().unwrap() = true;
+    opened.notify_all();
+    let server = TestServer::start(&config, &data);
+    let summary = wait_until_ended(&server, &key, &id);
+    assert_eq!(summary["status"], "done", "{summary}");
+    assert_eq!(summary["ok"], 600, "{summary}");
+    drop(server);
+    assert_eq!(count_links(&data), 600, "every item made once");
+}
