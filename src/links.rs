@@ -387,6 +387,7 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
         Arc::clone(&links.db) as Arc<dyn linkwright_core::jobs::JobStore>,
         Arc::clone(&links.service),
         Source::Cli,
+        links.config.api.job_claim_interval,
     ));
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(items.len() as u64)

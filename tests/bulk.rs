@@ -27,8 +27,10 @@ const RESULT_HEADER: [&str; 7] = [
     "Error",
 ];
 
-/// A scratch folder with a config (API rate limit off: the tests poll) and a
-/// data folder holding a read-write and a read-only API key.
+/// A scratch folder with a config (API rate limit off: the tests poll; job
+/// claims renewed every 100 ms, so a claim left by a killed server runs out
+/// in a second) and a data folder holding a read-write and a read-only API
+/// key.
 struct Setup {
     config: PathBuf,
     data: PathBuf,
@@ -40,7 +42,8 @@ fn setup(name: &str) -> Setup {
     let dir = scratch(name);
     let config = config_with(
         &dir,
-        "[api]\nrate_limit_per_minute = 0\nwebhook_hosts = [\"127.0.0.1\"]",
+        "[api]\nrate_limit_per_minute = 0\nwebhook_hosts = [\"127.0.0.1\"]\n\
+         job_claim_interval_ms = 100",
     );
     let data = dir.join("data");
     let key = create_key(&config, &data, &[]);
@@ -551,13 +554,20 @@ fn bulk_limits_bad_input_and_auth_are_refused_with_the_api_error_shape() {
 }
 
 /// Writes a job straight into the store, as a runner that died would have
-/// left it: `status`, the first `done` items recorded with `fake` results.
+/// left it: `status`, the first `done` items recorded with `fake` results,
+/// and the runner's claim, live for an hour.
 fn insert_job(data: &Path, id: &str, status: &str, total: i64, requests: &[Value], done: usize) {
     let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
+    let hour_from_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
     db.execute(
-        "INSERT INTO jobs (id, status, total, processed, ok, errors, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?4, 0, 1)",
-        rusqlite::params![id, status, total, done as i64],
+        "INSERT INTO jobs (id, status, total, processed, ok, errors, created_ms,
+                           claimed_by, claimed_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?4, 0, 1, 'dead-runner', ?5)",
+        rusqlite::params![id, status, total, done as i64, hour_from_now],
     )
     .unwrap();
     for (seq, request) in requests.iter().enumerate() {
@@ -580,8 +590,8 @@ fn an_interrupted_job_resumes_after_a_restart_from_its_first_unprocessed_item() 
     let first = TestServer::start(&s.config, &s.data);
 
     // A job left `running` by a runner that died after 3 of 10 items, and a
-    // job whose items are gone. This server started before they existed, so
-    // it does not run them: the result is not ready.
+    // job whose items are gone. Their runner's claim is live: this server
+    // leaves them alone, and the result is not ready.
     let requests: Vec<Value> = (0..10)
         .map(|i| match i {
             7 => json!({"url": "https://nowhere.example/7"}),
@@ -608,6 +618,11 @@ fn an_interrupted_job_resumes_after_a_restart_from_its_first_unprocessed_item() 
     let (status, _) = first.terminate();
     assert!(status.success());
 
+    // An hour later, the claims have run out: the next server takes both.
+    rusqlite::Connection::open(s.data.join("linkwright.db"))
+        .unwrap()
+        .execute("UPDATE jobs SET claimed_until_ms = 1", [])
+        .unwrap();
     let second = TestServer::start(&s.config, &s.data);
     let summary = wait_until_ended(&second, &s.read_key, "job_interrupted");
     assert_eq!(summary["status"], "done", "{summary}");
@@ -844,4 +859,82 @@ fn an_asin_column_that_is_not_an_asin_is_invalid_asin_in_the_result() {
     assert!(rows[1][6].starts_with("invalid_asin: "), "{:?}", rows[1]);
     assert_eq!(rows[2][1], "amazon.de");
     assert_eq!(rows[2][5], "ok");
+}
+
+/// SIGTERM in the middle of a job: the server waits for the chunk it is
+/// making until the shutdown grace runs out, then hands the job back, so
+/// the next start goes on with it at once, although a claim here lives 10
+/// minutes.
+#[test]
+fn a_job_cut_off_by_sigterm_is_handed_back_and_taken_at_the_next_start() {
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let amzn = {
+        let gate = std::sync::Arc::clone(&gate);
+        common::StandIn::start(move |_| {
+            let (open, opened) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            (
+                "301 Moved Permanently",
+                "location: https://www.amazon.com/dp/B0GATED000\r\n".into(),
+            )
+        })
+    };
+    let dir = scratch("bulk-term");
+    let config = config_with(
+        &dir,
+        &format!(
+            "[api]\nrate_limit_per_minute = 0\njob_claim_interval_ms = 60000\n\n\
+             [server]\nshutdown_grace_ms = 200\n\n\
+             [upstream]\nretries = 0\ntimeout_ms = 60000\n\
+             short_link_override = {{ \"amzn.to\" = \"{}\" }}\n",
+            amzn.base
+        ),
+    );
+    let data = dir.join("data");
+    let key = create_key(&config, &data, &[]);
+    let server = TestServer::start(&config, &data);
+    // Chunk 2 waits at the gate for its short link.
+    let items: Vec<Value> = (0..600)
+        .map(|i| match i {
+            300 => json!({"url": "https://amzn.to/gated"}),
+            i => json!({"url": format!("https://www.amazon.com/dp/B1{i:08}")}),
+        })
+        .collect();
+    let id = accepted(post_json(&server, &key, &json!({ "items": items })), 600);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&server, &key, &format!("/api/v1/jobs/{id}"))
+        .json::<Value>()
+        .unwrap()["processed"]
+        != 250
+        || amzn.seen.lock().unwrap().is_empty()
+    {
+        assert!(Instant::now() < deadline, "chunk 2 never reached the gate");
+        // Backoff between polls only; nothing depends on its length.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("bulk job handed back"), "{log}");
+    let db = rusqlite::Connection::open(data.join("linkwright.db")).unwrap();
+    let (state, processed, holder): (String, i64, Option<String>) = db
+        .query_row(
+            "SELECT status, processed, claimed_by FROM jobs WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((state.as_str(), processed, holder), ("running", 250, None));
+
+    let (open, opened) = &*gate;
+    *open.lock().unwrap() = true;
+    opened.notify_all();
+    let server = TestServer::start(&config, &data);
+    let summary = wait_until_ended(&server, &key, &id);
+    assert_eq!(summary["status"], "done", "{summary}");
+    assert_eq!(summary["ok"], 600, "{summary}");
+    drop(server);
+    assert_eq!(count_links(&data), 600, "every item made once");
 }

@@ -3,12 +3,11 @@
 //! Below the servers: `server` (public host, admin listener) and `api` use
 //! an [`App`]; nothing here knows HTTP.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tracing::error;
 
 use crate::backend::{self, Store};
 use crate::cache::Caches;
@@ -87,10 +86,6 @@ pub struct App {
     pub console: crate::config::ConsoleConfig,
     /// The Prometheus exporter.
     pub prometheus: PrometheusHandle,
-    /// Bulk jobs left unfinished by the previous run, listed when the store
-    /// was opened (before the listeners are announced, so a job queued
-    /// after that is this run's, not one to resume).
-    interrupted_jobs: Mutex<Vec<String>>,
     /// The store's newest link change when the caches were empty: the
     /// server follows the changes after it.
     pub link_changes_seen: i64,
@@ -103,10 +98,6 @@ impl App {
     /// Opens the store, restores the click ID state and starts the click log.
     pub fn new(config: &Config, providers: Arc<Providers>) -> Result<App, AppError> {
         let store = backend::open(config)?;
-        let interrupted_jobs = crate::jobs::unfinished(&*store).unwrap_or_else(|e| {
-            error!(error = %e, "cannot list unfinished bulk jobs; they resume at the next start");
-            Vec::new()
-        });
         let link_changes_seen = store.last_link_change()?;
         let prometheus = metrics::install_recorder();
         let metrics = Arc::new(Metrics::new(
@@ -143,6 +134,7 @@ impl App {
             Arc::clone(&store) as Arc<dyn crate::jobs::JobStore>,
             Arc::clone(&links),
             Source::Api,
+            config.api.job_claim_interval,
         ));
         let s = &config.server;
         let geo = Geo::new(
@@ -173,7 +165,6 @@ impl App {
             webhook_hosts: config.api.webhook_hosts.clone(),
             console: config.console,
             prometheus,
-            interrupted_jobs: Mutex::new(interrupted_jobs),
             link_changes_seen,
             link_refresh: config.cache.link_refresh,
             ready: AtomicBool::new(false),
@@ -219,16 +210,6 @@ impl App {
             jobs_unfinished: crate::jobs::unfinished(&*self.store).ok().map(|j| j.len()),
         };
         self.metrics.render(&self.prometheus, &state)
-    }
-
-    /// Takes the bulk jobs the previous run left unfinished (once).
-    pub fn take_interrupted_jobs(&self) -> Vec<String> {
-        std::mem::take(
-            &mut *self
-                .interrupted_jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
     }
 
     /// Whether the server is accepting traffic (for `/readyz`).

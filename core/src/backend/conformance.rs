@@ -1276,6 +1276,8 @@ conformance!(
     @more
     api_keys_are_created_checked_listed_and_revoked,
     a_job_keeps_its_items_and_counts_each_outcome_once,
+    a_job_is_held_by_one_runner_until_its_claim_runs_out_or_is_given_back,
+    concurrent_claimers_never_get_the_same_job,
     conversion_imports_attribute_by_click_and_update_by_identity,
     reports_group_clicks_and_counted_conversions_alike_by_every_grouping,
 );
@@ -1322,6 +1324,23 @@ fn api_keys_are_created_checked_listed_and_revoked(h: &dyn Harness) {
     ));
 }
 
+/// A lease for `owner` taken at `now_ms`, until `until_ms`.
+fn lease(owner: &str, now_ms: i64, until_ms: i64) -> crate::jobs::Lease<'_> {
+    crate::jobs::Lease {
+        owner,
+        now_ms,
+        until_ms,
+    }
+}
+
+/// A claimed job's start, or a panic naming what was found instead.
+fn started(found: Option<crate::jobs::Claimed>) -> crate::jobs::JobStart {
+    match found {
+        Some(crate::jobs::Claimed::Started(start)) => start,
+        other => panic!("not started: {other:?}"),
+    }
+}
+
 fn a_job_keeps_its_items_and_counts_each_outcome_once(h: &dyn Harness) {
     use crate::jobs::{self, JobStatus};
     let store = h.store();
@@ -1333,7 +1352,11 @@ fn a_job_keeps_its_items_and_counts_each_outcome_once(h: &dyn Harness) {
         store.unfinished_jobs().expect("unfinished"),
         vec![job.job_id.clone()]
     );
-    let start = store.start_job(&job.job_id).expect("start").expect("found");
+    let start = started(
+        store
+            .start_job(&job.job_id, lease("a", 1_000, 2_000))
+            .expect("start"),
+    );
     assert_eq!(start.summary.status, JobStatus::Running);
     assert_eq!(
         start.webhook_url.as_deref(),
@@ -1342,24 +1365,30 @@ fn a_job_keeps_its_items_and_counts_each_outcome_once(h: &dyn Harness) {
     let seqs: Vec<i64> = start.pending.iter().map(|(seq, _)| *seq).collect();
     assert_eq!(seqs, vec![0, 1, 2]);
     assert_eq!(start.pending[1].1, items[1].to_string());
-    store
-        .record_job_items(
-            &job.job_id,
-            &[
-                (0, "{\"a\":0}".into(), true),
-                (1, "{\"e\":1}".into(), false),
-            ],
-        )
-        .expect("record");
-    // A second runner recording the same item changes nothing.
-    store
-        .record_job_items(&job.job_id, &[(0, "{\"again\":0}".into(), false)])
-        .expect("record");
-    let again = h
-        .reopen()
-        .start_job(&job.job_id)
-        .expect("start")
-        .expect("found");
+    assert!(
+        store
+            .record_job_items(
+                &job.job_id,
+                "a",
+                &[
+                    (0, "{\"a\":0}".into(), true),
+                    (1, "{\"e\":1}".into(), false),
+                ],
+            )
+            .expect("record")
+    );
+    // Recording the same item again changes nothing.
+    assert!(
+        store
+            .record_job_items(&job.job_id, "a", &[(0, "{\"again\":0}".into(), false)])
+            .expect("record")
+    );
+    // Its claim ran out: another store (instance) takes it over.
+    let again = started(
+        h.reopen()
+            .start_job(&job.job_id, lease("b", 3_000, 4_000))
+            .expect("start"),
+    );
     assert_eq!(again.pending, vec![(2, items[2].to_string())]);
     assert_eq!(
         (
@@ -1369,12 +1398,19 @@ fn a_job_keeps_its_items_and_counts_each_outcome_once(h: &dyn Harness) {
         ),
         (2, 1, 1)
     );
-    store
-        .record_job_items(&job.job_id, &[(2, "{\"a\":2}".into(), true)])
-        .expect("record");
+    assert!(
+        store
+            .record_job_items(&job.job_id, "b", &[(2, "{\"a\":2}".into(), true)])
+            .expect("record")
+    );
+    assert!(
+        store
+            .finish_job(&job.job_id, "b", JobStatus::Done, None, 42)
+            .expect("finish")
+    );
     let done = store
-        .finish_job(&job.job_id, JobStatus::Done, None, 42)
-        .expect("finish")
+        .job_summary(&job.job_id)
+        .expect("summary")
         .expect("found");
     assert_eq!(
         (done.status, done.processed, done.ok, done.finished_ms),
@@ -1389,7 +1425,181 @@ fn a_job_keeps_its_items_and_counts_each_outcome_once(h: &dyn Harness) {
     );
     assert_eq!(rows[1].1.as_deref(), Some("{\"e\":1}"));
     assert!(store.job_summary("job_nosuch").expect("summary").is_none());
-    assert!(store.start_job("job_nosuch").expect("start").is_none());
+    assert!(
+        store
+            .start_job("job_nosuch", lease("a", 0, 1))
+            .expect("start")
+            .is_none()
+    );
+}
+
+/// Claims: the oldest job nobody holds goes to the first claimer; a live
+/// claim keeps it from every other runner (their renewals, records and
+/// ends are refused) until it runs out or is given back; an ended job is
+/// never claimed.
+fn a_job_is_held_by_one_runner_until_its_claim_runs_out_or_is_given_back(h: &dyn Harness) {
+    use crate::jobs::{self, Claimed, JobStatus};
+    let store = h.store();
+    let other = h.reopen();
+    let item = [serde_json::json!({"asin": "B08N5WRWNW"})];
+    let first = jobs::new_job(store, &item, None).expect("job").job_id;
+    // Created later (ids are random: the order is by creation time).
+    h.exec(&format!(
+        "UPDATE jobs SET created_ms = created_ms - 1000 WHERE id = '{first}'"
+    ));
+    let second = jobs::new_job(store, &item, None).expect("job").job_id;
+
+    let a = store.claim_job(lease("a", 1_000, 2_000)).expect("claim");
+    assert_eq!(a.expect("a job").summary.job_id, first, "oldest first");
+    let b = other.claim_job(lease("b", 1_000, 2_000)).expect("claim");
+    let b = b.expect("a job");
+    assert_eq!(b.summary.job_id, second);
+    assert_eq!(b.summary.status, JobStatus::Running);
+    assert_eq!(b.pending.len(), 1);
+    assert!(
+        store
+            .claim_job(lease("c", 1_500, 2_500))
+            .expect("claim")
+            .is_none()
+    );
+    match store
+        .start_job(&first, lease("c", 1_500, 2_500))
+        .expect("start")
+    {
+        Some(Claimed::Elsewhere(summary)) => assert_eq!(summary.job_id, first),
+        other => panic!("a held job was started: {other:?}"),
+    }
+
+    // Only the holder renews, records and ends.
+    assert!(!store.renew_job_claim(&first, "b", 9_000).expect("renew"));
+    assert!(store.renew_job_claim(&first, "a", 3_000).expect("renew"));
+    let outcome = [(0, "{}".to_owned(), true)];
+    assert!(
+        !other
+            .record_job_items(&first, "b", &outcome)
+            .expect("record")
+    );
+    assert_eq!(
+        store
+            .job_summary(&first)
+            .expect("summary")
+            .expect("found")
+            .processed,
+        0,
+        "a refused record writes nothing"
+    );
+    assert!(
+        !other
+            .finish_job(&first, "b", JobStatus::Done, None, 1)
+            .expect("finish")
+    );
+
+    // At 2,500 b's claim has run out, a's (renewed) has not.
+    let taken = store.claim_job(lease("a", 2_500, 3_500)).expect("claim");
+    assert_eq!(taken.expect("a job").summary.job_id, second);
+    assert!(
+        store
+            .claim_job(lease("c", 2_500, 3_500))
+            .expect("claim")
+            .is_none()
+    );
+    assert!(
+        !other
+            .record_job_items(&second, "b", &outcome)
+            .expect("record")
+    );
+    assert!(!other.renew_job_claim(&second, "b", 9_000).expect("renew"));
+    assert!(
+        store
+            .record_job_items(&second, "a", &outcome)
+            .expect("record")
+    );
+
+    // Given back, a job is claimable at once.
+    assert!(!store.release_job_claim(&first, "b").expect("release"));
+    assert!(store.release_job_claim(&first, "a").expect("release"));
+    let start = started(
+        other
+            .start_job(&first, lease("b", 2_600, 3_600))
+            .expect("start"),
+    );
+    assert_eq!(start.summary.job_id, first);
+
+    // Ended jobs are never claimed, however old their claim.
+    assert!(
+        store
+            .finish_job(&second, "a", JobStatus::Done, None, 2_700)
+            .expect("finish")
+    );
+    assert!(
+        other
+            .finish_job(&first, "b", JobStatus::Failed, Some("broken"), 2_700)
+            .expect("finish")
+    );
+    assert!(!store.renew_job_claim(&second, "a", 9_000).expect("renew"));
+    assert!(
+        store
+            .claim_job(lease("c", 99_000, 100_000))
+            .expect("claim")
+            .is_none()
+    );
+    match store
+        .start_job(&first, lease("c", 99_000, 100_000))
+        .expect("start")
+    {
+        Some(Claimed::Elsewhere(summary)) => {
+            assert_eq!(summary.status, JobStatus::Failed);
+            assert_eq!(summary.failure.as_deref(), Some("broken"));
+        }
+        other => panic!("an ended job was started: {other:?}"),
+    }
+}
+
+/// Claimers on stores of their own (as instances are), all at once:
+/// every job is claimed exactly once.
+fn concurrent_claimers_never_get_the_same_job(h: &dyn Harness) {
+    use std::sync::Barrier;
+    const JOBS: usize = 40;
+    const CLAIMERS: usize = 4;
+    let store = h.store();
+    let item = [serde_json::json!({"asin": "B08N5WRWNW"})];
+    let mut ids: Vec<String> = (0..JOBS)
+        .map(|_| {
+            crate::jobs::new_job(store, &item, None)
+                .expect("job")
+                .job_id
+        })
+        .collect();
+    let stores: Vec<Box<dyn Store>> = (0..CLAIMERS).map(|_| h.reopen()).collect();
+    let barrier = Barrier::new(CLAIMERS);
+    let mut claimed: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, claimer)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let owner = format!("claimer{i}");
+                    let mut mine = Vec::new();
+                    barrier.wait();
+                    while let Some(start) = claimer
+                        .claim_job(lease(&owner, 1_000, 60_000))
+                        .expect("claim")
+                    {
+                        mine.push(start.summary.job_id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("claimer"))
+            .collect()
+    });
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids, "each job claimed once, none left");
 }
 
 fn conversion_imports_attribute_by_click_and_update_by_identity(h: &dyn Harness) {

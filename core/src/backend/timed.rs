@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Backend;
 use crate::conversions::ConversionStore;
 use crate::conversions::{Conversion, Written};
-use crate::jobs::{JobItem, JobStart, JobStore};
+use crate::jobs::{Claimed, JobItem, JobStart, JobStore, Lease};
 use crate::jobs::{JobStatus, JobSummary};
 use crate::keys::ApiKey;
 use crate::keys::KeyStore;
@@ -160,25 +160,40 @@ impl<S: JobStore> JobStore for Timed<S> {
     fn job_summary(&self, id: &str) -> Result<Option<JobSummary>, StoreError> {
         timed("job_summary", || self.0.job_summary(id))
     }
-    fn start_job(&self, id: &str) -> Result<Option<JobStart>, StoreError> {
-        timed("start_job", || self.0.start_job(id))
+    fn start_job(&self, id: &str, lease: Lease<'_>) -> Result<Option<Claimed>, StoreError> {
+        timed("start_job", || self.0.start_job(id, lease))
+    }
+    fn claim_job(&self, lease: Lease<'_>) -> Result<Option<JobStart>, StoreError> {
+        timed("claim_job", || self.0.claim_job(lease))
+    }
+    fn renew_job_claim(&self, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        timed("renew_job_claim", || {
+            self.0.renew_job_claim(id, owner, until_ms)
+        })
+    }
+    fn release_job_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        timed("release_job_claim", || self.0.release_job_claim(id, owner))
     }
     fn record_job_items(
         &self,
         id: &str,
+        owner: &str,
         outcomes: &[(i64, String, bool)],
-    ) -> Result<(), StoreError> {
-        timed("record_job_items", || self.0.record_job_items(id, outcomes))
+    ) -> Result<bool, StoreError> {
+        timed("record_job_items", || {
+            self.0.record_job_items(id, owner, outcomes)
+        })
     }
     fn finish_job(
         &self,
         id: &str,
+        owner: &str,
         status: JobStatus,
         failure: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<JobSummary>, StoreError> {
+    ) -> Result<bool, StoreError> {
         timed("finish_job", || {
-            self.0.finish_job(id, status, failure, now_ms)
+            self.0.finish_job(id, owner, status, failure, now_ms)
         })
     }
     fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {

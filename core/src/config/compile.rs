@@ -139,6 +139,12 @@ fn compile_api(raw: &RawApi, problems: &mut Vec<ConfigProblem>) -> ApiConfig {
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .collect(),
+        job_claim_interval: Duration::from_millis(at_least(
+            raw.job_claim_interval_ms,
+            10,
+            "api.job_claim_interval_ms",
+            problems,
+        )),
     }
 }
 

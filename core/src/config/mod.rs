@@ -134,6 +134,9 @@ pub struct ApiConfig {
     pub rate_limit_burst: u32,
     /// Hosts bulk-job webhooks may call, lower case.
     pub webhook_hosts: Vec<String>,
+    /// How often an instance renews its claims on bulk jobs and looks for
+    /// jobs to claim (a claim lives ten times this).
+    pub job_claim_interval: Duration,
 }
 
 /// `[console]`, validated.

@@ -207,6 +207,10 @@ pub(super) struct RawApi {
     pub(super) rate_limit_burst: u32,
     /// Host names bulk-job webhooks may call; empty: webhooks are refused.
     pub(super) webhook_hosts: Vec<String>,
+    /// How often, in milliseconds, an instance renews its claims on the
+    /// bulk jobs it runs and looks for jobs nobody runs; a claim not
+    /// renewed for ten times this is taken over by another instance.
+    pub(super) job_claim_interval_ms: u64,
 }
 
 impl Default for RawApi {
@@ -215,6 +219,7 @@ impl Default for RawApi {
             rate_limit_per_minute: 600,
             rate_limit_burst: 60,
             webhook_hosts: Vec::new(),
+            job_claim_interval_ms: 2_000,
         }
     }
 }

@@ -13,12 +13,19 @@
 //!   together with the job's counters, so an item's result and the counters
 //!   never disagree. Status: `queued` → `running` → `done`, or `failed` with
 //!   a reason when the job's own storage breaks.
-//! - **Restarts** ([`JobRunner::resume`]): every job still `queued` or `running` goes on
-//!   from its first item without a result. A chunk whose links were
-//!   committed but whose outcomes were not when the process died is made
-//!   again, and request idempotency answers the links made the first time:
-//!   no duplicate links, no lost item. A job whose items cannot be read is
-//!   marked `failed` with the reason, never dropped.
+//! - **Claims** ([`JobRunner::claim_loop`], [`JobStore::claim_job`]): a job
+//!   is run by the one runner holding its claim in the store, a lease the
+//!   runner renews every heartbeat; the instance a job is submitted to
+//!   claims it at once, and every instance claims, as often, the jobs no
+//!   runner holds: queued, handed back by a runner that stopped
+//!   ([`JobRunner::stop`]), or left by one that died, once its lease has
+//!   run out. A claimed job goes on from its first item without a result.
+//!   A chunk whose links were committed but whose outcomes were not when
+//!   its runner died is made again, and request idempotency answers the
+//!   links made the first time: no duplicate links, no lost item. Outcomes
+//!   are recorded only by the claim's holder: a runner whose claim ran out
+//!   stops. A job whose items cannot be read is marked `failed` with the
+//!   reason, never dropped.
 //! - **Results** ([`result_csv`]): one CSV row per submitted item, in order.
 //! - **Webhook**: when a job ends, its summary is POSTed to the job's
 //!   `webhook_url` (if any), with bounded retries; a webhook failure is
@@ -44,7 +51,7 @@ pub use input::{MAX_CSV_CELL_BYTES, MAX_CSV_COLUMNS, parse_csv, validate_webhook
 pub use result::result_csv;
 pub use run::JobRunner;
 pub use storage::{new_job, summary, unfinished};
-pub use store::{JobItem, JobStart, JobStore};
+pub use store::{Claimed, JobItem, JobStart, JobStore, Lease};
 
 /// Most items in one bulk job.
 pub const MAX_ITEMS: usize = 5_000;

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::{JobError, JobStatus, JobSummary, MAX_ITEMS, SubmitError, validate_webhook_url};
 use super::{JobStart, JobStore};
+use super::{JobStatus, JobSummary, MAX_ITEMS, SubmitError, validate_webhook_url};
 use crate::clock::now_ms;
 use crate::store::StoreError;
 
@@ -74,20 +74,17 @@ pub(super) struct Start {
     pub(super) pending: Result<Vec<(i64, String)>, StoreError>,
 }
 
-/// Marks a queued job running and reads its items without a result. A job
-/// that has ended is returned as it is, with nothing pending.
-pub(super) fn start(db: &dyn JobStore, id: &str) -> Result<Start, JobError> {
+/// A claimed job's start, its items checked: every item is either recorded
+/// (counted in `processed`) or pending; anything else means items went
+/// missing, and the job cannot go on.
+pub(super) fn checked(start: JobStart) -> Start {
     let JobStart {
         summary,
         webhook_url,
         pending,
-    } = db
-        .start_job(id)?
-        .ok_or_else(|| JobError::NotFound(id.to_owned()))?;
-    // Every item is either recorded (counted in `processed`) or pending;
-    // anything else means items went missing.
+    } = start;
     let stored = summary.processed + pending.len() as u64;
-    let pending = if summary.status.is_finished() || stored == summary.total {
+    let pending = if stored == summary.total {
         Ok(pending)
     } else {
         Err(StoreError::Corrupt {
@@ -100,33 +97,11 @@ pub(super) fn start(db: &dyn JobStore, id: &str) -> Result<Start, JobError> {
             ),
         })
     };
-    Ok(Start {
+    Start {
         summary,
         webhook_url,
         pending,
-    })
-}
-
-/// Records outcomes and bumps the job's counters, in one transaction. An item
-/// that already has a result (another runner got there first) is neither
-/// overwritten nor counted twice.
-pub(super) fn record(
-    db: &dyn JobStore,
-    id: &str,
-    outcomes: &[(i64, String, bool)],
-) -> Result<(), StoreError> {
-    db.record_job_items(id, outcomes)
-}
-
-/// Ends a job (`done`, or `failed` with a reason) and returns its summary.
-pub(super) fn finish(
-    db: &dyn JobStore,
-    id: &str,
-    status: JobStatus,
-    failure: Option<&str>,
-) -> Result<JobSummary, JobError> {
-    db.finish_job(id, status, failure, now_ms())?
-        .ok_or_else(|| JobError::NotFound(id.to_owned()))
+    }
 }
 
 /// Ids of the jobs that have not ended, oldest first.

@@ -239,8 +239,9 @@ impl Server {
             app.link_refresh,
         ));
         let node_lease = tokio::spawn(Arc::clone(&app.node).keep());
-        // Bulk jobs interrupted by a restart carry on.
-        app.jobs.resume(app.take_interrupted_jobs());
+        // Bulk jobs nobody runs (queued, left by a restart or by an
+        // instance that died) are claimed and run here, the first at once.
+        let claims = tokio::spawn(Arc::clone(&app.jobs).claim_loop());
         let host = Arc::new(PublicHost::new(Arc::clone(&app), s));
         // Admin connections are few: hyper-util's graceful shutdown is
         // enough. Public ones are supervised through their own `Conn`.
@@ -309,6 +310,14 @@ impl Server {
         // stuck halfway through a request head is not idle, so a graceful
         // shutdown alone would wait for it until the deadline.
         connections.drain();
+        // Meanwhile bulk jobs record the chunk they are making and hand
+        // their claims back, so another instance (or this one restarted)
+        // goes on with them at once.
+        let jobs_stopped = {
+            let jobs = Arc::clone(&app.jobs);
+            let grace = s.shutdown_grace;
+            tokio::spawn(async move { jobs.stop(grace).await })
+        };
         let drained = async {
             tokio::join!(graceful.shutdown(), connections.drained());
         };
@@ -339,6 +348,13 @@ impl Server {
             task.abort();
         }
         follower.abort();
+        if jobs_stopped.await.is_err() {
+            error!("stopping bulk jobs panicked");
+        }
+        // Stopped with the jobs: it ends after its current look, if any.
+        if claims.await.is_err() {
+            error!("the bulk job claim loop panicked");
+        }
         let flush_app = Arc::clone(&app);
         if tokio::task::spawn_blocking(move || flush_app.clicklog.shutdown())
             .await

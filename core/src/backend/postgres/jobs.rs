@@ -2,7 +2,7 @@
 
 use deadpool_postgres::{GenericClient, Pool};
 
-use crate::jobs::{JobItem, JobStart, JobStatus, JobSummary};
+use crate::jobs::{Claimed, JobItem, JobStart, JobStatus, JobSummary};
 use crate::store::StoreError;
 
 async fn summary_in(db: &impl GenericClient, id: &str) -> Result<Option<JobSummary>, StoreError> {
@@ -71,34 +71,34 @@ pub(super) async fn job_summary(pool: &Pool, id: &str) -> Result<Option<JobSumma
     summary_in(&client, id).await
 }
 
-pub(super) async fn start_job(pool: &Pool, id: &str) -> Result<Option<JobStart>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    tx.execute(
-        "UPDATE jobs SET status = 'running' WHERE id = $1 AND status = 'queued'",
-        &[&id],
-    )
-    .await?;
-    let Some(summary) = summary_in(&tx, id).await? else {
+/// Takes a job's claim for `$1` until `$3` (and marks it running); the
+/// `WHERE` clause that follows names the job.
+const CLAIM: &str = "UPDATE jobs SET claimed_by = $1, claimed_until_ms = $3,
+        status = CASE status WHEN 'queued' THEN 'running' ELSE status END";
+
+/// A job that has not ended and whose claim, if any, ran out before `$2`.
+const CLAIMABLE: &str = "status IN ('queued', 'running')
+        AND (claimed_until_ms IS NULL OR claimed_until_ms < $2)";
+
+/// What a runner needs to go on with a job it claimed: its summary,
+/// webhook, and the items without a result.
+async fn start_in(db: &impl GenericClient, id: &str) -> Result<Option<JobStart>, StoreError> {
+    let Some(summary) = summary_in(db, id).await? else {
         return Ok(None);
     };
-    let webhook_url: Option<String> = tx
+    let webhook_url: Option<String> = db
         .query_one("SELECT webhook_url FROM jobs WHERE id = $1", &[&id])
         .await?
         .try_get(0)?;
-    let pending = if summary.status.is_finished() {
-        Vec::new()
-    } else {
-        tx.query(
+    let pending = db
+        .query(
             "SELECT seq, request FROM job_items WHERE job_id = $1 AND result IS NULL ORDER BY seq",
             &[&id],
         )
         .await?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-        .collect::<Result<Vec<_>, StoreError>>()?
-    };
-    tx.commit().await?;
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(JobStart {
         summary,
         webhook_url,
@@ -106,13 +106,120 @@ pub(super) async fn start_job(pool: &Pool, id: &str) -> Result<Option<JobStart>,
     }))
 }
 
+pub(super) async fn start_job(
+    pool: &Pool,
+    id: &str,
+    owner: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<Option<Claimed>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // The row lock waits for a claimer holding it, then the condition is
+    // checked again on the row it committed.
+    let taken = tx
+        .execute(
+            &format!("{CLAIM} WHERE id = $4 AND {CLAIMABLE}"),
+            &[&owner, &now_ms, &until_ms, &id],
+        )
+        .await?
+        == 1;
+    let found = if taken {
+        start_in(&tx, id).await?.map(Claimed::Started)
+    } else {
+        summary_in(&tx, id).await?.map(Claimed::Elsewhere)
+    };
+    tx.commit().await?;
+    Ok(found)
+}
+
+pub(super) async fn claim_job(
+    pool: &Pool,
+    owner: &str,
+    now_ms: i64,
+    until_ms: i64,
+) -> Result<Option<JobStart>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // A job another claimer has locked is skipped, not waited for; one it
+    // claimed and committed meanwhile fails the condition when it is
+    // checked again on the locked row.
+    let id: Option<String> = tx
+        .query_opt(
+            &format!(
+                "{CLAIM} WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE}
+                                     ORDER BY created_ms, id LIMIT 1
+                                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id"
+            ),
+            &[&owner, &now_ms, &until_ms],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let start = match id {
+        Some(id) => start_in(&tx, &id).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    Ok(start)
+}
+
+pub(super) async fn renew_job_claim(
+    pool: &Pool,
+    id: &str,
+    owner: &str,
+    until_ms: i64,
+) -> Result<bool, StoreError> {
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE jobs SET claimed_until_ms = $3
+             WHERE id = $1 AND claimed_by = $2 AND status IN ('queued', 'running')",
+            &[&id, &owner, &until_ms],
+        )
+        .await?
+        == 1)
+}
+
+pub(super) async fn release_job_claim(
+    pool: &Pool,
+    id: &str,
+    owner: &str,
+) -> Result<bool, StoreError> {
+    Ok(pool
+        .get()
+        .await?
+        .execute(
+            "UPDATE jobs SET claimed_by = NULL, claimed_until_ms = NULL
+             WHERE id = $1 AND claimed_by = $2",
+            &[&id, &owner],
+        )
+        .await?
+        == 1)
+}
+
 pub(super) async fn record_job_items(
     pool: &Pool,
     id: &str,
+    owner: &str,
     outcomes: Vec<(i64, String, bool)>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The job's row stays locked to the commit: its claim cannot change
+    // hands while these outcomes are written.
+    let holds = tx
+        .query_opt(
+            "SELECT 1 FROM jobs WHERE id = $1 AND claimed_by = $2 FOR UPDATE",
+            &[&id, &owner],
+        )
+        .await?
+        .is_some();
+    if !holds {
+        return Ok(false);
+    }
     let (mut ok, mut errors) = (0i64, 0i64);
     let update = tx
         .prepare(
@@ -136,24 +243,28 @@ pub(super) async fn record_job_items(
     )
     .await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 pub(super) async fn finish_job(
     pool: &Pool,
     id: &str,
+    owner: &str,
     status: JobStatus,
     failure: Option<String>,
     now_ms: i64,
-) -> Result<Option<JobSummary>, StoreError> {
-    let client = pool.get().await?;
-    client
+) -> Result<bool, StoreError> {
+    Ok(pool
+        .get()
+        .await?
         .execute(
-            "UPDATE jobs SET status = $2, finished_ms = $3, failure = $4 WHERE id = $1",
-            &[&id, &status.as_str(), &now_ms, &failure],
+            "UPDATE jobs SET status = $3, finished_ms = $4, failure = $5,
+                    claimed_by = NULL, claimed_until_ms = NULL
+             WHERE id = $1 AND claimed_by = $2",
+            &[&id, &owner, &status.as_str(), &now_ms, &failure],
         )
-        .await?;
-    summary_in(&client, id).await
+        .await?
+        == 1)
 }
 
 pub(super) async fn unfinished_jobs(pool: &Pool) -> Result<Vec<String>, StoreError> {

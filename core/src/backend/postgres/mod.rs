@@ -18,7 +18,7 @@ use tokio_postgres::NoTls;
 
 use super::Backend;
 use crate::conversions::{Conversion, ConversionStore, Written};
-use crate::jobs::{JobItem, JobStart, JobStatus, JobStore, JobSummary};
+use crate::jobs::{Claimed, JobItem, JobStart, JobStatus, JobStore, JobSummary, Lease};
 use crate::keys::{ApiKey, KeyStore};
 use crate::nodes::{Leased, NodeStore};
 use crate::reports::{Report, ReportQuery, ReportStore};
@@ -376,29 +376,50 @@ impl JobStore for PgStore {
         self.run(|pool| async move { jobs::job_summary(&pool, &id).await })
     }
 
-    fn start_job(&self, id: &str) -> Result<Option<JobStart>, StoreError> {
-        let id = id.to_owned();
-        self.run(|pool| async move { jobs::start_job(&pool, &id).await })
+    fn start_job(&self, id: &str, lease: Lease<'_>) -> Result<Option<Claimed>, StoreError> {
+        let (id, owner) = (id.to_owned(), lease.owner.to_owned());
+        let (now_ms, until_ms) = (lease.now_ms, lease.until_ms);
+        self.run(|pool| async move { jobs::start_job(&pool, &id, &owner, now_ms, until_ms).await })
+    }
+
+    fn claim_job(&self, lease: Lease<'_>) -> Result<Option<JobStart>, StoreError> {
+        let owner = lease.owner.to_owned();
+        let (now_ms, until_ms) = (lease.now_ms, lease.until_ms);
+        self.run(|pool| async move { jobs::claim_job(&pool, &owner, now_ms, until_ms).await })
+    }
+
+    fn renew_job_claim(&self, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.run(|pool| async move { jobs::renew_job_claim(&pool, &id, &owner, until_ms).await })
+    }
+
+    fn release_job_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let (id, owner) = (id.to_owned(), owner.to_owned());
+        self.run(|pool| async move { jobs::release_job_claim(&pool, &id, &owner).await })
     }
 
     fn record_job_items(
         &self,
         id: &str,
+        owner: &str,
         outcomes: &[(i64, String, bool)],
-    ) -> Result<(), StoreError> {
-        let (id, outcomes) = (id.to_owned(), outcomes.to_vec());
-        self.run(|pool| async move { jobs::record_job_items(&pool, &id, outcomes).await })
+    ) -> Result<bool, StoreError> {
+        let (id, owner, outcomes) = (id.to_owned(), owner.to_owned(), outcomes.to_vec());
+        self.run(|pool| async move { jobs::record_job_items(&pool, &id, &owner, outcomes).await })
     }
 
     fn finish_job(
         &self,
         id: &str,
+        owner: &str,
         status: JobStatus,
         failure: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<JobSummary>, StoreError> {
-        let (id, failure) = (id.to_owned(), failure.map(str::to_owned));
-        self.run(|pool| async move { jobs::finish_job(&pool, &id, status, failure, now_ms).await })
+    ) -> Result<bool, StoreError> {
+        let (id, owner, failure) = (id.to_owned(), owner.to_owned(), failure.map(str::to_owned));
+        self.run(|pool| async move {
+            jobs::finish_job(&pool, &id, &owner, status, failure, now_ms).await
+        })
     }
 
     fn unfinished_jobs(&self) -> Result<Vec<String>, StoreError> {

@@ -250,6 +250,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_ms BIGINT NOT NULL
     );
     "#,
+    // 4: bulk jobs are claimed by a runner of any instance, for a lease
+    // its runner renews (`claimed_by`, `claimed_until_ms`: Unix ms); a job
+    // whose runner died is taken by another once its lease runs out
+    // (claims skip rows locked by another claimer: `FOR UPDATE SKIP
+    // LOCKED`). Runners look for jobs often: unfinished ones are indexed.
+    r#"
+    ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN claimed_until_ms BIGINT;
+    CREATE INDEX jobs_unfinished ON jobs (created_ms, id) WHERE status IN ('queued', 'running');
+    "#,
 ];
 
 /// Applies the migrations not applied yet, all in one transaction under an

@@ -1,10 +1,19 @@
 //! [`JobStore`] on SQLite: the `jobs` and `job_items` tables.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::SqliteStore;
-use crate::jobs::{JobItem, JobStart, JobStatus, JobStore, JobSummary};
+use crate::jobs::{Claimed, JobItem, JobStart, JobStatus, JobStore, JobSummary, Lease};
 use crate::store::StoreError;
+
+/// Takes a job's claim for `?1` until `?3` (and marks it running); the
+/// `WHERE` clause that follows names the job.
+const CLAIM: &str = "UPDATE jobs SET claimed_by = ?1, claimed_until_ms = ?3,
+        status = CASE status WHEN 'queued' THEN 'running' ELSE status END";
+
+/// A job that has not ended and whose claim, if any, ran out before `?2`.
+const CLAIMABLE: &str = "status IN ('queued', 'running')
+        AND (claimed_until_ms IS NULL OR claimed_until_ms < ?2)";
 
 impl JobStore for SqliteStore {
     fn insert_job(
@@ -43,46 +52,84 @@ impl JobStore for SqliteStore {
         self.with_conn(|conn| summary_in(conn, id))
     }
 
-    fn start_job(&self, id: &str) -> Result<Option<JobStart>, StoreError> {
+    fn start_job(&self, id: &str, lease: Lease<'_>) -> Result<Option<Claimed>, StoreError> {
         self.with_conn(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "UPDATE jobs SET status = 'running' WHERE id = ?1 AND status = 'queued'",
-                [id],
-            )?;
-            let Some(summary) = summary_in(&tx, id)? else {
-                return Ok(None);
-            };
-            let webhook_url: Option<String> =
-                tx.query_row("SELECT webhook_url FROM jobs WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?;
-            let pending = if summary.status.is_finished() {
-                Vec::new()
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let taken = tx.execute(
+                &format!("{CLAIM} WHERE id = ?4 AND {CLAIMABLE}"),
+                params![lease.owner, lease.now_ms, lease.until_ms, id],
+            )? == 1;
+            let found = if taken {
+                start_in(&tx, id)?.map(Claimed::Started)
             } else {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT seq, request FROM job_items
-                     WHERE job_id = ?1 AND result IS NULL ORDER BY seq",
-                )?;
-                let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<Vec<_>, _>>()?
+                summary_in(&tx, id)?.map(Claimed::Elsewhere)
             };
             tx.commit()?;
-            Ok(Some(JobStart {
-                summary,
-                webhook_url,
-                pending,
-            }))
+            Ok(found)
+        })
+    }
+
+    fn claim_job(&self, lease: Lease<'_>) -> Result<Option<JobStart>, StoreError> {
+        self.with_conn(|conn| {
+            // Immediate: the write lock first, so that two processes on the
+            // file claim one after the other.
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let id: Option<String> = tx
+                .query_row(
+                    &format!(
+                        "{CLAIM} WHERE id = (SELECT id FROM jobs WHERE {CLAIMABLE}
+                                             ORDER BY created_ms, id LIMIT 1)
+                         RETURNING id"
+                    ),
+                    params![lease.owner, lease.now_ms, lease.until_ms],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let start = match id {
+                Some(id) => start_in(&tx, &id)?,
+                None => None,
+            };
+            tx.commit()?;
+            Ok(start)
+        })
+    }
+
+    fn renew_job_claim(&self, id: &str, owner: &str, until_ms: i64) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE jobs SET claimed_until_ms = ?3
+                 WHERE id = ?1 AND claimed_by = ?2 AND status IN ('queued', 'running')",
+                params![id, owner, until_ms],
+            )? == 1)
+        })
+    }
+
+    fn release_job_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        self.with_conn(|conn| {
+            Ok(conn.execute(
+                "UPDATE jobs SET claimed_by = NULL, claimed_until_ms = NULL
+                 WHERE id = ?1 AND claimed_by = ?2",
+                params![id, owner],
+            )? == 1)
         })
     }
 
     fn record_job_items(
         &self,
         id: &str,
+        owner: &str,
         outcomes: &[(i64, String, bool)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         self.with_conn(|conn| {
-            let tx = conn.unchecked_transaction()?;
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            let holds: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND claimed_by = ?2)",
+                params![id, owner],
+                |r| r.get(0),
+            )?;
+            if !holds {
+                return Ok(false);
+            }
             let (mut ok, mut errors) = (0i64, 0i64);
             {
                 let mut update = tx.prepare_cached(
@@ -106,23 +153,25 @@ impl JobStore for SqliteStore {
                 params![id, ok + errors, ok, errors],
             )?;
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
     }
 
     fn finish_job(
         &self,
         id: &str,
+        owner: &str,
         status: JobStatus,
         failure: Option<&str>,
         now_ms: i64,
-    ) -> Result<Option<JobSummary>, StoreError> {
+    ) -> Result<bool, StoreError> {
         self.with_conn(|conn| {
-            conn.execute(
-                "UPDATE jobs SET status = ?2, finished_ms = ?3, failure = ?4 WHERE id = ?1",
-                params![id, status.as_str(), now_ms, failure],
-            )?;
-            summary_in(conn, id)
+            Ok(conn.execute(
+                "UPDATE jobs SET status = ?3, finished_ms = ?4, failure = ?5,
+                        claimed_by = NULL, claimed_until_ms = NULL
+                 WHERE id = ?1 AND claimed_by = ?2",
+                params![id, owner, status.as_str(), now_ms, failure],
+            )? == 1)
         })
     }
 
@@ -152,6 +201,29 @@ impl JobStore for SqliteStore {
             Ok(Some((summary, rows)))
         })
     }
+}
+
+/// What a runner needs to go on with a job it claimed: its summary,
+/// webhook, and the items without a result.
+fn start_in(conn: &Connection, id: &str) -> Result<Option<JobStart>, StoreError> {
+    let Some(summary) = summary_in(conn, id)? else {
+        return Ok(None);
+    };
+    let webhook_url: Option<String> =
+        conn.query_row("SELECT webhook_url FROM jobs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, request FROM job_items WHERE job_id = ?1 AND result IS NULL ORDER BY seq",
+    )?;
+    let pending = stmt
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(JobStart {
+        summary,
+        webhook_url,
+        pending,
+    }))
 }
 
 fn summary_in(conn: &Connection, id: &str) -> Result<Option<JobSummary>, StoreError> {

@@ -297,4 +297,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     );
     "#,
+    // 12: bulk jobs are claimed by a runner of any instance sharing the
+    // store, for a lease its runner renews (`claimed_by`, `claimed_until_ms`:
+    // Unix ms); a job whose runner died is taken by another once its lease
+    // runs out. Runners look for jobs often: unfinished ones are indexed.
+    r#"
+    ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN claimed_until_ms INTEGER;
+    CREATE INDEX jobs_unfinished ON jobs(created_ms, id) WHERE status IN ('queued', 'running');
+    "#,
 ];
