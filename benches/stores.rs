@@ -184,8 +184,8 @@ fn sustained(server_url: &str) {
         for setup in ["sqlite", "postgres", "postgres x2"] {
             let r = run_setup(server_url, setup, secs, round);
             println!(
-                "round {round}: {setup:<12} {:>8.0} redirects/s, {:>8.0} clicks stored/s ({} stored of {} answered)",
-                r.rps, r.stored_per_sec, r.stored, r.answered
+                "round {round}: {setup:<12} {:>8.0} redirects/s, {:>8.0} clicks stored/s ({} stored of {} answered, {} dropped by a full click queue)",
+                r.rps, r.stored_per_sec, r.stored, r.answered, r.dropped
             );
             rows.push((setup, r));
         }
@@ -212,6 +212,7 @@ fn sustained(server_url: &str) {
 struct Outcome {
     rps: f64,
     answered: u64,
+    dropped: u64,
     stored: u64,
     stored_per_sec: f64,
 }
@@ -223,11 +224,8 @@ fn run_setup(server_url: &str, setup: &str, secs: u64, round: usize) -> Outcome 
     let mut servers = Vec::new();
     for i in 0..instances {
         let config = dir.join(format!("config-{i}.toml"));
-        let base = include_str!("../config.toml").replacen(
-            "node_id = 0",
-            &format!("node_id = {}", i + 1),
-            1,
-        );
+        // No node_id: each instance leases its own.
+        let base = include_str!("../config.toml");
         let store = db
             .as_ref()
             .map(|d| format!("[store]\nurl = \"{}\"\n", d.url))
@@ -235,14 +233,13 @@ fn run_setup(server_url: &str, setup: &str, secs: u64, round: usize) -> Outcome 
         std::fs::write(&config, format!("{base}\n{store}")).unwrap();
         let data = dir.join(format!("data-{i}"));
         if i == 0 {
-            let out = linkwright(&config, &data)
-                .args([
-                    "links",
-                    "create",
-                    "--code",
-                    "bench",
-                    "https://www.amazon.com/dp/B08N5WRWNW",
-                ])
+            let out = Command::new(env!("CARGO_BIN_EXE_linkwright"))
+                .env_remove("LINKWRIGHT_LOG")
+                .args(["links", "create", "--code", "bench", "--config"])
+                .arg(&config)
+                .arg("--data-dir")
+                .arg(&data)
+                .arg("https://www.amazon.com/dp/B08N5WRWNW")
                 .output()
                 .unwrap();
             assert!(
@@ -286,6 +283,7 @@ fn run_setup(server_url: &str, setup: &str, secs: u64, round: usize) -> Outcome 
             }
         }
     }
+    let dropped: u64 = servers.iter().map(Server::dropped).sum();
     for s in servers {
         s.terminate();
     }
@@ -307,24 +305,16 @@ fn run_setup(server_url: &str, setup: &str, secs: u64, round: usize) -> Outcome 
     Outcome {
         rps,
         answered,
+        dropped,
         stored,
         stored_per_sec: stored as f64 / elapsed,
     }
 }
 
-fn linkwright(config: &Path, data: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_linkwright"));
-    cmd.env_remove("LINKWRIGHT_LOG")
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(data);
-    cmd
-}
-
 struct Server {
     child: Child,
     public: String,
+    admin: String,
 }
 
 impl Server {
@@ -348,17 +338,35 @@ impl Server {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = std::io::BufReader::new(stdout).lines();
-        let public = loop {
+        let (mut public, mut admin) = (None, None);
+        while public.is_none() || admin.is_none() {
             let line = lines
                 .next()
-                .expect("the server announces its address")
+                .expect("the server announces its addresses")
                 .unwrap();
             if let Some(url) = line.strip_prefix("public ") {
-                break url.to_owned();
+                public = Some(url.to_owned());
+            } else if let Some(url) = line.strip_prefix("admin ") {
+                admin = Some(url.to_owned());
             }
-        };
+        }
         std::thread::spawn(move || for _ in lines {});
-        Server { child, public }
+        Server {
+            child,
+            public: public.unwrap(),
+            admin: admin.unwrap(),
+        }
+    }
+
+    /// Clicks the click log dropped (its queue full): from `/metrics`.
+    fn dropped(&self) -> u64 {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.admin))
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix("linkwright_clicklog_dropped_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
     }
 
     fn terminate(mut self) {
