@@ -404,7 +404,19 @@ fn import(links: &Links, output: Option<PathBuf>, file: &std::path::Path) -> Res
         let db = Arc::clone(&links.db);
         let job = tokio::task::spawn_blocking(move || jobs::new_job(&*db, &items, None)).await??;
         let progress = |done: u64, _total: u64| bar.set_position(done);
-        let summary = runner.run(&job.job_id, &progress).await?;
+        let mut summary = runner.run(&job.job_id, &progress).await?;
+        // A server sharing the store may have claimed the job before this
+        // command did (it looks for unclaimed jobs every few seconds): it
+        // makes the links then, and the result is read once it is done.
+        while !summary.status.is_finished() {
+            bar.set_position(summary.processed);
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let db = Arc::clone(&links.db);
+            let id = job.job_id.clone();
+            summary = tokio::task::spawn_blocking(move || jobs::summary(&*db, &id))
+                .await??
+                .ok_or_else(|| anyhow::anyhow!("the job {} is gone from the store", job.job_id))?;
+        }
         let db = Arc::clone(&links.db);
         let short_urls = ShortUrls::new(
             links.config.server.public_base_url.as_deref(),

@@ -62,11 +62,24 @@ fn cluster(dir: &Path, command: &str) -> Vec<u8> {
     out.stdout
 }
 
+/// Runs SQL through `psql`, the statement on its standard input (a list
+/// of thousands of click IDs is longer than one argument may be).
 fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql])
-        .output()
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qtA", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -371,6 +371,7 @@ impl ClickLog {
             spare: Vec::new(),
             retired: Vec::new(),
             written_total: 0,
+            unsure: false,
         };
         let flush_interval = config.flush_interval;
         let writer = std::thread::Builder::new()
@@ -576,6 +577,11 @@ struct Writer {
     /// The click ID state last saved (at the start: the state then, from
     /// which no ID has been minted yet).
     saved: u64,
+    /// The last write failed: its batch may have been stored all the same
+    /// (a database that committed and went away before answering), so it
+    /// is written again with `insert_new_clicks`, which skips the clicks
+    /// already there instead of failing on them forever.
+    unsure: bool,
 }
 
 impl Writer {
@@ -743,12 +749,19 @@ impl Writer {
             let end = self.held.len().min(done + self.batch_size);
             let batch = &self.held[done..end];
             let started = Instant::now();
-            if let Err(e) = self.store.insert_clicks(batch) {
+            let result = if self.unsure {
+                self.store.insert_new_clicks(batch).map(|_| ())
+            } else {
+                self.store.insert_clicks(batch)
+            };
+            if let Err(e) = result {
                 self.shared.metrics.clicklog_errors.increment(1);
                 error!(error = %e, events = batch.len(), "click log write failed; will retry");
+                self.unsure = true;
                 ok = false;
                 break;
             }
+            self.unsure = false;
             let metrics = &self.shared.metrics;
             metrics
                 .flush_duration
@@ -893,6 +906,7 @@ mod tests {
             spare: Vec::new(),
             retired: Vec::new(),
             written_total: 0,
+            unsure: false,
         }
     }
 
@@ -931,6 +945,9 @@ mod tests {
     struct MemStore {
         clicks: Mutex<Vec<ClickEvent>>,
         fail: AtomicUsize,
+        /// Writes that store their clicks and then report a failure, as a
+        /// database that commits and goes away before answering.
+        lose_answer: AtomicUsize,
         writes: mpsc::Sender<(usize, bool)>,
         gate: Mutex<Option<mpsc::Receiver<()>>>,
         saved: Mutex<Vec<u64>>,
@@ -942,6 +959,7 @@ mod tests {
             let store = MemStore {
                 clicks: Mutex::new(Vec::new()),
                 fail: AtomicUsize::new(fail),
+                lose_answer: AtomicUsize::new(0),
                 writes,
                 gate: Mutex::new(None),
                 saved: Mutex::new(Vec::new()),
@@ -970,9 +988,25 @@ mod tests {
             if failing {
                 return Err(StoreError::Timeout(Duration::ZERO));
             }
+            if self
+                .lose_answer
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::Timeout(Duration::ZERO));
+            }
             Ok(())
         }
         fn insert_new_clicks(&self, clicks: &[ClickEvent]) -> Result<usize, StoreError> {
+            // Failures are injected in this retry path as in the first try.
+            if self
+                .fail
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                let _ = self.writes.send((clicks.len(), false));
+                return Err(StoreError::Timeout(Duration::ZERO));
+            }
             let mut stored = lock(&self.clicks);
             let before = stored.len();
             for c in clicks {
@@ -980,6 +1014,7 @@ mod tests {
                     stored.push(c.clone());
                 }
             }
+            let _ = self.writes.send((clicks.len(), true));
             Ok(stored.len() - before)
         }
         fn load_click_state(&self) -> Result<u64, StoreError> {
@@ -1287,6 +1322,31 @@ mod tests {
         w.pass();
         assert_eq!(store.clicks().len(), 2);
         assert_eq!(log.oldest_unwritten_ms(), None, "all written");
+    }
+
+    #[test]
+    fn a_batch_stored_though_its_write_failed_is_not_stored_twice() {
+        let (store, writes) = MemStore::new(0);
+        store.lose_answer.store(1, Ordering::Relaxed);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let log = start(&store, config(1024, 4, Duration::from_millis(1)), metrics);
+        let recorded: Vec<ClickEvent> = (0..10).map(|_| event(&ids, 1)).collect();
+        for e in &recorded {
+            assert!(log.record(e.clone()));
+        }
+        // The first write stores and "fails"; the retry skips what is there.
+        let mut retried = false;
+        while !retried {
+            let (_, ok) = writes
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the writer keeps writing");
+            retried = ok && counter(&handle, ERRORS) == 1 && store.clicks().len() == recorded.len();
+        }
+        log.shutdown();
+        assert_eq!(store.clicks(), recorded, "nothing lost, nothing twice");
+        assert_eq!(counter(&handle, ERRORS), 1);
+        assert_eq!(counter(&handle, DROPPED), 0);
     }
 
     #[test]

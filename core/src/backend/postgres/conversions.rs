@@ -87,6 +87,13 @@ pub(super) async fn upsert_conversions(
 ) -> Result<Written, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // Imports run one at a time (on any instance): each reads the rows it
+    // will change before writing them.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('linkwright conversion import'))",
+        &[],
+    )
+    .await?;
     let mut found = Prefetched::default();
     let mut sub_ids: Vec<&str> = rows
         .iter()

@@ -156,6 +156,15 @@ impl PgStore {
         self.run(|pool| async move { partitions.maintain(&pool, now).await })
     }
 
+    /// [`PgStore::ensure_partitions`] before a click batch: a failure is
+    /// logged, not the batch's (a click of a month without its partition
+    /// lands in the default one; the next batch tries again).
+    fn ensure_partitions_for_clicks(&self) {
+        if let Err(e) = self.ensure_partitions() {
+            tracing::warn!(error = %e, "cannot make or drop click partitions; will retry");
+        }
+    }
+
     /// Runs `task` on the store's runtime and waits for its answer.
     fn run<T, F, Fut>(&self, task: F) -> Result<T, StoreError>
     where
@@ -304,13 +313,13 @@ impl LinkStore for PgStore {
 
 impl ClickStore for PgStore {
     fn insert_clicks(&self, events: &[ClickEvent]) -> Result<(), StoreError> {
-        self.ensure_partitions()?;
+        self.ensure_partitions_for_clicks();
         let batch = clicks::Batch::new(events);
         self.run(|pool| async move { clicks::insert_clicks(&pool, batch).await })
     }
 
     fn insert_new_clicks(&self, events: &[ClickEvent]) -> Result<usize, StoreError> {
-        self.ensure_partitions()?;
+        self.ensure_partitions_for_clicks();
         let events = events.to_vec();
         self.run(|pool| async move { clicks::insert_new_clicks(&pool, events).await })
     }

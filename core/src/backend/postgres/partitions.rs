@@ -75,27 +75,35 @@ impl Partitions {
         let month = month_of(now_ms);
         let mut client = pool.get().await?;
         let tx = client.transaction().await?;
+        // Making or dropping a partition locks the parent table: rather
+        // than queue every click writer behind a long report, give up and
+        // try again with the next batch.
+        tx.batch_execute("SET LOCAL lock_timeout = '2s'").await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK])
             .await?;
         make(&tx, month).await?;
         if self.retention_months > 0 {
             let oldest_kept = month - i64::from(self.retention_months) + 1;
+            // The partitions of this schema's tables (`regclass` resolves
+            // the names as the inserts do, through the search path).
             let rows = tx
                 .query(
-                    "SELECT c.relname FROM pg_inherits i \
+                    "SELECT c.relname, quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+                     FROM pg_inherits i \
                      JOIN pg_class c ON c.oid = i.inhrelid \
-                     JOIN pg_class p ON p.oid = i.inhparent \
-                     WHERE p.relname IN ('clicks_by_id', 'clicks_without_id')",
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE i.inhparent IN ('clicks_by_id'::regclass, 'clicks_without_id'::regclass)",
                     &[],
                 )
                 .await?;
             for row in rows {
                 let name: String = row.try_get(0)?;
+                let qualified: String = row.try_get(1)?;
                 let Some(m) = partition_month(&name) else {
                     continue;
                 };
                 if m < oldest_kept {
-                    tx.batch_execute(&format!("DROP TABLE {name}")).await?;
+                    tx.batch_execute(&format!("DROP TABLE {qualified}")).await?;
                     tracing::info!(partition = %name, "dropped raw clicks older than the retention");
                 }
             }
