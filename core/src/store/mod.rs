@@ -212,6 +212,34 @@ pub struct NewLink {
     pub targeting: Option<Targeting>,
 }
 
+impl NewLink {
+    /// The link as stored with row id `id` under `code`: what a backend
+    /// answers once it has inserted it.
+    pub fn into_link(self, id: i64, code: String, created_ms: i64) -> Link {
+        let t = self.template.built;
+        Link {
+            id,
+            code,
+            provider: self.template.provider,
+            input: self.input,
+            destination: t.destination,
+            template_prefix: t.prefix,
+            template_suffix: t.suffix,
+            subid_max_len: t.subid_max_len,
+            subid_encoding: t.subid_encoding,
+            name: self.name,
+            marketplace: t.marketplace,
+            campaign: self.campaign,
+            tags: self.tags,
+            params: self.params,
+            source_key: self.source_key,
+            created_ms,
+            disabled: false,
+            targeting: self.targeting,
+        }
+    }
+}
+
 /// Whether an ASIN is sold in a marketplace, as the catalog said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Availability {

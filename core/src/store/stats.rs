@@ -2,7 +2,10 @@
 //! for which conversions count and running sums per group. Reports and a
 //! link's totals build on these.
 
-use super::Totals;
+use std::collections::BTreeMap;
+
+use super::{DayStats, LinkStats, Totals};
+use crate::clock::Day;
 use crate::money::Micros;
 
 /// The SQL condition on a `conversions` row (aliased `c`) that counts it:
@@ -61,5 +64,24 @@ impl Sums {
             commission: Micros(self.commission),
             earnings_per_click: Micros(self.commission).per(self.clicks),
         }
+    }
+}
+
+/// A link's totals from its sums by UTC day (days since the epoch).
+pub(crate) fn link_stats_of(days: BTreeMap<i64, Sums>) -> LinkStats {
+    let mut total = Sums::default();
+    let by_day = days
+        .into_iter()
+        .map(|(day, sums)| {
+            total.add(&sums);
+            DayStats {
+                day: Day::from_days(day).to_string(),
+                total: sums.totals(),
+            }
+        })
+        .collect();
+    LinkStats {
+        total: total.totals(),
+        by_day,
     }
 }

@@ -183,26 +183,7 @@ async fn insert_link(
             )
             .await?;
         if let Some(row) = inserted {
-            return Ok(Link {
-                id: row.try_get(0)?,
-                code,
-                provider: t.provider.clone(),
-                input: new.input,
-                destination: t.destination.clone(),
-                template_prefix: t.prefix.clone(),
-                template_suffix: t.suffix.clone(),
-                subid_max_len: t.subid_max_len,
-                subid_encoding: t.subid_encoding,
-                name: new.name,
-                marketplace: t.marketplace.clone(),
-                campaign: new.campaign,
-                tags: new.tags,
-                params: new.params,
-                source_key: new.source_key,
-                created_ms,
-                disabled: false,
-                targeting: new.targeting,
-            });
+            return Ok(new.into_link(row.try_get(0)?, code, created_ms));
         }
         // What was in the way, in the order SQLite reports it: a key
         // first, so that a retried request naming the code it made finds

@@ -9,9 +9,9 @@ use deadpool_postgres::Pool;
 
 use super::bigint;
 use crate::click::ClickId;
-use crate::clock::{Day, MS_PER_DAY};
-use crate::store::stats::{COUNTED, Sums};
-use crate::store::{ClickBreakdown, DayStats, LinkStats, StoreError};
+use crate::clock::MS_PER_DAY;
+use crate::store::stats::{COUNTED, Sums, link_stats_of};
+use crate::store::{ClickBreakdown, LinkStats, StoreError};
 
 /// One link's clicks (from the rollup) and counted conversions (by their
 /// event's UTC day), total and by day.
@@ -39,21 +39,7 @@ pub(super) async fn link_stats(pool: &Pool, link_id: i64) -> Result<LinkStats, S
         };
         days.entry(r.try_get(1)?).or_default().add(&sums);
     }
-    let mut total = Sums::default();
-    let by_day = days
-        .into_iter()
-        .map(|(day, sums)| {
-            total.add(&sums);
-            DayStats {
-                day: Day::from_days(day).to_string(),
-                total: sums.totals(),
-            }
-        })
-        .collect();
-    Ok(LinkStats {
-        total: total.totals(),
-        by_day,
-    })
+    Ok(link_stats_of(days))
 }
 
 /// Human clicks since `since_ms` by country, device class and referrer

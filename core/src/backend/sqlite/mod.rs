@@ -389,26 +389,7 @@ fn insert_link(conn: &Connection, new: NewLink, created_ms: i64) -> Result<Link,
             ]);
         match result {
             Ok(_) => {
-                return Ok(Link {
-                    id: conn.last_insert_rowid(),
-                    code,
-                    provider: t.provider.clone(),
-                    input: new.input,
-                    destination: t.destination.clone(),
-                    template_prefix: t.prefix.clone(),
-                    template_suffix: t.suffix.clone(),
-                    subid_max_len: t.subid_max_len,
-                    subid_encoding: t.subid_encoding,
-                    name: new.name,
-                    marketplace: t.marketplace.clone(),
-                    campaign: new.campaign,
-                    tags: new.tags,
-                    params: new.params,
-                    source_key: new.source_key,
-                    created_ms,
-                    disabled: false,
-                    targeting: new.targeting,
-                });
+                return Ok(new.into_link(conn.last_insert_rowid(), code, created_ms));
             }
             Err(e) if is_unique_violation(&e, "links.code") => {
                 if new.code.is_some() {
