@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
 
 use crate::conversions::{Conversion, ConversionRows, StoredConversion, Written, merge};
 use crate::store::StoreError;
@@ -33,6 +34,26 @@ fn stored_from(r: &tokio_postgres::Row, first: usize) -> Result<StoredConversion
         status: r.try_get(first + 12)?,
         currency: r.try_get(first + 13)?,
     })
+}
+
+/// The stored columns of a row, in [`STORED`]'s order, as parameters.
+fn stored_params(n: &StoredConversion) -> [&(dyn ToSql + Sync); 14] {
+    [
+        &n.sub_id,
+        &n.click_id,
+        &n.link_id,
+        &n.tracking_id,
+        &n.event_ms,
+        &n.product_id,
+        &n.product_name,
+        &n.quantity,
+        &n.returns,
+        &n.price_micros,
+        &n.revenue_micros,
+        &n.commission_micros,
+        &n.status,
+        &n.currency,
+    ]
 }
 
 type Identity = (String, String, String);
@@ -145,25 +166,11 @@ pub(super) async fn upsert_conversions(
         tx.execute(
             &insert,
             &[
-                provider,
-                kind,
-                row_key,
-                &n.sub_id,
-                &n.click_id,
-                &n.link_id,
-                &n.tracking_id,
-                &n.event_ms,
-                &n.product_id,
-                &n.product_name,
-                &n.quantity,
-                &n.returns,
-                &n.price_micros,
-                &n.revenue_micros,
-                &n.commission_micros,
-                &n.status,
-                &n.currency,
-                &now_ms,
-            ],
+                &[provider as &(dyn ToSql + Sync), kind, row_key][..],
+                &stored_params(n),
+                &[&now_ms],
+            ]
+            .concat(),
         )
         .await?;
     }
@@ -179,23 +186,11 @@ pub(super) async fn upsert_conversions(
         tx.execute(
             &update,
             &[
-                id,
-                &n.sub_id,
-                &n.click_id,
-                &n.link_id,
-                &n.tracking_id,
-                &n.event_ms,
-                &n.product_id,
-                &n.product_name,
-                &n.quantity,
-                &n.returns,
-                &n.price_micros,
-                &n.revenue_micros,
-                &n.commission_micros,
-                &n.status,
-                &n.currency,
-                &now_ms,
-            ],
+                &[id as &(dyn ToSql + Sync)][..],
+                &stored_params(n),
+                &[&now_ms],
+            ]
+            .concat(),
         )
         .await?;
     }

@@ -7,7 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OptionalExtension, ToSql, Transaction, TransactionBehavior, params,
+    params_from_iter,
+};
 
 use super::SqliteStore;
 use crate::conversions::{Conversion, StoredConversion, Written, merge};
@@ -46,6 +49,27 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
+}
+
+/// The stored columns of a row, in [`EXISTING_SQL`]'s order after the id,
+/// as parameters.
+fn stored_params(n: &StoredConversion) -> [&dyn ToSql; 14] {
+    [
+        &n.sub_id,
+        &n.click_id,
+        &n.link_id,
+        &n.tracking_id,
+        &n.event_ms,
+        &n.product_id,
+        &n.product_name,
+        &n.quantity,
+        &n.returns,
+        &n.price_micros,
+        &n.revenue_micros,
+        &n.commission_micros,
+        &n.status,
+        &n.currency,
+    ]
 }
 
 /// The rows of one import transaction.
@@ -108,26 +132,12 @@ impl ConversionRows for Rows<'_> {
                  revenue_micros, commission_micros, status, currency, imported_ms, updated_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)",
             )?
-            .execute(params![
-                provider,
-                kind,
-                row_key,
-                new.sub_id,
-                new.click_id,
-                new.link_id,
-                new.tracking_id,
-                new.event_ms,
-                new.product_id,
-                new.product_name,
-                new.quantity,
-                new.returns,
-                new.price_micros,
-                new.revenue_micros,
-                new.commission_micros,
-                new.status,
-                new.currency,
-                now_ms,
-            ])?;
+            .execute(params_from_iter(
+                [&provider as &dyn ToSql, &kind, &row_key]
+                    .into_iter()
+                    .chain(stored_params(new))
+                    .chain([&now_ms as &dyn ToSql]),
+            ))?;
         Ok(())
     }
 
@@ -139,24 +149,12 @@ impl ConversionRows for Rows<'_> {
                  price_micros = ?11, revenue_micros = ?12, commission_micros = ?13, status = ?14, \
                  currency = ?15, updated_ms = ?16 WHERE id = ?1",
             )?
-            .execute(params![
-                id,
-                new.sub_id,
-                new.click_id,
-                new.link_id,
-                new.tracking_id,
-                new.event_ms,
-                new.product_id,
-                new.product_name,
-                new.quantity,
-                new.returns,
-                new.price_micros,
-                new.revenue_micros,
-                new.commission_micros,
-                new.status,
-                new.currency,
-                now_ms,
-            ])?;
+            .execute(params_from_iter(
+                [&id as &dyn ToSql]
+                    .into_iter()
+                    .chain(stored_params(new))
+                    .chain([&now_ms as &dyn ToSql]),
+            ))?;
         Ok(())
     }
 }

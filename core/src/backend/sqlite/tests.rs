@@ -5,32 +5,6 @@
 use super::*;
 use crate::classify::UaClass;
 use crate::click::ClickIdGenerator;
-use crate::template::Template;
-
-fn new_link(code: Option<&str>) -> NewLink {
-    NewLink {
-        code: code.map(str::to_owned),
-        input: "https://www.amazon.com/x/dp/B08N5WRWNW".into(),
-        template: Template {
-            provider: "amazon".into(),
-            built: linkwright_model::template::Built {
-                prefix: "https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag=".into(),
-                suffix: String::new(),
-                destination: "https://www.amazon.com/dp/B08N5WRWNW".into(),
-                marketplace: Some("amazon.com".into()),
-                subid_max_len: 64,
-                subid_encoding: SubIdEncoding::UrlSafe,
-            },
-        },
-        name: Some("Echo video".into()),
-        campaign: Some("spring".into()),
-        tags: vec!["video".into()],
-        params: vec![("tag".into(), "t-20".into())],
-        source_key: None,
-        request_key: None,
-        targeting: None,
-    }
-}
 
 /// `INSERT OR REPLACE` (a hand edit, another tool) deletes the old row
 /// without firing SQLite's delete trigger: migration 9 journals the old row
@@ -40,7 +14,9 @@ fn new_link(code: Option<&str>) -> NewLink {
 fn a_link_replaced_in_place_is_journaled_as_changed_then_created() {
     let dir = crate::testing::scratch("replace");
     let store = SqliteStore::open(&dir).expect("open");
-    store.create_link(new_link(Some("a"))).expect("create");
+    store
+        .create_link(crate::backend::conformance_link("a"))
+        .expect("create");
     let start = store.last_link_change().expect("last");
     store.with_conn(|c| {
         c.execute_batch(
