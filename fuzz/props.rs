@@ -591,7 +591,7 @@ pub fn link_json(data: &[u8]) {
 // ---------------------------------------------------------------- request heads
 
 /// A request head to the public host, parsed as hyper parses it (httparse,
-/// at most the host's 64 header fields), then routed as the host routes it:
+/// at most the host's 100 header fields), then routed as the host routes it:
 /// `/go`'s `url` parameter through the middleware key, any other path as a
 /// code, the headers it reads (User-Agent, Referer, the country header)
 /// through the classifiers, each with its properties.
