@@ -19,25 +19,34 @@ pub(crate) fn serve(config: Config) -> Result<()> {
     runtime.block_on(async move {
         let app = Arc::new(App::new(&config, providers)?);
         let server = Server::bind(config, app)?;
+        // The handlers are installed before the addresses are printed: a
+        // supervisor (or a test) that sends SIGTERM as soon as it reads them
+        // gets a clean shutdown, not the default action of the signal.
+        let shutdown = shutdown_signal();
         println!("public http://{}", server.public_addr());
         println!("admin http://{}", server.admin_addr());
-        server.run(shutdown_signal()).await;
+        server.run(shutdown).await;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; use SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on
+/// either signal.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            },
+            (term, int) => {
+                let e = term.err().or(int.err());
+                tracing::error!(error = ?e, "cannot listen for SIGTERM and SIGINT; serving until killed");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }

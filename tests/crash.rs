@@ -57,11 +57,10 @@ fn stored_ids(data: &Path) -> HashSet<String> {
         .collect()
 }
 
-/// One round: load, `kill -9` once `kill_after` 302s have been received,
-/// restart, compare.
-fn crash_round(name: &str, click_log: &str, kill_after: usize) -> Round {
-    let dir = scratch(name);
-    let config = config_with(&dir, click_log);
+/// A fresh deployment in `dir` with the link `echo`, on `click_log`
+/// settings: (config, data folder).
+fn echo_deployment(dir: &Path, click_log: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let config = config_with(dir, click_log);
     let data = dir.join("data");
     let out = linkwright_on(
         &config,
@@ -75,6 +74,21 @@ fn crash_round(name: &str, click_log: &str, kill_after: usize) -> Round {
         ],
     );
     assert!(out.status.success(), "{out:?}");
+    (config, data)
+}
+
+/// The value of an unlabelled counter in a `/metrics` text; 0 if absent.
+fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// One round: load, `kill -9` once `kill_after` 302s have been received,
+/// restart, compare.
+fn crash_round(name: &str, click_log: &str, kill_after: usize) -> Round {
+    let dir = scratch(name);
+    let (config, data) = echo_deployment(&dir, click_log);
     let server = TestServer::start(&config, &data);
     let url = format!("{}/echo", server.public);
     let received_count = AtomicUsize::new(0);
@@ -151,6 +165,77 @@ fn every_click_answered_before_a_kill_9_is_in_the_store_after_the_restart() {
     // through the journal (without it, none would be stored).
     let round = crash_round("crash", "[click_log]\nflush_interval_ms = 600000", 2_000);
     assert_eq!(round.written_before, 0, "{round:?}");
+    assert_eq!(round.stored, round.received, "{round:?}");
+}
+
+/// A click queue far too small for the load (16 events; the writer wakes
+/// every 20 ms): the clicks beyond it stay in their journal segment only and
+/// are written from there. None is dropped, the count says so, and after a
+/// clean shutdown every answered sub-ID is in the store once.
+#[test]
+fn clicks_beyond_a_full_click_queue_are_written_from_the_journal() {
+    let dir = scratch("overflow");
+    let (config, data) = echo_deployment(
+        &dir,
+        "[click_log]\nqueue_capacity = 16\nflush_interval_ms = 20",
+    );
+    let server = TestServer::start(&config, &data);
+    let url = format!("{}/echo", server.public);
+    let received: Vec<String> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let url = &url;
+                s.spawn(move || {
+                    let c = client();
+                    (0..500)
+                        .map(|_| {
+                            let r = c.get(url).header(USER_AGENT, BROWSER).send().unwrap();
+                            assert_eq!(r.status(), StatusCode::FOUND);
+                            let location = r.headers()[LOCATION].to_str().unwrap();
+                            location.strip_prefix(ECHO).unwrap().to_owned()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let metrics = client()
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let overflowed = counter(&metrics, "linkwright_clicklog_overflowed_total");
+    assert!(overflowed > 0.0, "the queue overflowed:\n{metrics}");
+    assert_eq!(counter(&metrics, "linkwright_clicklog_dropped_total"), 0.0);
+    let (status, log) = server.terminate();
+    assert!(status.success(), "{status:?}\n{log}");
+    let stored = stored_ids(&data);
+    assert_eq!(
+        stored.len(),
+        received.len(),
+        "each once ({overflowed} overflowed)"
+    );
+    assert!(
+        received.iter().all(|id| stored.contains(id)),
+        "every answered click stored"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The same too-small queue, and a `kill -9`: the journal holds every
+/// answered click, buffered or not.
+#[test]
+fn a_kill_9_with_a_full_click_queue_loses_no_answered_click() {
+    let round = crash_round(
+        "crash-overflow",
+        "[click_log]\nqueue_capacity = 16\nflush_interval_ms = 20",
+        2_000,
+    );
     assert_eq!(round.stored, round.received, "{round:?}");
 }
 

@@ -41,8 +41,17 @@
 //! the capacity. So the total stays within `queue_capacity`, except in the
 //! interval in which several threads start recording at once (each may then
 //! fill one share before the writer sees it). A thread whose shard is full
-//! drops the event and counts it (`linkwright_clicklog_dropped_total`), even
-//! if other shards have room.
+//! (the writer starved of CPU, the store slow or down) still journals a
+//! click with a click ID, marks its segment as holding clicks not buffered
+//! and counts it (`linkwright_clicklog_overflowed_total`): at its next pass
+//! the writer seals that segment and, once the events it took with it are
+//! written, inserts the segment's clicks from the segment itself (each
+//! once: those that went through a buffer are skipped), and only then
+//! removes it. So an answered click is never dropped for want of buffer
+//! room while the disk takes it; the backlog beyond `queue_capacity` is on
+//! disk, not in memory. A bot hit (not journaled) finding its shard full is
+//! dropped and counted (`linkwright_clicklog_dropped_total`), even if other
+//! shards have room.
 //!
 //! Shutdown: a clean shutdown ([`ClickLog::shutdown`], on SIGTERM/SIGINT)
 //! closes every shard, writes everything they held and removes the
@@ -51,8 +60,9 @@
 //! bot hits are lost (logged and counted as dropped). A click recorded after
 //! the shards closed is refused and counted as dropped. A failed write
 //! keeps its events and retries them on the next wake-up; until it succeeds
-//! the writer takes nothing more from the shards, which fill up and drop, so
-//! memory stays bounded while the store is down.
+//! the writer takes nothing more from the shards, which fill up: their
+//! clicks then stay in the journal alone (bot hits are dropped), so memory
+//! stays bounded while the store is down, and the disk holds the backlog.
 
 mod record;
 
@@ -91,9 +101,23 @@ struct Shard {
     segment: Option<Segment>,
     /// A fresh segment the writer made ready for when `segment` is full.
     spare: Option<Segment>,
-    /// Full segments, each of whose clicks is in `events` or was taken by
-    /// the writer before.
-    sealed: Vec<Segment>,
+    /// `segment` holds clicks that are not in `events`: journaled when the
+    /// shard was full (see [`Sealed::overflowed`]).
+    overflowed: bool,
+    /// Full segments, each of whose clicks is in `events`, was taken by the
+    /// writer before, or (if it overflowed) is in the segment only.
+    sealed: Vec<Sealed>,
+}
+
+/// A journal segment no longer appended to.
+#[derive(Debug)]
+struct Sealed {
+    segment: Segment,
+    /// Some of its clicks were journaled while the shard was full, and
+    /// never buffered: the writer inserts them from the segment itself
+    /// (every click in it, each once: those it wrote already are skipped)
+    /// before removing it.
+    overflowed: bool,
 }
 
 /// Where the journal segments go, and how they are made.
@@ -316,7 +340,11 @@ impl Shared {
                 return false;
             }
             lock(&journal.sealed_unsynced).push(full.syncer());
-            shard.sealed.push(full);
+            let overflowed = std::mem::take(&mut shard.overflowed);
+            shard.sealed.push(Sealed {
+                segment: full,
+                overflowed,
+            });
         }
         let next = match shard.spare.take() {
             Some(spare) => spare,
@@ -404,11 +432,21 @@ impl ClickLog {
         {
             let shared = &*self.shared;
             let mut shard = lock(shared.shards.local());
-            if !shard.closed
-                && shard.events.len() < shared.per_shard.load(Ordering::Relaxed)
-                && (event.click_id.is_none() || shared.journal(&mut shard, &event))
+            let room = shard.events.len() < shared.per_shard.load(Ordering::Relaxed);
+            if !shard.closed && room {
+                if event.click_id.is_none() || shared.journal(&mut shard, &event) {
+                    shard.events.push(event);
+                    return true;
+                }
+            } else if !shard.closed
+                && event.click_id.is_some()
+                && shared.journal.is_some()
+                && shared.journal(&mut shard, &event)
             {
-                shard.events.push(event);
+                // The shard is full, but the click is journaled: it stays
+                // in its segment only, and the writer inserts it from there.
+                shard.overflowed = true;
+                shared.metrics.clicks_overflowed.increment(1);
                 return true;
             }
         }
@@ -571,8 +609,10 @@ struct Writer {
     /// Empty buffers (with their capacity) to swap into the shards.
     spare: Vec<Vec<ClickEvent>>,
     /// Sealed journal segments taken from the shards: every click in them
-    /// is in `held` or written. Removed once `held` is all written.
-    retired: Vec<Segment>,
+    /// is in `held`, written, or (in a segment that overflowed) in the
+    /// segment only. Once `held` is all written, the overflowed ones are
+    /// inserted from their records, and then they are removed.
+    retired: Vec<Sealed>,
     written_total: u64,
     /// The click ID state last saved (at the start: the state then, from
     /// which no ID has been minted yet).
@@ -658,7 +698,7 @@ impl Writer {
             shared.per_shard.store(share, Ordering::Relaxed);
         }
         if self.write() {
-            self.remove_retired();
+            self.retire();
         }
     }
 
@@ -669,8 +709,7 @@ impl Writer {
     /// replay; the bot hits are lost, logged and counted as dropped.
     fn final_pass(&mut self) {
         self.take_all(true);
-        if self.write() || self.write() {
-            self.remove_retired();
+        if (self.write() || self.write()) && (self.retire() || self.retire()) {
             let Some(journal) = &self.shared.journal else {
                 return;
             };
@@ -700,13 +739,53 @@ impl Writer {
         self.shared.sync_journal();
     }
 
-    /// Removes the retired segments: every click in them is written.
-    fn remove_retired(&mut self) {
-        if let Some(journal) = &self.shared.journal {
-            for segment in self.retired.drain(..) {
-                journal.remove(segment, &self.shared.metrics);
+    /// Removes the retired segments, once every click in them is written:
+    /// those that overflowed have their clicks inserted from the segment
+    /// first (each once). False if such an insert failed: that segment and
+    /// the others not yet done stay retired for the next pass.
+    fn retire(&mut self) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let Some(journal) = &shared.journal else {
+            self.retired.clear();
+            return true;
+        };
+        // Oldest first: their clicks land at the right edge of the index.
+        let mut retired = std::mem::take(&mut self.retired).into_iter();
+        while let Some(sealed) = retired.next() {
+            if sealed.overflowed
+                && let Err(e) = self.insert_from(&sealed.segment)
+            {
+                shared.metrics.clicklog_errors.increment(1);
+                error!(error = %e, path = %sealed.segment.path().display(), "click log: writing the clicks kept in a journal segment failed; will retry");
+                self.retired.push(sealed);
+                self.retired.extend(retired);
+                return false;
+            }
+            journal.remove(sealed.segment, &shared.metrics);
+        }
+        true
+    }
+
+    /// Inserts the clicks of an overflowed segment, each once (those that
+    /// went through the buffers are in the store already, and skipped).
+    fn insert_from(&mut self, segment: &Segment) -> Result<(), StoreError> {
+        let mut events = Vec::with_capacity(segment.records() as usize);
+        for bytes in segment.payloads() {
+            match record::decode(record::VERSION, bytes) {
+                Ok(event) => events.push(event),
+                // This process wrote it: a bug, not a torn record.
+                Err(e) => error!(error = %e, "click journal: own record unreadable, skipped"),
             }
         }
+        for batch in events.chunks(self.batch_size.max(1)) {
+            let inserted = self.store.insert_new_clicks(batch)?;
+            self.shared
+                .metrics
+                .clicks_written
+                .increment(inserted as u64);
+            self.written_total += inserted as u64;
+        }
+        Ok(())
     }
 
     /// Takes every shard's events, swapping a spare buffer into each (with
@@ -727,6 +806,19 @@ impl Writer {
             let mut shard = lock(shard);
             shard.closed |= close;
             self.retired.append(&mut shard.sealed);
+            if std::mem::take(&mut shard.overflowed)
+                && let Some(live) = shard.segment.take()
+            {
+                // Its overflowed clicks are inserted from it once the events
+                // taken with it are written; the next click opens another.
+                if let Some(journal) = &self.shared.journal {
+                    lock(&journal.sealed_unsynced).push(live.syncer());
+                }
+                self.retired.push(Sealed {
+                    segment: live,
+                    overflowed: true,
+                });
+            }
             if !shard.events.is_empty() {
                 let spare = self.spare.pop().unwrap_or_default();
                 runs.push(std::mem::replace(&mut shard.events, spare));
@@ -863,6 +955,7 @@ mod tests {
     const WRITTEN: &str = "linkwright_clicklog_written_total";
     const ERRORS: &str = "linkwright_clicklog_write_errors_total";
     const JOURNAL_ERRORS: &str = "linkwright_clicklog_journal_errors_total";
+    const OVERFLOWED: &str = "linkwright_clicklog_overflowed_total";
     /// A flush interval no test waits out: the writer only writes at shutdown.
     const NEVER: Duration = Duration::from_secs(3600);
 
@@ -1030,7 +1123,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_clicks_are_each_stored_once_or_counted_as_dropped() {
+    fn concurrent_clicks_are_each_stored_once() {
         const THREADS: usize = 8;
         const PER_THREAD: usize = 5_000;
         let dir = crate::testing::scratch("concurrent");
@@ -1047,8 +1140,9 @@ mod tests {
         });
         let ids = Arc::new(ClickIdGenerator::new(0));
         let (metrics, handle) = local_metrics();
-        // Small shards, small batches and a short interval: some events are
-        // dropped, the rest go through many passes and transactions.
+        // Small shards, small batches and a short interval: some clicks
+        // find their shard full and are kept in the journal only, the rest
+        // go through many passes and transactions.
         let log = ClickLog::start(
             Arc::clone(&store) as Arc<dyn ClickStore>,
             Arc::clone(&ids),
@@ -1090,7 +1184,11 @@ mod tests {
             .iter()
             .map(|c| c.click_id.clone().expect("human"))
             .collect();
-        assert!(!accepted.is_empty());
+        assert_eq!(
+            accepted.len(),
+            attempted,
+            "every click journaled, so accepted (beyond the buffers' room: kept in the journal only)"
+        );
         assert_eq!(stored.len(), accepted.len(), "each accepted event once");
         assert_eq!(stored_ids, accepted.iter().cloned().collect::<HashSet<_>>());
         assert_eq!(
@@ -1165,7 +1263,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_shard_refuses_and_counts() {
+    fn without_a_journal_a_full_shard_refuses_and_counts() {
         let (store, _writes) = MemStore::new(0);
         let ids = ClickIdGenerator::new(0);
         let (metrics, handle) = local_metrics();
@@ -1369,8 +1467,18 @@ mod tests {
     /// A log journaling under `dir` with no writer thread: what a process
     /// that dies before its writer wakes leaves behind.
     fn unwritten_log(dir: &Path, segment_bytes: usize, metrics: Arc<Metrics>) -> ClickLog {
+        small_log(dir, segment_bytes, 1 << 20, metrics)
+    }
+
+    /// [`unwritten_log`] with a queue of `capacity`.
+    fn small_log(
+        dir: &Path,
+        segment_bytes: usize,
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> ClickLog {
         let journal = Journal::new(dir, segment_bytes, &metrics);
-        let shared = shared(1 << 20, metrics);
+        let shared = shared(capacity, metrics);
         let shared = Arc::new(Shared {
             journal: Some(journal),
             ..Arc::into_inner(shared).expect("only owner")
@@ -1490,6 +1598,157 @@ mod tests {
         assert!(counter(&handle, JOURNAL_ERRORS) >= 1);
         log.shutdown();
         assert_eq!(store.clicks().len(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A writer over `store` for a log made by [`unwritten_log`].
+    fn sqlite_writer(log: &ClickLog, store: &Arc<SqliteStore>, batch_size: usize) -> Writer {
+        let ids = Arc::new(ClickIdGenerator::new(0));
+        Writer {
+            shared: Arc::clone(&log.shared),
+            store: Arc::clone(store) as Arc<dyn ClickStore>,
+            saved: ids.state(),
+            ids,
+            batch_size,
+            held: Vec::new(),
+            spare: Vec::new(),
+            retired: Vec::new(),
+            written_total: 0,
+            unsure: false,
+        }
+    }
+
+    #[test]
+    fn clicks_beyond_a_full_shard_are_kept_in_the_journal_and_written_from_it() {
+        let dir = crate::testing::scratch("overflow");
+        let journal = dir.join("journal");
+        let (store, link_id) = sqlite_with_link(&dir);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        // Small segments (about 90 clicks each) and a shard that holds 10.
+        let log = small_log(&journal, 4096, 20, Arc::clone(&metrics));
+        let mut w = sqlite_writer(&log, &store, 64);
+        let recorded: Vec<ClickEvent> = (0..300).map(|_| event(&ids, link_id)).collect();
+        for e in &recorded {
+            assert!(log.record(e.clone()), "accepted: journaled");
+        }
+        let mut bot = event(&ids, link_id);
+        (bot.click_id, bot.bot) = (None, true);
+        assert!(!log.record(bot), "a bot hit is not journaled: dropped");
+        assert_eq!(log.depth(), 10, "the buffer holds its share only");
+        assert_eq!(counter(&handle, OVERFLOWED), 290);
+        assert_eq!(counter(&handle, DROPPED), 1);
+        assert!(segment_files(&journal).len() >= 3);
+
+        w.pass();
+        let stored: Vec<String> = store
+            .clicks(1000)
+            .expect("clicks")
+            .into_iter()
+            .map(|c| c.click_id.expect("human"))
+            .collect();
+        let want: Vec<String> = recorded
+            .iter()
+            .map(|e| e.click_id.expect("human").to_string())
+            .collect();
+        assert_eq!(stored, want, "every click, once each, in order");
+        assert_eq!(store.link_stats(link_id).expect("stats").total.clicks, 300);
+        assert_eq!(counter(&handle, WRITTEN), 300);
+        assert!(
+            segment_files(&journal).is_empty(),
+            "the segment in use was sealed, written from and removed"
+        );
+        // The next click opens a new segment, and goes through the buffer.
+        assert!(log.record(event(&ids, link_id)));
+        assert_eq!(segment_files(&journal).len(), 1);
+        w.pass();
+        assert_eq!(store.clicks(1000).expect("clicks").len(), 301);
+        assert_eq!(counter(&handle, OVERFLOWED), 290);
+        drop(w);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The click IDs of `events`, sorted (a store need not keep the order).
+    fn id_set(events: &[ClickEvent]) -> Vec<ClickId> {
+        let mut ids: Vec<ClickId> = events.iter().filter_map(|e| e.click_id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn while_the_store_is_down_clicks_pile_up_in_the_journal_not_in_memory() {
+        let dir = crate::testing::scratch("outage");
+        let journal = dir.join("journal");
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        // A shard holds 5 (one thread records: half the capacity).
+        let log = small_log(&journal, 4096, 10, Arc::clone(&metrics));
+        let mut w = writer(
+            Arc::clone(&log.shared),
+            &store,
+            Arc::new(ClickIdGenerator::new(0)),
+            100,
+        );
+        let mut recorded = Vec::new();
+        let mut record = |n: usize| {
+            for _ in 0..n {
+                let e = event(&ids, 1);
+                assert!(log.record(e.clone()));
+                recorded.push(e);
+            }
+        };
+        record(50);
+        // The store goes down: the pass's write fails (twice: the first
+        // write, then the retry of its batch), so it keeps what it took
+        // and takes nothing more, and segments are not removed.
+        store.fail.store(2, Ordering::Relaxed);
+        w.pass();
+        record(200);
+        w.pass();
+        assert_eq!(log.depth(), 5, "memory stays bounded");
+        assert!(store.clicks().is_empty());
+        assert!(counter(&handle, ERRORS) >= 1);
+        // Back: the held batch, the buffers, then the journal's backlog.
+        w.pass();
+        let stored = store.clicks();
+        assert_eq!(stored.len(), recorded.len(), "nothing twice");
+        assert!(id_set(&stored) == id_set(&recorded), "nothing lost");
+        assert_eq!(counter(&handle, DROPPED), 0);
+        assert_eq!(counter(&handle, WRITTEN), 250);
+        assert!(segment_files(&journal).is_empty());
+        drop(w);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_clean_shutdown_writes_the_clicks_kept_in_the_journal_too() {
+        let dir = crate::testing::scratch("overflow-shutdown");
+        let journal = dir.join("journal");
+        let (store, _writes) = MemStore::new(0);
+        let ids = ClickIdGenerator::new(0);
+        let (metrics, handle) = local_metrics();
+        let mut cfg = config(8, 100, NEVER);
+        cfg.segment_bytes = 4096;
+        let log = ClickLog::start(
+            Arc::clone(&store) as Arc<dyn ClickStore>,
+            Arc::new(ClickIdGenerator::new(0)),
+            cfg,
+            metrics,
+            Some(&journal),
+        )
+        .expect("start");
+        let recorded: Vec<ClickEvent> = (0..1000).map(|_| event(&ids, 1)).collect();
+        for e in &recorded {
+            assert!(log.record(e.clone()));
+        }
+        assert_eq!(counter(&handle, OVERFLOWED), 996, "a shard holds 4 of 8");
+        log.shutdown();
+        let stored = store.clicks();
+        assert_eq!(stored.len(), recorded.len(), "nothing twice");
+        assert!(id_set(&stored) == id_set(&recorded), "nothing lost");
+        assert_eq!(counter(&handle, DROPPED), 0);
+        assert!(segment_files(&journal).is_empty());
         std::fs::remove_dir_all(&dir).ok();
     }
 

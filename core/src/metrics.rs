@@ -126,7 +126,11 @@ fn describe() {
         ),
         (
             "linkwright_clicklog_dropped_total",
-            "Click events dropped: the queue was full, the log had shut down, or the final write failed.",
+            "Click events dropped: the queue was full and the event not journaled (a bot hit, or the journal failing), the log had shut down, or the final write failed.",
+        ),
+        (
+            "linkwright_clicklog_overflowed_total",
+            "Clicks journaled while the queue was full: kept in their journal segment only, and written from it (not lost).",
         ),
         (
             "linkwright_clicklog_write_errors_total",
@@ -438,8 +442,11 @@ pub struct Metrics {
     timeouts: [Counter; 2],
     /// Click-log queue depth.
     pub queue_depth: Gauge,
-    /// Click events dropped because the queue was full.
+    /// Click events dropped because the queue was full (and they could not
+    /// be journaled), the log had shut down or the final write failed.
     pub clicks_dropped: Counter,
+    /// Clicks journaled while the queue was full, written from the journal.
+    pub clicks_overflowed: Counter,
     /// Click events written to the store.
     pub clicks_written: Counter,
     /// Failed click-log writes.
@@ -514,6 +521,7 @@ impl Metrics {
             timeouts,
             queue_depth: gauge!("linkwright_clicklog_queue_depth"),
             clicks_dropped: counter!("linkwright_clicklog_dropped_total"),
+            clicks_overflowed: counter!("linkwright_clicklog_overflowed_total"),
             clicks_written: counter!("linkwright_clicklog_written_total"),
             clicklog_errors: counter!("linkwright_clicklog_write_errors_total"),
             journal_errors: counter!("linkwright_clicklog_journal_errors_total"),

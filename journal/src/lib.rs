@@ -192,6 +192,15 @@ impl Segment {
         self.records
     }
 
+    /// The payloads of the records appended so far, in order (read back
+    /// from the mapping, as [`Recovered::records`] reads a dead writer's).
+    pub fn payloads(&self) -> Records<'_> {
+        Records {
+            data: &self.map[..self.used],
+            at: HEADER_LEN,
+        }
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -382,6 +391,8 @@ mod tests {
             assert!(put(&mut seg, r));
         }
         assert_eq!(seg.records(), 20);
+        let live: Vec<Vec<u8>> = seg.payloads().map(<[u8]>::to_vec).collect();
+        assert_eq!(live, records, "its writer reads them back too");
         assert!(open(&path).unwrap().is_none(), "locked by its writer");
         // The writer dies without a word: its lock goes, its records stay.
         drop(seg);
