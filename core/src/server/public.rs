@@ -266,7 +266,7 @@ fn respond(
             provider,
         } => (location, click_id, target, provider),
     };
-    let Ok(location) = HeaderValue::try_from(location) else {
+    let Ok(location) = HeaderValue::from_maybe_shared(Bytes::from(location)) else {
         // Templates are checked when built, so this is a bug, not input.
         error!(
             link = link.id,

@@ -14,8 +14,10 @@ pub enum Resolution {
     /// Redirect to `location`; `click_id` is the sub-ID minted for a human
     /// visitor, `None` for bots, link-preview fetchers and HEAD.
     Redirect {
-        /// The tracked URL.
-        location: String,
+        /// The tracked URL's bytes (ASCII: templates are checked when
+        /// built, click IDs are base-62), as the `Location` header takes
+        /// them: no UTF-8 check on the way.
+        location: Vec<u8>,
         /// The minted click ID.
         click_id: Option<ClickId>,
         /// The target that served it (0: the link's own destination).
@@ -69,12 +71,12 @@ pub fn resolve(
     }
     let chosen = link.choose(visitor.device, country, || fastrand::u8(..100));
     let click_id = (!visitor.bot).then(mint);
-    let sub_id = click_id.as_ref().map_or("", ClickId::as_str);
-    let (prefix, suffix) = (chosen.prefix, chosen.suffix);
-    let mut location = String::with_capacity(prefix.len() + sub_id.len() + suffix.len());
-    location.push_str(prefix);
-    location.push_str(sub_id);
-    location.push_str(suffix);
+    let sub_id: &[u8] = click_id.as_ref().map_or(&[], |id| id.as_bytes());
+    let (prefix, suffix) = (chosen.prefix.as_bytes(), chosen.suffix.as_bytes());
+    let mut location = Vec::with_capacity(prefix.len() + sub_id.len() + suffix.len());
+    location.extend_from_slice(prefix);
+    location.extend_from_slice(sub_id);
+    location.extend_from_slice(suffix);
     Resolution::Redirect {
         location,
         click_id,
@@ -122,7 +124,7 @@ mod tests {
         let id = click_id.expect("minted");
         assert_eq!(
             location,
-            format!("https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={id}")
+            format!("https://www.amazon.com/dp/B08N5WRWNW?tag=t-20&ascsubtag={id}").into_bytes()
         );
     }
 
@@ -142,6 +144,7 @@ mod tests {
                 "https://cj.test/sid/{}/https://store.example/x",
                 click_id.expect("id")
             )
+            .into_bytes()
         );
     }
 
@@ -154,7 +157,7 @@ mod tests {
         assert_eq!(
             r,
             Resolution::Redirect {
-                location: "https://t.test/?sub=&x=1".into(),
+                location: b"https://t.test/?sub=&x=1".to_vec(),
                 click_id: None,
                 target: 0,
                 provider: 0,
