@@ -110,14 +110,15 @@ pub fn load_providers(dir: &Path) -> Providers {
 }
 
 /// The fuzz targets' providers, loaded once per process from
-/// `$LINKWRIGHT_PLUGIN_DIR` (default: the workspace's `target/debug`;
-/// `scripts/fuzz` builds the plugins there first).
+/// `$LINKWRIGHT_PLUGIN_DIR` (default: the workspace's `target/release`;
+/// `scripts/fuzz` builds the plugins there first: the plugins are not
+/// instrumented, so an optimised build only makes each input cheaper).
 pub fn fuzz_providers() -> &'static Providers {
     static PROVIDERS: std::sync::LazyLock<Providers> = std::sync::LazyLock::new(|| {
         let dir = std::env::var_os("LINKWRIGHT_PLUGIN_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
-                std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug"))
+                std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release"))
             });
         load_providers(&dir)
     });
@@ -250,6 +251,11 @@ pub fn build_case(data: &[u8]) -> (String, Option<String>, Vec<(String, String)>
 /// ABI; any template returned must pass [`check_template`], and an error
 /// must be a client error or a decline, never the host's internal one
 /// (which would mean the plugin built something the host refused).
+///
+/// The build runs on this thread, without the host's time budget (a
+/// worker-thread hand-off per input cost more than the plugin call): a
+/// call that hangs is caught by libFuzzer's `-timeout` instead, which
+/// `scripts/fuzz` sets to the budget for these targets.
 pub fn plugin_build(providers: &Providers, names: &[&str], data: &[u8]) {
     let (input, marketplace, params) = build_case(data);
     for name in names {
@@ -259,7 +265,7 @@ pub fn plugin_build(providers: &Providers, names: &[&str], data: &[u8]) {
             params: &params,
             provider: Some(name),
         };
-        match providers.build(&req) {
+        match providers.build_on_this_thread(&req) {
             Ok(t) => {
                 assert_eq!(t.provider, *name);
                 check_template(&t);
@@ -396,11 +402,27 @@ pub fn bulk_csv(data: &[u8]) {
 
 // ---------------------------------------------------------------- conversions
 
+/// A format's default settings, made once per process (as the server
+/// makes them once, from its config).
+fn default_settings(format: Format) -> &'static FormatSettings {
+    static SETTINGS: std::sync::LazyLock<Vec<FormatSettings>> = std::sync::LazyLock::new(|| {
+        Format::ALL
+            .iter()
+            .map(|f| FormatSettings::defaults(*f))
+            .collect()
+    });
+    let at = Format::ALL
+        .iter()
+        .position(|f| *f == format)
+        .expect("every format is listed");
+    &SETTINGS[at]
+}
+
 fn conversions(format: Format, data: &[u8]) {
     // Lines of the file, at most: a CR or LF byte each (a bare CR ends a
     // line; UTF-16 line ends hold those bytes too).
     let lines = data.iter().filter(|b| matches!(**b, b'\n' | b'\r')).count() as u64 + 1;
-    match conversions::parse(format, &FormatSettings::defaults(format), data) {
+    match conversions::parse(format, default_settings(format), data) {
         Ok(report) => {
             // No row at all is fine (an empty window); rows that are all
             // rejected make the file an error instead.

@@ -75,6 +75,55 @@ fn bundled_plugin_loads_and_builds_a_template() {
     );
 }
 
+/// The fuzz targets' path: the same answers as the budgeted build, for
+/// templates, declines, refused inputs and unknown providers alike.
+#[test]
+fn building_on_this_thread_answers_as_the_budgeted_build_does() {
+    let providers = load(&[("amazon", &plugin_file("amazon"), AMAZON)]);
+    let tag = [("tag".to_owned(), "x-20".to_owned())];
+    let requests = [
+        BuildRequest {
+            input: "https://www.amazon.de/dp/B08N5WRWNW",
+            ..Default::default()
+        },
+        BuildRequest {
+            input: "B08N5WRWNW",
+            marketplace: Some("amazon.com"),
+            params: &tag,
+            ..Default::default()
+        },
+        BuildRequest {
+            input: "https://shop.example/a",
+            ..Default::default()
+        },
+        BuildRequest {
+            input: "https://shop.example/a",
+            provider: Some("amazon"),
+            ..Default::default()
+        },
+        BuildRequest {
+            input: "https://www.amazon.de/dp/B08N5WRWNW",
+            provider: Some("nobody"),
+            ..Default::default()
+        },
+        BuildRequest {
+            input: "  ",
+            ..Default::default()
+        },
+    ];
+    let mut built = 0;
+    for req in &requests {
+        let here = providers.build_on_this_thread(req);
+        built += usize::from(here.is_ok());
+        assert_eq!(
+            format!("{here:?}"),
+            format!("{:?}", providers.build(req)),
+            "{req:?}"
+        );
+    }
+    assert_eq!(built, 2, "the two amazon inputs build templates");
+}
+
 #[test]
 fn plugin_not_found_names_the_file_and_every_folder_searched() {
     let dir = scratch("empty-plugins");

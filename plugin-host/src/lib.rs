@@ -517,6 +517,16 @@ impl Providers {
             .unwrap_or_else(|| Err(BuildError::new(ErrorCode::Internal, "no answer")))
     }
 
+    /// Builds a template as [`build`](Self::build) does (the same checks,
+    /// routing and template checks), but on the calling thread and without
+    /// the time budget: a plugin call that hangs, hangs the caller. For a
+    /// caller that bounds the time itself, such as a fuzz target under
+    /// libFuzzer's `-timeout`, where handing every call to a worker thread
+    /// would cost more than the call; the servers use [`build`](Self::build).
+    pub fn build_on_this_thread(&self, req: &BuildRequest<'_>) -> Result<Template, BuildError> {
+        route(&self.loaded, req, &Watch::default())
+    }
+
     /// Builds many templates, each as [`build`](Self::build) would, in
     /// order, on one worker thread (one hand-off for the lot, not one per
     /// call). The caller watches the worker: a plugin call still running

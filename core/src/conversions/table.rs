@@ -65,12 +65,68 @@ pub(super) fn currency_from_header(header: &str) -> Option<String> {
     }
 }
 
-fn split_line(line: &str, delimiter: u8) -> Vec<String> {
-    let mut reader = builder(delimiter).from_reader(line.as_bytes());
-    let mut record = StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => record.iter().map(str::to_owned).collect(),
-        _ => Vec::new(),
+/// Splits candidate header lines by one delimiter into cells, as the row
+/// reader ([`builder`]) splits a file holding only that line (a quote left
+/// open ends with the line). One parser serves every line of the header scan:
+/// building a `csv::Reader` costs a parser table and a buffer, and the scan
+/// may try 50 lines with three delimiters each.
+struct LineSplitter {
+    parser: csv_core::Reader,
+    /// The current record's field bytes, and where each field ends in them.
+    fields: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl LineSplitter {
+    fn new(delimiter: u8) -> LineSplitter {
+        // The settings of `builder`, which `csv` hands to this same parser.
+        let parser = csv_core::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quoting(delimiter != b'\t')
+            .build();
+        LineSplitter {
+            parser,
+            fields: vec![0; 256],
+            ends: vec![0; 16],
+        }
+    }
+
+    /// The cells of the first record of `line` (none if it holds none).
+    fn split(&mut self, line: &str) -> Vec<String> {
+        use csv_core::ReadRecordResult;
+        self.parser.reset();
+        let mut input = line.as_bytes();
+        let (mut out_len, mut ends_len) = (0, 0);
+        loop {
+            // Once `input` is empty, the parser takes the call as the end
+            // of the data and finishes the record (as `csv::Reader` does).
+            let (result, read, written, ended) = self.parser.read_record(
+                input,
+                &mut self.fields[out_len..],
+                &mut self.ends[ends_len..],
+            );
+            input = &input[read..];
+            out_len += written;
+            ends_len += ended;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => self.fields.resize(self.fields.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record => break,
+                ReadRecordResult::End => return Vec::new(),
+            }
+        }
+        let mut start = 0;
+        let cells: Result<Vec<String>, _> = self.ends[..ends_len]
+            .iter()
+            .map(|&end| {
+                let cell = std::str::from_utf8(&self.fields[start..end]).map(str::to_owned);
+                start = end;
+                cell
+            })
+            .collect();
+        // Cells of a `str` line are UTF-8; `csv` would refuse them otherwise.
+        cells.unwrap_or_default()
     }
 }
 
@@ -85,17 +141,26 @@ fn builder(delimiter: u8) -> csv::ReaderBuilder {
     b
 }
 
-/// Resolves each field to the first column whose header matches one of its
-/// candidate headers (in the candidates' order).
-fn resolve(settings: &FormatSettings, normalized: &[String]) -> Vec<(&'static str, Option<usize>)> {
+/// Each field of the settings with its candidate headers, normalized.
+type Candidates = Vec<(&'static str, Vec<String>)>;
+
+fn candidates(settings: &FormatSettings) -> Candidates {
     settings
         .columns
         .iter()
+        .map(|(field, headers)| (*field, headers.iter().map(|h| normalize(h)).collect()))
+        .collect()
+}
+
+/// Resolves each field to the first column whose header matches one of its
+/// candidate headers (in the candidates' order).
+fn resolve(candidates: &Candidates, normalized: &[String]) -> Vec<(&'static str, Option<usize>)> {
+    candidates
+        .iter()
         .map(|(field, candidates)| {
-            let index = candidates.iter().find_map(|c| {
-                let c = normalize(c);
-                normalized.iter().position(|h| *h == c)
-            });
+            let index = candidates
+                .iter()
+                .find_map(|c| normalized.iter().position(|h| h == c));
             (*field, index)
         })
         .collect()
@@ -108,6 +173,9 @@ impl<'a> Table<'a> {
         format: Format,
         settings: &FormatSettings,
     ) -> Result<Table<'a>, ImportError> {
+        let candidates = candidates(settings);
+        let mut splitters: [(u8, Option<LineSplitter>); 3] =
+            [(b'\t', None), (b',', None), (b';', None)];
         let mut offset = 0;
         for (i, raw_line) in text
             .split_inclusive('\n')
@@ -120,13 +188,16 @@ impl<'a> Table<'a> {
             if line.trim().is_empty() {
                 continue;
             }
-            for delimiter in [b'\t', b',', b';'] {
+            for (delimiter, splitter) in &mut splitters {
+                let delimiter = *delimiter;
                 if !line.as_bytes().contains(&delimiter) {
                     continue;
                 }
-                let headers = split_line(line, delimiter);
+                let headers = splitter
+                    .get_or_insert_with(|| LineSplitter::new(delimiter))
+                    .split(line);
                 let normalized: Vec<String> = headers.iter().map(|h| normalize(h)).collect();
-                let columns = resolve(settings, &normalized);
+                let columns = resolve(&candidates, &normalized);
                 let has = |field: &str| columns.iter().any(|(f, i)| *f == field && i.is_some());
                 if format.required().iter().all(|f| has(f)) {
                     let body = &text.as_bytes()[start + raw_line.len()..];
@@ -258,6 +329,48 @@ mod tests {
         );
         assert_eq!(currency_from_header("Price($)"), None);
         assert_eq!(currency_from_header("Price"), None);
+    }
+
+    /// How a `csv::Reader` of the row reader's settings splits a file of
+    /// one line: what [`LineSplitter`] must agree with.
+    fn split_by_csv_reader(line: &str, delimiter: u8) -> Vec<String> {
+        let mut reader = builder(delimiter).from_reader(line.as_bytes());
+        let mut record = StringRecord::new();
+        match reader.read_record(&mut record) {
+            Ok(true) => record.iter().map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn header_lines_split_as_the_csv_reader_splits_them() {
+        let long = format!("{},b", "x".repeat(1000));
+        let many = vec!["c"; 100].join(",");
+        let lines = [
+            "Category,Name,ASIN",
+            "\u{feff}Date;Price(\u{20ac});Sub-Tag",
+            "a\tb\t\"c\td\"",
+            "\"quoted, comma\",plain,\"with \"\"doubled\"\" quotes\"",
+            "\"open quote, never closed",
+            "12\" pan\tpan\t",
+            ",,;;\t\t",
+            "trailing,",
+            "x",
+            "Prix (€);Datum;Größe",
+            long.as_str(),
+            many.as_str(),
+        ];
+        for delimiter in [b'\t', b',', b';'] {
+            let mut splitter = LineSplitter::new(delimiter);
+            for line in lines {
+                assert_eq!(
+                    splitter.split(line),
+                    split_by_csv_reader(line, delimiter),
+                    "{line:?} split by {:?}",
+                    delimiter as char
+                );
+            }
+        }
     }
 
     #[test]
