@@ -357,8 +357,9 @@ impl Default for RawCache {
 #[derive(Debug, Deserialize)]
 #[serde(default)]
 pub(super) struct RawClickLog {
-    /// Click events waiting for the writer; when full, new events are dropped
-    /// and counted.
+    /// Click events waiting for the writer, in memory; beyond it, clicks
+    /// with a click ID wait in their journal segment only (written from
+    /// there), and bot hits are dropped and counted.
     pub(super) queue_capacity: usize,
     /// Most events written in one transaction.
     pub(super) batch_size: usize,
