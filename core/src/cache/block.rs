@@ -7,7 +7,7 @@
 //! [`MAPPED_MIN`] bytes is therefore an anonymous map of whole 2 MiB huge
 //! pages, advised `MADV_HUGEPAGE` so it is backed by huge pages even where
 //! transparent huge pages are in `madvise` mode (the map's length is a
-//! multiple of 2 MiB, so the kernel aligns it to one). Where the map or the
+//! multiple of 2 MiB, which recent kernels align to one). Where the map or the
 //! advice fails, the block silently falls back to the heap or to small
 //! pages: huge pages only make it faster.
 //!
