@@ -8,24 +8,41 @@
 //! so it is built for two things: memory near the size of the data, and
 //! lookups that slow down as little as possible as it grows.
 //!
-//! * **Shards.** 64 shards, each a [`RwLock`] padded to its own cache lines,
-//!   chosen by bits 48–53 of the code's hash (the index takes its bucket from
+//! * **Shards.** 8 shards, each a [`RwLock`] padded to its own cache lines,
+//!   chosen by bits 48–50 of the code's hash (the index takes its bucket from
 //!   the low bits and its tag from the top byte, so neither is biased by the
-//!   shard choice). A hit takes one read lock; writers lock one shard.
+//!   shard choice). A hit takes one read lock; writers lock one shard. Few
+//!   shards, so that a large cache's shards are large enough for huge pages
+//!   (below); a link that both cores serve is served from their memos.
 //! * **Records in an arena** ([`arena`]). A link is one packed record —
 //!   varint header (about 9 bytes for a typical link), code, template prefix,
 //!   template suffix — appended to its shard's arena: chunks allocated once
 //!   at their final capacity, so growth never copies, slack is at most one
 //!   chunk per shard, and there is no allocation (nor allocator overhead) per
-//!   link. Chunks are `String`s and the header is ASCII, so the template
-//!   halves are sliced out as `&str` in O(1): no UTF-8 revalidation on a hit,
-//!   and no `unsafe`.
+//!   link. A shard's first chunks (4 to 256 KiB) are `String`s, sliced into
+//!   `&str` in O(1); later ones are 2 MiB blocks of huge pages, plain bytes,
+//!   whose template halves are checked as UTF-8 on a hit (no `unsafe`).
 //! * **The index** ([`index`]) maps hashes to `u32` record locations in
 //!   64-byte buckets of 12 tags and 12 locations, so a probe reads one cache
 //!   line (hashbrown would read two: control bytes, then slot). Keys are not
 //!   duplicated: a probe compares the code in the record. A hit over a table
 //!   far larger than the CPU caches costs two dependent misses (bucket,
 //!   record, which holds the template too); an unknown code usually one.
+//! * **Huge pages** ([`block`]). With 4 KiB pages, each of those misses also
+//!   misses the TLB, and a page walk (two-dimensional on a VM) costs about
+//!   as much again. Index tables of 512 KiB and more and full-size arena
+//!   chunks are anonymous maps advised `MADV_HUGEPAGE`, owned by the cache,
+//!   so a large cache is in huge pages whatever the allocator does (and in
+//!   small pages, silently, where the kernel has none). Small caches stay on
+//!   the heap: a 2 MiB page for a few links would be all slack.
+//! * **Why readers still lock.** A read path with no locked instruction
+//!   needs the index and records to be read while a writer changes them,
+//!   and memory freed by a compaction or a table rebuild to outlive every
+//!   reader still in it. In safe Rust the first means storing them as
+//!   atomics (which cannot live in the byte maps that give huge pages) and
+//!   the second a reference count or lock per read, which is the locked
+//!   instruction again. The shard's read lock it is: uncontended, its two
+//!   locked instructions cost far less than the misses.
 //! * **Dead bytes.** Overwriting or removing a link only drops its index
 //!   entry and counts its record as dead; once dead bytes exceed half of a
 //!   shard's arena, the shard is compacted under its write lock (live records
@@ -59,6 +76,7 @@
 #![forbid(unsafe_code)]
 
 mod arena;
+mod block;
 mod caches;
 mod index;
 
@@ -442,7 +460,7 @@ fn rehash<'a>(state: &'a RandomState, arena: &'a Arena) -> impl Fn(Loc) -> u64 +
 #[repr(align(128))]
 struct PaddedShard(RwLock<Shard>);
 
-const SHARDS: usize = 64;
+const SHARDS: usize = 8;
 /// The hash bits that pick the shard start here: above the bucket bits of
 /// any index that fits in memory, below the tag byte.
 const SHARD_SHIFT: u32 = 48;
@@ -820,15 +838,29 @@ impl LinkCache {
         )
     }
 
-    /// Heap bytes of the links' records and index (for metrics; takes
-    /// each shard's read lock in turn).
+    /// Bytes of memory of the links' records and index, heap and maps (for
+    /// metrics; takes each shard's read lock in turn).
     pub fn memory_bytes(&self) -> usize {
         self.links
             .shards
             .iter()
             .map(|shard| {
                 let shard = read(&shard.0);
-                shard.arena.heap_bytes() + shard.index.heap_bytes()
+                shard.arena.memory_bytes() + shard.index.memory_bytes()
+            })
+            .sum()
+    }
+
+    /// Of [`LinkCache::memory_bytes`], the bytes in anonymous maps (huge
+    /// pages) rather than on the heap: a counting allocator does not see
+    /// them.
+    pub fn mapped_bytes(&self) -> usize {
+        self.links
+            .shards
+            .iter()
+            .map(|shard| {
+                let shard = read(&shard.0);
+                shard.arena.mapped_bytes() + shard.index.mapped_bytes()
             })
             .sum()
     }
