@@ -170,8 +170,11 @@ async fn shoot(c: &Client, name: &str) {
     c.set_window_size(1280, 900).await.unwrap();
 }
 
+/// The text of the element `css`, waiting for it to appear: after a form
+/// is submitted, the click can return before the answer's page is loaded.
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
+    c.wait()
+        .for_element(Locator::Css(css))
         .await
         .unwrap()
         .text()
