@@ -818,6 +818,10 @@ impl Writer {
                     segment: live,
                     overflowed: true,
                 });
+                // The spare takes over now, so the next click does not make
+                // a segment on the redirect path; the journal thread makes
+                // the shard a new spare.
+                shard.segment = shard.spare.take();
             }
             if !shard.events.is_empty() {
                 let spare = self.spare.pop().unwrap_or_default();
@@ -1663,7 +1667,23 @@ mod tests {
         assert_eq!(segment_files(&journal).len(), 1);
         w.pass();
         assert_eq!(store.clicks(1000).expect("clicks").len(), 301);
-        assert_eq!(counter(&handle, OVERFLOWED), 290);
+
+        // Overflowing again, with a spare segment ready (the journal
+        // thread's work): the pass seals the segment in use and puts the
+        // spare in its place, so the next click makes no segment.
+        for _ in 0..30 {
+            assert!(log.record(event(&ids, link_id)));
+        }
+        log.shared.prepare_segments();
+        let before: Vec<PathBuf> = segment_files(&journal);
+        assert_eq!(before.len(), 2, "the segment in use and a spare");
+        w.pass();
+        let after = segment_files(&journal);
+        assert_eq!(after.len(), 1, "the spare is in use");
+        assert!(log.record(event(&ids, link_id)));
+        assert_eq!(segment_files(&journal), after, "no segment made");
+        assert_eq!(store.clicks(1000).expect("clicks").len(), 331);
+        assert_eq!(counter(&handle, OVERFLOWED), 310);
         drop(w);
         std::fs::remove_dir_all(&dir).ok();
     }
