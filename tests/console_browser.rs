@@ -383,6 +383,11 @@ async fn the_console_in_a_real_browser() {
     c.goto(&format!("{admin}/links")).await.unwrap();
     fill(&c, "#q", "bulk").await;
     click(&c, "form.filters button[type=submit]").await;
+    // The unfiltered page has the table too: wait for the filtered one.
+    c.wait()
+        .for_element(Locator::Css("form.filters input#q[value=bulk]"))
+        .await
+        .unwrap();
     c.wait()
         .for_element(Locator::Css("table.links"))
         .await
