@@ -1509,6 +1509,24 @@ mod tests {
         (store, link_id)
     }
 
+    /// The click IDs in a SQLite store, in its order (time, then ID).
+    fn stored_ids(store: &SqliteStore) -> Vec<String> {
+        store
+            .clicks(100_000)
+            .expect("clicks")
+            .into_iter()
+            .map(|c| c.click_id.expect("human"))
+            .collect()
+    }
+
+    /// The click IDs of recorded human clicks, as text, in order.
+    fn recorded_ids(events: &[ClickEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e.click_id.expect("human").to_string())
+            .collect()
+    }
+
     fn segment_files(dir: &Path) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -1552,16 +1570,8 @@ mod tests {
             (500, 500, 0)
         );
         assert!(segment_files(&journal).is_empty(), "replayed segments go");
-        let stored: HashSet<String> = store
-            .clicks(1000)
-            .expect("clicks")
-            .into_iter()
-            .map(|c| c.click_id.expect("human"))
-            .collect();
-        let want: HashSet<String> = recorded
-            .iter()
-            .map(|e| e.click_id.expect("human").to_string())
-            .collect();
+        let stored: HashSet<String> = stored_ids(&store).into_iter().collect();
+        let want: HashSet<String> = recorded_ids(&recorded).into_iter().collect();
         assert_eq!(stored, want);
 
         // A crash in the middle of a replay leaves segments whose clicks
@@ -1645,17 +1655,11 @@ mod tests {
         assert!(segment_files(&journal).len() >= 3);
 
         w.pass();
-        let stored: Vec<String> = store
-            .clicks(1000)
-            .expect("clicks")
-            .into_iter()
-            .map(|c| c.click_id.expect("human"))
-            .collect();
-        let want: Vec<String> = recorded
-            .iter()
-            .map(|e| e.click_id.expect("human").to_string())
-            .collect();
-        assert_eq!(stored, want, "every click, once each, in order");
+        assert_eq!(
+            stored_ids(&store),
+            recorded_ids(&recorded),
+            "every click, once each, in order"
+        );
         assert_eq!(store.link_stats(link_id).expect("stats").total.clicks, 300);
         assert_eq!(counter(&handle, WRITTEN), 300);
         assert!(
