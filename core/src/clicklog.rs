@@ -426,8 +426,10 @@ impl ClickLog {
     }
 
     /// Journals a click (one with a click ID) and buffers the event in the
-    /// calling thread's shard without waiting; false (and counted) if that
-    /// shard is full, the log has shut down, or the journal has no room.
+    /// calling thread's shard without waiting; if that shard is full, a
+    /// journaled click stays in its segment only (counted as overflowed).
+    /// False (and counted as dropped) if the log has shut down, the journal
+    /// has no room, or the shard is full and the event is not journaled.
     pub fn record(&self, event: ClickEvent) -> bool {
         {
             let shared = &*self.shared;
